@@ -1,0 +1,25 @@
+"""Prometheus metrics of the alert worker."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from safewatch.contract import Severity
+
+
+class AlertMetrics:
+    """The alert worker's metrics in one registry (a private one in tests)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.evaluated = Counter("safewatch_alerts_readings_evaluated_total", "Readings evaluated against rules",
+                                 registry=registry)
+        self.raised = Counter("safewatch_alerts_raised_total", "Alert raises (new or re-triggered)",
+                              ["severity"], registry=registry)
+        self.cleared = Counter("safewatch_alerts_cleared_total", "Alert conditions returned to normal",
+                               registry=registry)
+        self.latency = Histogram("safewatch_alerts_raise_latency_seconds",
+                                 "Reading timestamp (≈ publish) to alert committed", ["severity"],
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=registry)
+        for sev in Severity:
+            self.raised.labels(severity=str(sev))
+            self.latency.labels(severity=str(sev))

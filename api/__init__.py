@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): registry, telemetry, alert workflow, auth, metrics and the dashboard."""

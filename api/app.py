@@ -1,0 +1,69 @@
+"""The FastAPI application: `create_app(settings)` wires the domains, auth, metrics and dashboard."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import REGISTRY, CollectorRegistry, Info, generate_latest
+from psycopg_pool import ConnectionPool
+
+import safewatch
+from api import errors
+from api.alerts.routes import router as alerts_router
+from api.auth.routes import router as auth_router
+from api.dashboard.routes import router as dashboard_router
+from api.divisions.routes import router as divisions_router
+from api.equipment.routes import router as equipment_router
+from api.metrics import BodyLimit, RequestMetrics
+from safewatch.db import open_pool
+from safewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
+               pool: ConnectionPool | None = None) -> FastAPI:
+    """Build the app; it opens its own pool at start-up unless one is given (tests share theirs)."""
+    secret = settings.api.jwt_secret.get_secret_value() if settings.api.jwt_secret else None
+    if secret is None:
+        log.warning("no SAFEWATCH_API__JWT_SECRET set: tokens will not survive a restart of this process")
+        secret = secrets.token_urlsafe(32)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = pool is None
+        app.state.pool = pool or open_pool(settings.db.url, min_size=settings.db.pool_min,
+                                           max_size=settings.db.pool_max)
+        try:
+            yield
+        finally:
+            if own:
+                app.state.pool.close()
+
+    app = FastAPI(title="SafeWatch", version=safewatch.__version__, lifespan=lifespan,
+                  description="Special-equipment (特种设备) safety monitoring: registry, telemetry, alerts.")
+    app.state.settings = settings
+    app.state.jwt_secret = secret
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RequestMetrics, registry=registry)
+    Info("safewatch_build", "SafeWatch build", registry=registry).info({"version": safewatch.__version__})
+    for router in (auth_router, divisions_router, equipment_router, alerts_router, dashboard_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        with app.state.pool.connection() as conn:
+            conn.execute("SELECT 1")
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry).decode(), media_type="text/plain; version=0.0.4")
+
+    return app

@@ -1,0 +1,1 @@
+"""Ingest workers: MQTT (QoS 1, manual ack) → decode and validate once → batched COPY into PostgreSQL."""

@@ -1,0 +1,36 @@
+"""The ingest's view of the registry: equipment code → (id, gateway, category), refreshed on a miss."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import psycopg
+
+from ingest.batching import Bound
+
+SELECT_BOUND_EQUIPMENT = """
+SELECT code, id, gateway_id, category FROM equipment WHERE code = ANY(%s) AND status <> 'cancelled'
+"""
+
+
+class RegistryCache(dict[str, Bound]):
+    """A dict of bound equipment; unknown codes are looked up at most once per ``negative_ttl_s``."""
+
+    def __init__(self, negative_ttl_s: float = 30.0) -> None:
+        super().__init__()
+        self._missing: dict[str, float] = {}
+        self._negative_ttl_s = negative_ttl_s
+
+    def refresh(self, conn: psycopg.Connection, codes: Iterable[str]) -> None:
+        """Look up the codes not cached (nor recently found missing)."""
+        now = time.monotonic()
+        wanted = [c for c in codes if c not in self and self._missing.get(c, 0.0) <= now]
+        if not wanted:
+            return
+        rows = conn.execute(SELECT_BOUND_EQUIPMENT, (wanted,)).fetchall()
+        conn.commit()
+        for code, eq_id, gateway_id, category in rows:
+            self[code] = Bound(eq_id, gateway_id, category)
+        for code in set(wanted) - {r[0] for r in rows}:
+            self._missing[code] = now + self._negative_ttl_s

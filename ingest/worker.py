@@ -1,0 +1,127 @@
+"""The ingest worker: the loop that receives, assembles, writes, commits and only then acks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import psycopg
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+from ingest.batching import RawMessage, assemble, codes_in
+from ingest.metrics import IngestMetrics
+from ingest.registry_cache import RegistryCache
+from ingest.writer import ensure_partitions, prepare, write_batch
+from safewatch.contract import Limits, device_filter, shared_filter
+from safewatch.db import connect
+from safewatch.mqtt import Delivery, Subscriber
+from safewatch.retry import backoff
+from safewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PARTITION_CHECK_S = 3600.0
+
+
+class DatabaseLink:
+    """One connection that reconnects with back-off, interruptibly, and never gives up while running."""
+
+    def __init__(self, url: str, stop: threading.Event, metrics: IngestMetrics) -> None:
+        self._url, self._stop, self._metrics = url, stop, metrics
+        self.conn: psycopg.Connection | None = None
+        self._down_since: float | None = None
+
+    def run(self, action: str, fn):  # type: ignore[no-untyped-def]
+        """Run ``fn(conn)`` until it succeeds; None if stopped first."""
+        delays = backoff()
+        while not self._stop.is_set():
+            try:
+                if self.conn is None or self.conn.closed:
+                    self.conn = connect(self._url)
+                    prepare(self.conn)
+                result = fn(self.conn)
+            except psycopg.OperationalError as exc:
+                self._metrics.db_retries.inc()
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.error("database unavailable; holding acks and retrying with back-off",
+                              extra={"action": action, "error": str(exc).strip()[:200]})
+                if self.conn is not None:
+                    self.conn.close()
+                    self.conn = None
+                self._stop.wait(next(delays))
+                continue
+            if self._down_since is not None:
+                log.info("database recovered", extra={"down_s": round(time.monotonic() - self._down_since, 1)})
+                self._down_since = None
+            return result
+        return None
+
+
+def run(settings: Settings, *, stop: threading.Event | None = None,
+        registry: CollectorRegistry = REGISTRY) -> None:
+    """Run an ingest worker until ``stop`` is set (SIGTERM/SIGINT in the CLI)."""
+    stop = stop or threading.Event()
+    cfg = settings.ingest
+    metrics = IngestMetrics(registry)
+    if cfg.metrics_port and registry is REGISTRY:
+        start_http_server(cfg.metrics_port, addr=settings.api.host)
+    topic_filter = device_filter()
+    if settings.mqtt.shared_subscriptions and settings.mqtt.protocol5:
+        topic_filter = shared_filter(cfg.share_group, topic_filter)
+    db = DatabaseLink(settings.db.url, stop, metrics)
+    cache = RegistryCache()
+    db.run("partitions", ensure_partitions)
+    last_partition_check = time.monotonic()
+    subscriber = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=[topic_filter],
+                            max_inflight=cfg.max_inflight, protocol5=settings.mqtt.protocol5)
+    with subscriber:
+        log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter})
+        while not stop.is_set():
+            deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000)
+            metrics.unacked.set(subscriber.queued() + len(deliveries))
+            if time.monotonic() - last_partition_check > PARTITION_CHECK_S:
+                db.run("partitions", ensure_partitions)
+                last_partition_check = time.monotonic()
+            if not deliveries:
+                continue
+            if not _process(deliveries, settings, db, cache, metrics):
+                break  # stopped during a database outage: nothing acked, the broker redelivers
+            subscriber.ack(deliveries)
+        log.info("ingest worker stopped", extra={"worker": cfg.worker_id})
+    if db.conn is not None:
+        db.conn.close()
+
+
+def _process(deliveries: list[Delivery], settings: Settings, db: DatabaseLink, cache: RegistryCache,
+             metrics: IngestMetrics) -> bool:
+    raws = [RawMessage(d.topic, d.payload) for d in deliveries]
+    codes = codes_in(raws)
+    if db.run("registry", lambda conn: cache.refresh(conn, codes)) is None and db.conn is None:
+        return False
+    cfg = settings.ingest
+    now_ms = int(time.time() * 1000)
+    batch = assemble(raws, cache, Limits(now_ms, cfg.max_future_s * 1000, cfg.max_past_s * 1000,
+                                         cfg.max_payload_bytes))
+    started = time.perf_counter()
+    stored = db.run("write", lambda conn: write_batch(conn, batch))
+    if stored is None:
+        return False
+    committed = time.time()
+    metrics.commit_seconds.observe(time.perf_counter() - started)
+    metrics.last_commit.set(committed)
+    for kind, n in batch.received.items():
+        metrics.received.labels(kind=str(kind)).inc(n)
+    for dl in batch.dead_letters:
+        metrics.rejected.labels(reason=dl.reason).inc()
+    if batch.dead_letters:
+        log.warning("dead-lettered", extra={"count": len(batch.dead_letters), "first_reason": batch.dead_letters[0].reason,
+                                            "gateway_id": batch.dead_letters[0].gateway_id})
+    metrics.readings_received.inc(len(batch.readings))
+    metrics.readings_written.inc(stored)
+    if batch.readings:
+        metrics.batch_readings.observe(len(batch.readings))
+        newest = max(r.ts_ms for r in batch.readings)
+        metrics.lag_seconds.observe(max(0.0, committed - newest / 1000))
+    return True

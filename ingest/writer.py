@@ -1,0 +1,79 @@
+"""Write one assembled batch in one transaction: readings by binary COPY, idempotently."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import psycopg
+
+from ingest.batching import Batch
+
+# COPY cannot skip duplicates, so rows go through a per-connection staging table and then into
+# readings with ON CONFLICT DO NOTHING: a redelivered message inserts nothing twice.
+CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_readings (
+    equipment_id integer, metric_id smallint, ts_ms bigint, value double precision
+) ON COMMIT DELETE ROWS
+"""
+COPY_STAGING = "COPY staging_readings (equipment_id, metric_id, ts_ms, value) FROM STDIN (FORMAT BINARY)"
+INSERT_READINGS_FROM_STAGING = """
+INSERT INTO readings (time, equipment_id, metric_id, value)
+SELECT timestamptz 'epoch' + ts_ms * interval '1 millisecond', equipment_id, metric_id, value
+FROM staging_readings
+ON CONFLICT DO NOTHING
+"""
+INSERT_EVENT = """
+INSERT INTO events (time, equipment_id, type, active, gateway_id, details)
+VALUES (timestamptz 'epoch' + %s * interval '1 millisecond', %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+UPSERT_GATEWAY_STATUS = """
+INSERT INTO gateway_status (gateway_id, state, since)
+VALUES (%s, %s, timestamptz 'epoch' + %s * interval '1 millisecond')
+ON CONFLICT (gateway_id) DO UPDATE SET state = EXCLUDED.state, since = EXCLUDED.since, updated_at = now()
+WHERE gateway_status.since <= EXCLUDED.since
+"""
+INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (topic, gateway_id, equipment_code, reason, detail, payload)
+VALUES (%s, %s, %s, %s, %s, %s)
+"""
+ENSURE_PARTITIONS = "SELECT safewatch_ensure_partitions(%s::date, %s::date)"
+
+
+def prepare(conn: psycopg.Connection) -> None:
+    """Per-connection set-up; call once after connecting."""
+    conn.execute(CREATE_STAGING)
+    conn.commit()
+
+
+def write_batch(conn: psycopg.Connection, batch: Batch) -> int:
+    """Write everything in ``batch`` and commit; return the number of readings newly stored."""
+    stored = 0
+    with conn.transaction(), conn.cursor() as cur:
+        if batch.readings:
+            with cur.copy(COPY_STAGING) as copy:
+                copy.set_types(["int4", "int2", "int8", "float8"])
+                for row in batch.readings:
+                    copy.write_row(row)
+            cur.execute(INSERT_READINGS_FROM_STAGING)
+            stored = cur.rowcount
+        if batch.events:
+            cur.executemany(INSERT_EVENT, [(e.ts_ms, e.equipment_id, e.type, e.active, e.gateway_id,
+                                            orjson.dumps(e.details).decode()) for e in batch.events])
+        if batch.statuses:
+            cur.executemany(UPSERT_GATEWAY_STATUS, [(s.gateway_id, s.state, s.ts_ms) for s in batch.statuses])
+        if batch.dead_letters:
+            cur.executemany(INSERT_DEAD_LETTER, [(d.topic, d.gateway_id, d.equipment_code, d.reason, d.detail,
+                                                  d.payload) for d in batch.dead_letters])
+    return stored
+
+
+def ensure_partitions(conn: psycopg.Connection, now: datetime | None = None, days_ahead: int = 7) -> int:
+    """Create the daily reading partitions around ``now`` (a no-op on TimescaleDB)."""
+    now = now or datetime.now(UTC)
+    from_day = now.date().fromordinal(now.date().toordinal() - 1)
+    to_day = now.date().fromordinal(now.date().toordinal() + days_ahead)
+    with conn.transaction():
+        row = conn.execute(ENSURE_PARTITIONS, (from_day, to_day)).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,187 @@
+"""The `safewatch` command: one entry point, a subcommand per process or chore.
+
+Only this module builds `Settings()`; everything else receives it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from safewatch import logs
+from safewatch.settings import Settings
+
+
+def _settings(process: str) -> Settings:
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_json, process=process)
+    return settings
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT set the event: workers finish the batch in hand, ack it, and exit."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@click.group()
+@click.version_option(package_name="safewatch")
+def main() -> None:
+    """SafeWatch: special-equipment IoT safety monitoring."""
+
+
+@main.command()
+@click.option("--storage", type=click.Choice(["plain", "timescale"]), default=None,
+              help="Force the storage of a new database (default: TimescaleDB when available).")
+def migrate(storage: str | None) -> None:
+    """Create or update the database schema (idempotent) and load the shipped divisions."""
+    import psycopg
+
+    from safewatch.db import ensure_database
+    from safewatch.registry.divisions import load_divisions
+    from safewatch.schema.migrate import migrate as run_migrations
+
+    settings = _settings("migrate")
+    ensure_database(settings.db.url)
+    chosen = run_migrations(settings.db.url, storage=storage)
+    with psycopg.connect(settings.db.url) as conn:
+        count = load_divisions(conn)
+    click.echo(f"migrated ({chosen} storage); {count} divisions loaded")
+
+
+@main.command("load-divisions")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+def load_divisions_cmd(csv_path: Path | None) -> None:
+    """Load divisions (code,name,name_en,parent_code,level) from CSV_PATH or the shipped Inner Mongolia file."""
+    import psycopg
+
+    from safewatch.registry.divisions import load_divisions
+
+    settings = _settings("load-divisions")
+    with psycopg.connect(settings.db.url) as conn:
+        click.echo(f"{load_divisions(conn, csv_path)} divisions loaded")
+
+
+@main.command("seed-demo")
+@click.option("--equipment", default=1200, show_default=True, help="How many equipment to generate.")
+@click.option("--seed", default=1, show_default=True)
+def seed_demo(equipment: int, seed: int) -> None:
+    """Generate a demo registry spread over every banner (idempotent)."""
+    import psycopg
+
+    from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
+    from safewatch.registry.seed import demo_registry, insert_registry
+
+    settings = _settings("seed-demo")
+    with psycopg.connect(settings.db.url) as conn:
+        total = insert_registry(conn, demo_registry(parse_divisions(shipped_divisions_text()), equipment, seed=seed))
+    click.echo(f"{total} equipment in the registry")
+
+
+@main.command("create-user")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(["region_inspector", "league_inspector", "banner_inspector",
+                                                          "emergency_responder", "registry_clerk", "administrator"]))
+@click.option("--division", required=True, help="6-digit division code the person's jurisdiction covers.")
+@click.password_option()
+def create_user(username: str, role: str, division: str, password: str) -> None:
+    """Create or update a person who logs in to the API and dashboard."""
+    import psycopg
+
+    from api.auth.users import upsert_user
+
+    settings = _settings("create-user")
+    with psycopg.connect(settings.db.url) as conn:
+        upsert_user(conn, username, password, role, division)
+    click.echo(f"user {username} ({role}, {division}) saved")
+
+
+@main.command()
+def ingest() -> None:
+    """Run an ingest worker (MQTT → PostgreSQL)."""
+    from ingest.worker import run
+
+    run(_settings("ingest"), stop=_stop_on_signals())
+
+
+@main.command()
+@click.option("--leagues", default="", help="Comma-separated league codes this worker owns (default: all).")
+def alerts(leagues: str) -> None:
+    """Run an alert worker."""
+    from alerts.worker import run
+
+    settings = _settings("alerts")
+    if leagues:
+        settings.alerts.leagues = [c.strip() for c in leagues.split(",") if c.strip()]
+    run(settings, stop=_stop_on_signals())
+
+
+@main.command()
+def api() -> None:
+    """Run the HTTP API and dashboard."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings("api")
+    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None,
+                access_log=False)
+
+
+@main.command()
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between two readings of one equipment.")
+@click.option("--fault-rate", default=0.0, show_default=True, help="Random faults per equipment-hour.")
+@click.option("--limit", default=1_000_000, show_default=True, help="Simulate at most this many equipment.")
+@click.option("--gateway-prefix", default=None, help="Only gateways whose id starts with this.")
+@click.option("--duration", default=None, type=float, help="Stop after this many seconds.")
+@click.option("--fault", "faults", multiple=True, metavar="CODE:KIND:START_S:DURATION_S",
+              help="Inject a fault, e.g. 110015...:overpressure:10:30 (repeatable).")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--ground-truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the injected faults (JSON lines) here.")
+def simulate(interval: float, fault_rate: float, limit: int, gateway_prefix: str | None, duration: float | None,
+             faults: tuple[str, ...], seed: int, ground_truth: Path | None) -> None:
+    """Run a simulated fleet of the registry's equipment, publishing over MQTT."""
+    import psycopg
+
+    from simulators.faults import Fault
+    from simulators.fleet import load_fleet, run
+
+    settings = _settings("simulate")
+    with psycopg.connect(settings.db.url) as conn:
+        fleet = load_fleet(conn, limit=limit, gateway_prefix=gateway_prefix)
+    if not fleet:
+        raise click.ClickException("no equipment bound to gateways in the registry; run `safewatch seed-demo`")
+    now_ms = int(time.time() * 1000)
+    planned = []
+    for spec in faults:
+        try:
+            code, kind, start_s, length_s = spec.split(":")
+            planned.append(Fault(code, kind, now_ms + int(float(start_s) * 1000),
+                                 now_ms + int((float(start_s) + float(length_s)) * 1000)))
+        except ValueError:
+            raise click.BadParameter(f"{spec!r} is not CODE:KIND:START_S:DURATION_S", param_hint="--fault") from None
+    result = run(settings, equipment=fleet, interval_s=interval, faults=planned, fault_rate_per_hour=fault_rate,
+                 seed=seed, duration_s=duration, stop=_stop_on_signals(), ground_truth=ground_truth)
+    click.echo(f"published {result['published']} messages; {result['faults']} faults injected")
+
+
+@main.command()
+@click.option("--equipment", default=1200, show_default=True, help="Demo registry size (first run only).")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between readings of one equipment.")
+@click.option("--fault-rate", default=0.5, show_default=True, help="Random faults per equipment-hour.")
+def demo(equipment: int, interval: float, fault_rate: float) -> None:
+    """Run the whole system (database, broker, ingest, alerts, API, dashboard, fleet) until Ctrl-C."""
+    from safewatch.demo import run
+
+    run(_settings("demo"), equipment=equipment, interval_s=interval, fault_rate=fault_rate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Payloads on the device topics, and their pure decoders and encoders.
+
+Telemetry (``…/telemetry``), one message carrying readings of many equipment::
+
+    {"ts": 1764057600000,
+     "readings": [{"equipment": "110011502202400001", "ts": "2026-11-25T08:00:00Z",
+                   "values": {"drum_pressure": 1.02, "drum_level": -12}}]}
+
+Event (``…/event``)::
+
+    {"equipment": "311011502202400007", "ts": 1764057600000, "type": "passenger_trapped",
+     "active": true, "details": {"floor": 7}}
+
+Status (``…/status``, retained; the last will publishes ``{"state": "offline"}``)::
+
+    {"state": "online", "ts": 1764057600000}
+
+Timestamps are epoch milliseconds or RFC 3339 strings with an offset. Unknown fields are kept
+(``extra``); unknown metrics, out-of-range values and bad timestamps reject only the entry they
+are in, and the rest of the message is used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import orjson
+
+from safewatch.contract.catalogue import EVENTS_BY_TYPE, METRICS_BY_KEY
+from safewatch.contract.errors import (
+    BadTimestamp,
+    ContractError,
+    MalformedPayload,
+    PayloadTooLarge,
+    UnknownEventType,
+    UnknownMetric,
+    ValueOutOfRange,
+)
+
+#: Default bound on one payload; brokers and gateways should be configured to match.
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the decoder accepts, relative to ``now_ms`` (all epoch milliseconds)."""
+
+    now_ms: int
+    max_future_ms: int = 5 * 60_000
+    max_past_ms: int = 7 * 24 * 3_600_000
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+
+
+class Reading(NamedTuple):
+    """One metric value of one equipment at one instant (epoch ms)."""
+
+    equipment: str
+    metric: str
+    ts_ms: int
+    value: float
+
+
+class Rejected(NamedTuple):
+    """One entry of a message that broke the contract; the rest of the message is kept."""
+
+    reason: str
+    detail: str
+    equipment: str | None
+    entry: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryMessage:
+    """One decoded telemetry message."""
+
+    readings: tuple[Reading, ...]
+    rejected: tuple[Rejected, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A discrete event of one equipment (``active`` false when the device reports it cleared)."""
+
+    equipment: str
+    type: str
+    ts_ms: int
+    active: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class GatewayState(StrEnum):
+    """A gateway's connection state."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    """A gateway's retained status (``ts_ms`` None when the last will carried no time)."""
+
+    state: GatewayState
+    ts_ms: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_TELEMETRY_FIELDS = frozenset({"ts", "readings"})
+_ENTRY_FIELDS = frozenset({"equipment", "ts", "values"})
+_EVENT_FIELDS = frozenset({"equipment", "ts", "type", "active", "details"})
+
+
+def _load(payload: bytes, limits: Limits) -> dict[str, Any]:
+    if len(payload) > limits.max_payload_bytes:
+        raise PayloadTooLarge(f"payload of {len(payload)} bytes is over the {limits.max_payload_bytes}-byte limit")
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedPayload(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedPayload(f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def parse_timestamp(value: Any, limits: Limits) -> int:
+    """Epoch ms from an epoch-ms number or an RFC 3339 string, inside the accepted window."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadTimestamp(f"timestamp {value!r} is neither epoch milliseconds nor an RFC 3339 string")
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise BadTimestamp(f"timestamp {value!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise BadTimestamp(f"timestamp {value!r} has no UTC offset; add 'Z' or '+08:00'")
+        ts_ms = int(parsed.timestamp() * 1000)
+    else:
+        if not math.isfinite(value):
+            raise BadTimestamp(f"timestamp {value!r} is not finite")
+        ts_ms = int(value)
+    if ts_ms > limits.now_ms + limits.max_future_ms:
+        raise BadTimestamp(f"timestamp {value!r} is more than {limits.max_future_ms // 1000} s in the future; "
+                           "check the gateway's clock (NTP)")
+    if ts_ms < limits.now_ms - limits.max_past_ms:
+        hint = " (it looks like seconds: send milliseconds)" if 0 < ts_ms < 10**11 else ""
+        raise BadTimestamp(f"timestamp {value!r} is older than {limits.max_past_ms // 3_600_000} h{hint}")
+    return ts_ms
+
+
+def _number(metric: str, value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if not isinstance(value, int | float):
+        raise MalformedPayload(f"value of {metric!r} is {type(value).__name__}; expected a number or boolean")
+    number = float(value)
+    spec = METRICS_BY_KEY[metric]
+    if not (spec.lo <= number <= spec.hi):  # also catches NaN
+        raise ValueOutOfRange(f"{metric}={value!r} {spec.unit} is outside the physical range "
+                              f"[{spec.lo:g}, {spec.hi:g}]")
+    return number
+
+
+def _equipment_code(value: Any) -> str:
+    if not isinstance(value, str) or not (4 <= len(value) <= 32) or not value.isascii() or not value.isalnum():
+        raise MalformedPayload(f"equipment {value!r} is not an equipment code (4-32 ASCII letters and digits)")
+    return value
+
+
+def decode_telemetry(payload: bytes, limits: Limits) -> TelemetryMessage:
+    """Decode a telemetry payload; raise `ContractError` only when nothing of it is usable."""
+    doc = _load(payload, limits)
+    entries = doc.get("readings")
+    if not isinstance(entries, list) or not entries:
+        raise MalformedPayload("'readings' must be a non-empty list of {equipment, ts, values}")
+    default_ts = doc.get("ts")
+    readings: list[Reading] = []
+    rejected: list[Rejected] = []
+    for entry in entries:
+        code = entry.get("equipment") if isinstance(entry, dict) else None
+        try:
+            if not isinstance(entry, dict):
+                raise MalformedPayload(f"reading entry is {type(entry).__name__}; expected an object")
+            code = _equipment_code(code)
+            ts_value = entry.get("ts", default_ts)
+            if ts_value is None:
+                raise BadTimestamp("no 'ts' on the entry nor on the message")
+            ts_ms = parse_timestamp(ts_value, limits)
+            values = entry.get("values")
+            if not isinstance(values, dict) or not values:
+                raise MalformedPayload("'values' must be a non-empty object of metric → number")
+        except ContractError as exc:
+            rejected.append(Rejected(exc.reason, exc.detail, code if isinstance(code, str) else None, entry))
+            continue
+        for metric, raw in values.items():
+            if metric not in METRICS_BY_KEY:
+                rejected.append(Rejected(UnknownMetric.reason, f"unknown metric {metric!r}; see the catalogue in "
+                                         "docs/mqtt-contract.md", code, {"equipment": code, "ts": ts_value,
+                                                                          "values": {metric: raw}}))
+                continue
+            try:
+                readings.append(Reading(code, metric, ts_ms, _number(metric, raw)))
+            except ContractError as exc:
+                rejected.append(Rejected(exc.reason, exc.detail, code,
+                                         {"equipment": code, "ts": ts_value, "values": {metric: raw}}))
+    extra = {k: v for k, v in doc.items() if k not in _TELEMETRY_FIELDS}
+    return TelemetryMessage(tuple(readings), tuple(rejected), extra)
+
+
+def equipment_codes(payload: bytes) -> set[str]:
+    """The equipment codes a telemetry or event payload names (a cheap pre-scan; never raises)."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return set()
+    if not isinstance(doc, dict):
+        return set()
+    codes = {doc["equipment"]} if isinstance(doc.get("equipment"), str) else set()
+    entries = doc.get("readings")
+    if isinstance(entries, list):
+        codes.update(e["equipment"] for e in entries if isinstance(e, dict) and isinstance(e.get("equipment"), str))
+    return codes
+
+
+def decode_event(payload: bytes, limits: Limits) -> Event:
+    """Decode an event payload or raise `ContractError`."""
+    doc = _load(payload, limits)
+    code = _equipment_code(doc.get("equipment"))
+    event_type = doc.get("type")
+    if not isinstance(event_type, str) or event_type not in EVENTS_BY_TYPE:
+        raise UnknownEventType(f"event type {event_type!r} is not in the catalogue; see docs/mqtt-contract.md")
+    if "ts" not in doc:
+        raise BadTimestamp("event has no 'ts'")
+    active = doc.get("active", True)
+    details = doc.get("details", {})
+    if not isinstance(active, bool) or not isinstance(details, dict):
+        raise MalformedPayload("'active' must be a boolean and 'details' an object")
+    extra = {k: v for k, v in doc.items() if k not in _EVENT_FIELDS}
+    return Event(code, event_type, parse_timestamp(doc["ts"], limits), active, details, extra)
+
+
+def decode_status(payload: bytes, limits: Limits) -> GatewayStatus:
+    """Decode a gateway status payload or raise `ContractError`."""
+    doc = _load(payload, limits)
+    try:
+        state = GatewayState(doc.get("state"))
+    except ValueError:
+        raise MalformedPayload(f"status 'state' must be 'online' or 'offline', got {doc.get('state')!r}") from None
+    ts = doc.get("ts")
+    ts_ms = parse_timestamp(ts, limits) if ts is not None else None
+    return GatewayStatus(state, ts_ms, {k: v for k, v in doc.items() if k not in ("state", "ts")})
+
+
+def encode_telemetry(readings: dict[str, dict[str, float]], ts_ms: int) -> bytes:
+    """A telemetry payload: equipment code → {metric: value}, all at ``ts_ms``."""
+    return orjson.dumps({"ts": ts_ms, "readings": [{"equipment": code, "values": values}
+                                                    for code, values in readings.items()]})
+
+
+def encode_event(event: Event) -> bytes:
+    """An event payload."""
+    return orjson.dumps({"equipment": event.equipment, "ts": event.ts_ms, "type": event.type,
+                         "active": event.active, "details": event.details, **event.extra})
+
+
+def encode_status(state: GatewayState | str, ts_ms: int | None = None) -> bytes:
+    """A status payload; the last will uses ``encode_status("offline")`` with no time."""
+    doc: dict[str, Any] = {"state": str(state)}
+    if ts_ms is not None:
+        doc["ts"] = ts_ms
+    return orjson.dumps(doc)

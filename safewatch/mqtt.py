@@ -1,0 +1,180 @@
+"""MQTT client shell shared by ingest and alerts (paho-mqtt 2.x): subscribe with manual acks.
+
+Why paho: it is the measured-fastest client here that exposes manual acknowledgement
+(``manual_ack=True`` + ``Client.ack``), which "ack only after commit" needs (see docs/decisions.md).
+
+Flow control is MQTT's own: with v5 we announce ``Receive Maximum`` = ``max_inflight``, so the
+broker never has more than that many unacknowledged messages out to us; the queue between the
+network thread and the writer is bounded by the same number (for 3.1.1 brokers that ignore it,
+the blocking put is the back-pressure). Memory is therefore bounded by max_inflight × payload size.
+
+Every delivered message carries the connection *generation* it arrived on. After a reconnect the
+broker redelivers everything unacknowledged, so acks for an older generation are not sent:
+the redelivered copy is acked instead, and idempotent writes absorb the repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from safewatch.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as received, not yet acknowledged."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_at: float  # time.time() at receipt
+
+
+class Subscriber:
+    """A persistent-session, manual-ack subscriber feeding a bounded queue.
+
+    Use as a context manager; read with `get_batch`, then `ack` what was committed.
+    """
+
+    def __init__(self, settings: MqttSettings, *, client_id: str, topic_filters: Iterable[str],
+                 max_inflight: int, protocol5: bool = True) -> None:
+        self._settings = settings
+        self._filters = list(topic_filters)
+        self._queue: queue.Queue[Delivery] = queue.Queue(maxsize=max_inflight)
+        self._generation = 0
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self._down_since: float | None = None
+        self._protocol5 = protocol5
+        self._max_inflight = max_inflight
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if protocol5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if protocol5 else False,
+            manual_ack=True,
+        )
+        user, password = settings.credentials
+        if user:
+            self._client.username_pw_set(user, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.max_inflight_messages_set(max(20, min(max_inflight, 65535)))
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Subscriber:
+        props = None
+        if self._protocol5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._settings.session_expiry_s
+            props.ReceiveMaximum = max(1, min(self._max_inflight, 65535))
+        self._client.connect_async(self._settings.host, self._settings.port, self._settings.keepalive_s,
+                                   clean_start=False, properties=props)
+        self._client.loop_start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+    def _on_connect(self, client: paho.Client, _userdata: object, _flags: object, reason: object,
+                    _props: object = None) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused the connection", extra={"reason": str(reason)})
+            return
+        with self._lock:
+            self._generation += 1
+        for topic_filter in self._filters:
+            client.subscribe(topic_filter, qos=1)
+        if self._down_since is not None:
+            log.info("broker reconnected", extra={"down_s": round(time.monotonic() - self._down_since, 1)})
+            self._down_since = None
+        else:
+            log.info("broker connected", extra={"filters": self._filters})
+        self.connected.set()
+
+    def _on_disconnect(self, _client: paho.Client, _userdata: object, _flags: object, reason: object,
+                       _props: object = None) -> None:
+        self.connected.clear()
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.error("broker connection lost; reconnecting with back-off", extra={"reason": str(reason)})
+
+    def _on_message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
+        # Blocks when the queue is full: the back-pressure point for brokers that ignore Receive Maximum.
+        self._queue.put(Delivery(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, time.time()))
+
+    # -- consumer side -----------------------------------------------------------------------
+    def get_batch(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
+        """Up to ``max_messages``, waiting at most ``max_wait_s`` for the first and then for the rest."""
+        try:
+            first = self._queue.get(timeout=max_wait_s)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + max_wait_s
+        while len(batch) < max_messages:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
+        return batch
+
+    def ack(self, deliveries: Iterable[Delivery]) -> int:
+        """Acknowledge committed deliveries of the current connection; return how many were acked."""
+        with self._lock:
+            generation = self._generation
+        acked = 0
+        for d in deliveries:
+            if d.qos > 0 and d.generation == generation:
+                self._client.ack(d.mid, d.qos)
+                acked += 1
+        return acked
+
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+
+def connect_publisher(settings: MqttSettings, *, client_id: str, protocol5: bool = True,
+                      will: tuple[str, bytes] | None = None, clean: bool = True) -> paho.Client:
+    """A started publisher client (network loop running); ``will`` is (topic, payload), retained."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=MQTTProtocolVersion.MQTTv5 if protocol5 else MQTTProtocolVersion.MQTTv311,
+                         clean_session=None if protocol5 else clean)
+    user, password = settings.credentials
+    if user:
+        client.username_pw_set(user, password)
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.connect(settings.host, settings.port, settings.keepalive_s)
+    client.loop_start()
+    return client

@@ -1,0 +1,1 @@
+"""The registry model shared by the API, the CLI, ingest and alerts: divisions, codes, seeding."""

@@ -1,0 +1,107 @@
+"""Apply the schema's migrations, idempotently, choosing TimescaleDB or plain storage once.
+
+A short runner of our own rather than yoyo/alembic: the one thing ours needs that they lack is
+choosing a migration variant per database from a capability detected at migration time.
+Migrations are append-only; each runs in its own transaction under an advisory lock, so two
+processes migrating at once apply each step exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+from safewatch.contract import METRICS
+
+log = logging.getLogger(__name__)
+
+_LOCK_KEY = 0x5AFE_3A7C  # pg_advisory_lock key for migrations
+_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+?)(?:\.(timescale|plain))?\.sql$")
+
+CREATE_BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    variant    text,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS safewatch_meta (key text PRIMARY KEY, value text NOT NULL);
+"""
+SELECT_APPLIED = "SELECT version FROM schema_migrations"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, variant) VALUES (%s, %s, %s)"
+RECORD_STORAGE = "INSERT INTO safewatch_meta (key, value) VALUES ('storage', %s) ON CONFLICT (key) DO NOTHING"
+SELECT_STORAGE = "SELECT value FROM safewatch_meta WHERE key = 'storage'"
+TIMESCALE_AVAILABLE = "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+UPSERT_METRIC = """
+INSERT INTO metrics (id, key, unit, category) VALUES (%s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, unit = EXCLUDED.unit, category = EXCLUDED.category
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    variant: str | None
+    sql: str
+
+
+def available_migrations() -> list[Migration]:
+    """Every migration file shipped in this package, in order."""
+    found = []
+    for entry in resources.files("safewatch.schema").iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], match[3], entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: (m.version, m.variant or ""))
+
+
+def _detect_storage(conn: psycopg.Connection) -> str:
+    """'timescale' when the extension can be created here, else 'plain'."""
+    if conn.execute(TIMESCALE_AVAILABLE).fetchone() is None:
+        return "plain"
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:  # e.g. installed but not in shared_preload_libraries
+        log.warning("TimescaleDB is installed but cannot be created; using plain PostgreSQL",
+                    extra={"error": str(exc).strip()})
+        return "plain"
+    return "timescale"
+
+
+def migrate(url: str, *, storage: str | None = None) -> str:
+    """Bring the database at ``url`` up to date; return the storage in use.
+
+    ``storage`` forces 'plain' or 'timescale' on a new database (tests run both); by default it is
+    detected. A database keeps the storage it was first migrated with.
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            conn.execute(CREATE_BOOKKEEPING)
+            row = conn.execute(SELECT_STORAGE).fetchone()
+            storage = row[0] if row else (storage or _detect_storage(conn))
+            if storage == "timescale":
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            conn.execute(RECORD_STORAGE, (storage,))
+            applied = {r[0] for r in conn.execute(SELECT_APPLIED)}
+            for migration in available_migrations():
+                if migration.version in applied or migration.variant not in (None, storage):
+                    continue
+                with conn.transaction():
+                    conn.execute(migration.sql)
+                    conn.execute(RECORD_MIGRATION, (migration.version, migration.name, migration.variant))
+                applied.add(migration.version)
+                log.info("applied migration", extra={"version": migration.version, "migration": migration.name,
+                                                     "variant": migration.variant})
+            with conn.transaction():
+                for spec in METRICS:
+                    conn.execute(UPSERT_METRIC, (spec.id, spec.key, spec.unit, str(spec.category)))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return storage

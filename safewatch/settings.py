@@ -1,0 +1,120 @@
+"""THE settings: one pydantic-settings class, built once by the CLI and passed down.
+
+Environment variables use the prefix ``SAFEWATCH_`` and ``__`` between groups, e.g.
+``SAFEWATCH_DB__URL``, ``SAFEWATCH_MQTT__URL``, ``SAFEWATCH_INGEST__BATCH_MAX_MESSAGES``.
+The conventional ``DATABASE_URL`` and ``MQTT_URL`` are honoured when the SAFEWATCH_ ones are unset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DbSettings(BaseModel):
+    """PostgreSQL / TimescaleDB."""
+
+    url: str = "postgresql://postgres@127.0.0.1:5432/safewatch"
+    pool_min: int = Field(1, ge=1)
+    pool_max: int = Field(8, ge=1)
+
+
+class MqttSettings(BaseModel):
+    """The MQTT broker the gateways publish to."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: SecretStr | None = None
+    # MQTT v5 shared subscriptions split the stream across ingest workers; the embedded amqtt
+    # broker speaks 3.1.1 only, so the demo turns this off there.
+    shared_subscriptions: bool = True
+    protocol5: bool = True
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+    keepalive_s: int = Field(30, ge=5)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 1883
+
+    @property
+    def credentials(self) -> tuple[str | None, str | None]:
+        """(username, password) from the explicit fields, else from the URL."""
+        parts = urlsplit(self.url)
+        user = self.username or (unquote(parts.username) if parts.username else None)
+        if self.password is not None:
+            return user, self.password.get_secret_value()
+        return user, unquote(parts.password) if parts.password else None
+
+
+class IngestSettings(BaseModel):
+    """Ingest workers."""
+
+    worker_id: str = "ingest-1"
+    share_group: str = "safewatch-ingest"
+    batch_max_messages: int = Field(1000, ge=1)
+    batch_max_ms: int = Field(50, ge=1)
+    # Messages received but not yet committed: the memory bound and the back-pressure point.
+    max_inflight: int = Field(5000, ge=1)
+    max_payload_bytes: int = Field(256 * 1024, ge=1024)
+    max_future_s: int = Field(300, ge=0)
+    max_past_s: int = Field(7 * 24 * 3600, ge=60)
+    metrics_port: int | None = 9101
+
+
+class AlertSettings(BaseModel):
+    """Alert workers."""
+
+    worker_id: str = "alerts-1"
+    # League codes this worker owns (empty: all). Each equipment's state lives in one worker.
+    leagues: list[str] = Field(default_factory=list)
+    metrics_port: int | None = 9102
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API and dashboard."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    jwt_secret: SecretStr | None = None
+    token_ttl_s: int = Field(8 * 3600, ge=60)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+class Settings(BaseSettings):
+    """Everything configurable in SafeWatch."""
+
+    model_config = SettingsConfigDict(env_prefix="SAFEWATCH_", env_nested_delimiter="__", extra="ignore")
+
+    db: DbSettings = Field(default_factory=DbSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON unless stderr is a terminal
+    data_dir: Path = Path(".safewatch")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _conventional_urls(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for group, env_name in (("db", "DATABASE_URL"), ("mqtt", "MQTT_URL")):
+            explicit = os.environ.get(f"SAFEWATCH_{group.upper()}__URL")
+            conventional = os.environ.get(env_name)
+            if conventional and not explicit:
+                section = data.get(group)
+                if section is None:
+                    data[group] = {"url": conventional}
+                elif isinstance(section, dict) and "url" not in section:
+                    data[group] = {**section, "url": conventional}
+        return data

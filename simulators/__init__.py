@@ -1,0 +1,1 @@
+"""Simulated boilers, pressure vessels and elevators behind gateways, publishing the wire contract."""
