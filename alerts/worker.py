@@ -107,7 +107,7 @@ def _codes(deliveries: list[Delivery]) -> set[str]:
 
 
 def run(settings: Settings, *, stop: threading.Event | None = None,
-        registry: CollectorRegistry = REGISTRY) -> None:
+        registry: CollectorRegistry = REGISTRY, ready: threading.Event | None = None) -> None:
     """Run an alert worker for ``settings.alerts.leagues`` (all when empty) until ``stop`` is set."""
     stop = stop or threading.Event()
     cfg = settings.alerts
@@ -137,6 +137,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
         log.info("alert worker started", extra={"worker": cfg.worker_id, "equipment": len(engine.equipment),
                                                 "filters": filters})
         while not stop.is_set():
+            if ready is not None and not ready.is_set() and sub.subscribed.is_set():
+                ready.set()
             deliveries = sub.get_batch(settings.ingest.batch_max_messages, settings.ingest.batch_max_ms / 1000)
             if not deliveries:
                 continue
@@ -155,11 +157,11 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
         try:
             if conn.closed:
                 conn = connect(settings.db.url)
-            missing = [c for c in _codes(deliveries) if c not in engine.by_code]
-            if missing:
-                engine.add(load_equipment_by_codes(conn, missing, settings.alerts.leagues))
-            effects, evaluated, pending = engine.effects_for(deliveries, int(time.time() * 1000))
-            with conn.transaction():
+            with conn.transaction():  # one real transaction: the lookup must not open an outer one
+                missing = [c for c in _codes(deliveries) if c not in engine.by_code]
+                if missing:
+                    engine.add(load_equipment_by_codes(conn, missing, settings.alerts.leagues))
+                effects, evaluated, pending = engine.effects_for(deliveries, int(time.time() * 1000))
                 apply_effects(conn, effects, engine.equipment)
             engine.commit_conditions(pending)  # only after commit: a failed batch is evaluated again
         except psycopg.OperationalError as exc:

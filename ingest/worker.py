@@ -60,7 +60,7 @@ class DatabaseLink:
 
 
 def run(settings: Settings, *, stop: threading.Event | None = None,
-        registry: CollectorRegistry = REGISTRY) -> None:
+        registry: CollectorRegistry = REGISTRY, ready: threading.Event | None = None) -> None:
     """Run an ingest worker until ``stop`` is set (SIGTERM/SIGINT in the CLI)."""
     stop = stop or threading.Event()
     cfg = settings.ingest
@@ -79,6 +79,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     with subscriber:
         log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter})
         while not stop.is_set():
+            if ready is not None and not ready.is_set() and subscriber.subscribed.is_set():
+                ready.set()
             deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000)
             metrics.unacked.set(subscriber.queued() + len(deliveries))
             if time.monotonic() - last_partition_check > PARTITION_CHECK_S:

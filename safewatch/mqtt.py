@@ -58,6 +58,8 @@ class Subscriber:
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # set once the broker has acknowledged every filter
+        self._pending_subs: set[int] = set()
         self._down_since: float | None = None
         self._protocol5 = protocol5
         self._max_inflight = max_inflight
@@ -76,6 +78,7 @@ class Subscriber:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Subscriber:
@@ -93,8 +96,8 @@ class Subscriber:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self.connected.wait(timeout)
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self.subscribed.wait(timeout)
 
     # -- paho callbacks (network thread) ---------------------------------------------------
     def _on_connect(self, client: paho.Client, _userdata: object, _flags: object, reason: object,
@@ -104,14 +107,24 @@ class Subscriber:
             return
         with self._lock:
             self._generation += 1
-        for topic_filter in self._filters:
-            client.subscribe(topic_filter, qos=1)
+        self._pending_subs = {client.subscribe(f, qos=1)[1] for f in self._filters}
         if self._down_since is not None:
             log.info("broker reconnected", extra={"down_s": round(time.monotonic() - self._down_since, 1)})
             self._down_since = None
         else:
             log.info("broker connected", extra={"filters": self._filters})
         self.connected.set()
+
+    def _on_subscribe(self, _client: paho.Client, _userdata: object, mid: int, reasons: list[object],
+                      _props: object = None) -> None:
+        failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if failed:
+            log.error("broker refused a subscription", extra={"reasons": failed, "filters": self._filters})
+            return
+        self._pending_subs.discard(mid)
+        if not self._pending_subs:
+            log.info("subscribed", extra={"filters": self._filters})
+            self.subscribed.set()
 
     def _on_disconnect(self, _client: paho.Client, _userdata: object, _flags: object, reason: object,
                        _props: object = None) -> None:

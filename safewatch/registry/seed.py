@@ -58,8 +58,25 @@ def _uscc(division: str, rng: random.Random) -> str:
     return body + uscc_check_char(body)
 
 
-def demo_registry(divisions: list[Division], n: int, *, seed: int = 1, today: date | None = None) -> DemoRegistry:
-    """``n`` equipment spread round-robin over every banner, with units and gateways."""
+def serial(i: int) -> str:
+    """The 5-character serial of an equipment code: digits up to 99999, then 'A' + base 36 (DOMAIN.md)."""
+    if i < 100_000:
+        return f"{i:05d}"
+    n, digits = i - 100_000, ""
+    for _ in range(4):
+        n, r = divmod(n, 36)
+        digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r] + digits
+    if n:
+        raise ValueError(f"serial index {i} is beyond the 5-character range")
+    return "A" + digits
+
+
+def demo_registry(divisions: list[Division], n: int, *, seed: int = 1, today: date | None = None,
+                  gateway_prefix: str = "gw", serial_start: int = 0) -> DemoRegistry:
+    """``n`` equipment spread round-robin over every banner, with units and gateways.
+
+    ``gateway_prefix`` and ``serial_start`` keep several generated fleets apart in one database.
+    """
     rng = random.Random(seed)
     today = today or date(2026, 11, 1)
     banners = [d for d in divisions if d.level == "banner"]
@@ -72,20 +89,21 @@ def demo_registry(divisions: list[Division], n: int, *, seed: int = 1, today: da
         league = banner.league_code or banner.code
         slot = i // len(banners)
         if slot % PER_GATEWAY == 0:
-            units.append({"uscc": _uscc(banner.code, rng), "name": f"{banner.name}第{slot // PER_GATEWAY + 1}使用单位",
+            units.append({"uscc": _uscc(banner.code, rng),
+                          "name": f"{banner.name}第{slot // PER_GATEWAY + 1}使用单位({gateway_prefix})",
                           "division_code": banner.code, "address": f"{banner.name}", "safety_manager": "张三",
                           "phone": f"0471-{rng.randint(1000000, 9999999)}"})
-            gateways.append({"id": f"gw-{banner.code}-{slot // PER_GATEWAY + 1:03d}", "league_code": league,
+            gateways.append({"id": f"{gateway_prefix}-{banner.code}-{slot // PER_GATEWAY + 1:03d}", "league_code": league,
                              "name": f"{banner.name} gateway {slot // PER_GATEWAY + 1}"})
         variety = rng.choices(varieties, weights)[0]
         year = rng.randint(2005, 2025)
-        code = f"{variety}15{rng.randint(0, 999):03d}{year}{i:05d}"
+        code = f"{variety}15{rng.randint(0, 999):03d}{year}{serial(serial_start + i)}"
         lat0, lon0 = LEAGUE_CENTRES.get(league, (41.0, 111.0))
         last = today - timedelta(days=rng.randint(0, 420))
         equipment.append({
             "code": code, "category": variety[0] + "000", "variety": variety,
             "registration_no": f"{CERT_CHAR[variety[0]]}{variety[1:3]}蒙{LEAGUE_LETTER.get(league, 'A')}"
-                               f"{i % 100000:05d}({year % 100:02d})",
+                               f"{(serial_start + i) % 100000:05d}({year % 100:02d})",
             "unit_uscc": units[-1]["uscc"], "banner_code": banner.code,
             "lat": round(lat0 + rng.uniform(-0.4, 0.4), 5), "lon": round(lon0 + rng.uniform(-0.6, 0.6), 5),
             "address": f"{banner.name}{rng.randint(1, 300)}号", "manufacturer": "示例制造有限公司",

@@ -1,0 +1,115 @@
+"""Fixtures over the real PostgreSQL and MQTT broker (a pytest plugin loaded by tests/conftest.py).
+
+- ``pg_url``: a database created fresh for this test run, migrated once, dropped at the end.
+- ``conn``: a connection whose work is rolled back after the test.
+- ``fleet``: a registry fleet of its own per test (unique gateways and codes), committed.
+- ``settings``: Settings pointing at both, with names unique to the test.
+- ``running``: start real workers (ingest / alerts) in threads, stopped and joined after the test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from safewatch.db import with_database
+from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
+from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
+from safewatch.schema.migrate import migrate
+from safewatch.settings import AlertSettings, DbSettings, IngestSettings, MqttSettings, Settings
+
+
+TEST_DB_URL = os.environ.get("SAFEWATCH_TEST_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_MQTT_URL = os.environ.get("SAFEWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+_serials = itertools.count(0, 5000)
+
+
+def create_database(storage: str | None = None) -> str:
+    """A fresh, migrated database with the divisions loaded; returns its URL."""
+    name = f"safewatch_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(TEST_DB_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(TEST_DB_URL, name)
+    migrate(url, storage=storage)
+    with psycopg.connect(url) as conn:
+        load_divisions(conn)
+    return url
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(TEST_DB_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def conn(pg_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(pg_url) as c:
+        yield c
+        c.rollback()
+
+
+@pytest.fixture
+def settings(pg_url: str, uid: str) -> Settings:
+    return Settings(
+        db=DbSettings(url=pg_url),
+        mqtt=MqttSettings(url=TEST_MQTT_URL, session_expiry_s=120),
+        ingest=IngestSettings(worker_id=f"ingest-{uid}", share_group=f"ingest-{uid}", metrics_port=None,
+                              batch_max_ms=20),
+        alerts=AlertSettings(worker_id=f"alerts-{uid}", metrics_port=None),
+    )
+
+
+@pytest.fixture
+def fleet(pg_url: str, uid: str) -> Callable[..., DemoRegistry]:
+    """Insert a generated fleet of ``n`` equipment with gateways named ``t{uid}-…``."""
+    divisions = parse_divisions(shipped_divisions_text())
+
+    def make(n: int = 120, *, seed: int = 7) -> DemoRegistry:
+        registry = demo_registry(divisions, n, seed=seed, gateway_prefix=f"t{uid}", serial_start=next(_serials))
+        with psycopg.connect(pg_url) as c:
+            insert_registry(c, registry)
+        return registry
+
+    return make
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[..., CollectorRegistry]]:
+    """``running(run_fn, settings)`` starts a worker in a thread with a private metrics registry.
+
+    It returns once the worker's subscriptions are acknowledged by the broker.
+    """
+    started: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(run_fn: Callable[..., Any], settings: Settings, *, ready_timeout: float = 20.0) -> CollectorRegistry:
+        stop, ready, registry = threading.Event(), threading.Event(), CollectorRegistry()
+        thread = threading.Thread(target=run_fn, args=(settings,),
+                                  kwargs={"stop": stop, "registry": registry, "ready": ready}, daemon=True)
+        thread.start()
+        started.append((stop, thread))
+        assert ready.wait(ready_timeout), f"{run_fn.__module__} did not subscribe within {ready_timeout} s"
+        return registry
+
+    yield start
+    for stop, _ in started:
+        stop.set()
+    for _, thread in started:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "a worker did not stop within 30 s of its stop event"
