@@ -48,7 +48,7 @@ class Services:
     embedded_pg: object | None = None
 
     def stop(self) -> None:
-        for name, proc in reversed(self.children):
+        for _name, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name, proc in reversed(self.children):

@@ -8,6 +8,7 @@ The conventional ``DATABASE_URL`` and ``MQTT_URL`` are honoured when the SAFEWAT
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -55,10 +56,16 @@ class MqttSettings(BaseModel):
         return user, unquote(parts.password) if parts.password else None
 
 
+def _host_id(process: str) -> str:
+    # The MQTT client id of a persistent session must be stable across restarts and unique per
+    # worker: one worker per host (or container) by default; set it explicitly to run several.
+    return f"{process}-{socket.gethostname()}"
+
+
 class IngestSettings(BaseModel):
     """Ingest workers."""
 
-    worker_id: str = "ingest-1"
+    worker_id: str = Field(default_factory=lambda: _host_id("ingest"))
     share_group: str = "safewatch-ingest"
     batch_max_messages: int = Field(1000, ge=1)
     batch_max_ms: int = Field(50, ge=1)
@@ -73,7 +80,7 @@ class IngestSettings(BaseModel):
 class AlertSettings(BaseModel):
     """Alert workers."""
 
-    worker_id: str = "alerts-1"
+    worker_id: str = Field(default_factory=lambda: _host_id("alerts"))
     # League codes this worker owns (empty: all). Each equipment's state lives in one worker.
     leagues: list[str] = Field(default_factory=list)
     metrics_port: int | None = 9102

@@ -26,7 +26,6 @@ from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.schema.migrate import migrate
 from safewatch.settings import AlertSettings, DbSettings, IngestSettings, MqttSettings, Settings
 
-
 TEST_DB_URL = os.environ.get("SAFEWATCH_TEST_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_MQTT_URL = os.environ.get("SAFEWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 

@@ -2,18 +2,18 @@
 
 Telemetry (``…/telemetry``), one message carrying readings of many equipment::
 
-    {"ts": 1764057600000,
+    {"ts": 1795593600000,
      "readings": [{"equipment": "110011502202400001", "ts": "2026-11-25T08:00:00Z",
                    "values": {"drum_pressure": 1.02, "drum_level": -12}}]}
 
 Event (``…/event``)::
 
-    {"equipment": "311011502202400007", "ts": 1764057600000, "type": "passenger_trapped",
+    {"equipment": "311011502202400007", "ts": 1795593600000, "type": "passenger_trapped",
      "active": true, "details": {"floor": 7}}
 
 Status (``…/status``, retained; the last will publishes ``{"state": "offline"}``)::
 
-    {"state": "online", "ts": 1764057600000}
+    {"state": "online", "ts": 1795593600000}
 
 Timestamps are epoch milliseconds or RFC 3339 strings with an offset. Unknown fields are kept
 (``extra``); unknown metrics, out-of-range values and bad timestamps reject only the entry they

@@ -93,8 +93,8 @@ def demo_registry(divisions: list[Division], n: int, *, seed: int = 1, today: da
                           "name": f"{banner.name}第{slot // PER_GATEWAY + 1}使用单位({gateway_prefix})",
                           "division_code": banner.code, "address": f"{banner.name}", "safety_manager": "张三",
                           "phone": f"0471-{rng.randint(1000000, 9999999)}"})
-            gateways.append({"id": f"{gateway_prefix}-{banner.code}-{slot // PER_GATEWAY + 1:03d}", "league_code": league,
-                             "name": f"{banner.name} gateway {slot // PER_GATEWAY + 1}"})
+            gateways.append({"id": f"{gateway_prefix}-{banner.code}-{slot // PER_GATEWAY + 1:03d}",
+                             "league_code": league, "name": f"{banner.name} gateway {slot // PER_GATEWAY + 1}"})
         variety = rng.choices(varieties, weights)[0]
         year = rng.randint(2005, 2025)
         code = f"{variety}15{rng.randint(0, 999):03d}{year}{serial(serial_start + i)}"

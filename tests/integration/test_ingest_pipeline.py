@@ -8,7 +8,7 @@ import orjson
 import psycopg
 
 from ingest.worker import run as run_ingest
-from safewatch.contract import Kind, build_topic, encode_telemetry
+from safewatch.contract import Kind, build_topic
 from safewatch.mqtt import connect_publisher
 from simulators.fleet import Fleet, SimEquipment
 from tests.waiting import wait_until

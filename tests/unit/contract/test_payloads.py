@@ -1,0 +1,113 @@
+"""The pure decoders: what is accepted, what is rejected and why, and encode/decode round trips."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from safewatch.contract import (
+    METRICS,
+    BadTimestamp,
+    GatewayState,
+    Limits,
+    MalformedPayload,
+    PayloadTooLarge,
+    UnknownEventType,
+    decode_event,
+    decode_status,
+    decode_telemetry,
+    encode_status,
+    encode_telemetry,
+    equipment_codes,
+)
+
+NOW = 1_795_593_600_000
+LIMITS = Limits(NOW)
+CODE = "110015123201800001"
+
+
+def test_batched_readings_decode_with_per_entry_timestamps():
+    payload = orjson.dumps({"ts": NOW, "readings": [
+        {"equipment": CODE, "values": {"drum_pressure": 1.02, "burner_on": True}},
+        {"equipment": "311015456201900002", "ts": "2026-11-25T16:00:01+08:00", "values": {"speed": 1.5}},
+    ]})
+    message = decode_telemetry(payload, LIMITS)
+    assert [(r.equipment, r.metric, r.ts_ms, r.value) for r in message.readings] == [
+        (CODE, "drum_pressure", NOW, 1.02), (CODE, "burner_on", NOW, 1.0),
+        ("311015456201900002", "speed", NOW + 1000, 1.5)]
+    assert message.rejected == ()
+
+
+def test_bad_entries_are_rejected_alone_with_reasons():
+    payload = orjson.dumps({"ts": NOW, "firmware": "2.1", "readings": [
+        {"equipment": CODE, "values": {"drum_pressure": 1.0, "warp": 1, "drum_level": 9999, "steam_temp": "hot"}},
+        {"equipment": CODE, "ts": NOW + 3_600_000, "values": {"drum_pressure": 1.0}},
+        {"equipment": "bad code!", "values": {"drum_pressure": 1.0}},
+        "not an object",
+    ]})
+    message = decode_telemetry(payload, LIMITS)
+    assert [r.metric for r in message.readings] == ["drum_pressure"]
+    assert [r.reason for r in message.rejected] == [
+        "unknown_metric", "value_out_of_range", "malformed_payload", "bad_timestamp", "malformed_payload",
+        "malformed_payload"]
+    assert message.extra == {"firmware": "2.1"}
+
+
+@pytest.mark.parametrize(("payload", "error"), [
+    (b"{not json", MalformedPayload),
+    (b"[1, 2]", MalformedPayload),
+    (b'{"readings": []}', MalformedPayload),
+    (b"x" * (LIMITS.max_payload_bytes + 1), PayloadTooLarge),
+])
+def test_unusable_messages_raise(payload, error):
+    with pytest.raises(error):
+        decode_telemetry(payload, LIMITS)
+
+
+@pytest.mark.parametrize("ts", ["2026-11-25T08:00:00", "yesterday", 1_795_593_600, True, None, [1]])
+def test_bad_timestamps(ts):
+    payload = orjson.dumps({"ts": ts, "readings": [{"equipment": CODE, "values": {"drum_pressure": 1.0}}]})
+    assert [r.reason for r in decode_telemetry(payload, LIMITS).rejected] == ["bad_timestamp"]
+
+
+def test_seconds_instead_of_milliseconds_says_so():
+    payload = orjson.dumps({"ts": NOW // 1000, "readings": [{"equipment": CODE, "values": {"drum_pressure": 1}}]})
+    assert "send milliseconds" in decode_telemetry(payload, LIMITS).rejected[0].detail
+
+
+def test_events_and_status():
+    event = decode_event(orjson.dumps({"equipment": CODE, "ts": NOW, "type": "low_water_cutoff",
+                                       "details": {"level": -95}, "site": "boiler house"}), LIMITS)
+    assert (event.type, event.active, event.details, event.extra) == (
+        "low_water_cutoff", True, {"level": -95}, {"site": "boiler house"})
+    with pytest.raises(UnknownEventType):
+        decode_event(orjson.dumps({"equipment": CODE, "ts": NOW, "type": "kaboom"}), LIMITS)
+    with pytest.raises(BadTimestamp):
+        decode_event(orjson.dumps({"equipment": CODE, "type": "overspeed"}), LIMITS)
+    assert decode_status(encode_status(GatewayState.OFFLINE), LIMITS).state is GatewayState.OFFLINE
+    with pytest.raises(MalformedPayload):
+        decode_status(b'{"state": "sleepy"}', LIMITS)
+
+
+def test_equipment_codes_prescan_never_raises():
+    assert equipment_codes(b"garbage") == set()
+    assert equipment_codes(orjson.dumps({"readings": [{"equipment": CODE}, {"equipment": 5}, 7]})) == {CODE}
+
+
+_metric = st.sampled_from(METRICS)
+
+
+@given(st.dictionaries(st.from_regex(r"[0-9A-Z]{18}", fullmatch=True),
+                       st.lists(st.tuples(_metric, st.floats(0, 1)), min_size=1, max_size=5), min_size=1,
+                       max_size=20),
+       st.integers(NOW - 3_600_000, NOW))
+def test_encode_decode_round_trip(entries, ts):
+    readings = {code: {spec.key: spec.lo + frac * (spec.hi - spec.lo) for spec, frac in pairs}
+                for code, pairs in entries.items()}
+    message = decode_telemetry(encode_telemetry(readings, ts), LIMITS)
+    assert message.rejected == ()
+    assert {(r.equipment, r.metric): r.value for r in message.readings} == {
+        (code, metric): value for code, values in readings.items() for metric, value in values.items()}
+    assert {r.ts_ms for r in message.readings} == {ts}
