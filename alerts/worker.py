@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from alerts.engine.defaults import DEFAULT_RULES
 from alerts.engine.rules import Condition, Rule
@@ -32,6 +32,7 @@ from safewatch.contract import (
     parse_topic,
 )
 from safewatch.db import connect
+from safewatch.metrics_server import serve_metrics
 from safewatch.mqtt import Delivery, Subscriber
 from safewatch.retry import backoff
 from safewatch.settings import Settings
@@ -113,7 +114,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     cfg = settings.alerts
     metrics = AlertMetrics(registry)
     if cfg.metrics_port and registry is REGISTRY:
-        start_http_server(cfg.metrics_port, addr=settings.api.host)
+        serve_metrics(cfg.metrics_port, settings.api.host)
     engine = Engine()
     conn: psycopg.Connection | None = None
     delays = backoff()

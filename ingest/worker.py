@@ -7,7 +7,7 @@ import threading
 import time
 
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from ingest.batching import RawMessage, assemble, codes_in
 from ingest.metrics import IngestMetrics
@@ -15,6 +15,7 @@ from ingest.registry_cache import RegistryCache
 from ingest.writer import ensure_partitions, prepare, write_batch
 from safewatch.contract import Limits, device_filter, shared_filter
 from safewatch.db import connect
+from safewatch.metrics_server import serve_metrics
 from safewatch.mqtt import Delivery, Subscriber
 from safewatch.retry import backoff
 from safewatch.settings import Settings
@@ -66,7 +67,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     cfg = settings.ingest
     metrics = IngestMetrics(registry)
     if cfg.metrics_port and registry is REGISTRY:
-        start_http_server(cfg.metrics_port, addr=settings.api.host)
+        serve_metrics(cfg.metrics_port, settings.api.host)
     topic_filter = device_filter()
     if settings.mqtt.shared_subscriptions and settings.mqtt.protocol5:
         topic_filter = shared_filter(cfg.share_group, topic_filter)

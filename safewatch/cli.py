@@ -175,7 +175,8 @@ def simulate(interval: float, fault_rate: float, limit: int, gateway_prefix: str
 @main.command()
 @click.option("--equipment", default=1200, show_default=True, help="Demo registry size (first run only).")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between readings of one equipment.")
-@click.option("--fault-rate", default=0.5, show_default=True, help="Random faults per equipment-hour.")
+@click.option("--fault-rate", default=0.02, show_default=True,
+              help="Random faults per equipment-hour (0.02 × 1,200 equipment ≈ one fault every 2.5 minutes).")
 def demo(equipment: int, interval: float, fault_rate: float) -> None:
     """Run the whole system (database, broker, ingest, alerts, API, dashboard, fleet) until Ctrl-C."""
     from safewatch.demo import run

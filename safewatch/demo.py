@@ -142,7 +142,7 @@ def seed(url: str, equipment: int, password: str) -> int:
     return have
 
 
-def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, fault_rate: float = 0.5) -> None:
+def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, fault_rate: float = 0.02) -> None:
     """Start everything and block until Ctrl-C."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = Services()
