@@ -177,11 +177,78 @@ def simulate(interval: float, fault_rate: float, limit: int, gateway_prefix: str
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between readings of one equipment.")
 @click.option("--fault-rate", default=0.02, show_default=True,
               help="Random faults per equipment-hour (0.02 × 1,200 equipment ≈ one fault every 2.5 minutes).")
-def demo(equipment: int, interval: float, fault_rate: float) -> None:
+@click.option("--embedded", is_flag=True, help="Start our own PostgreSQL and broker even if local ones answer.")
+@click.option("--broker", type=click.Choice(["auto", "amqtt"]), default="auto", show_default=True,
+              help="Embedded broker: Mosquitto when installed (auto), or force the pip-installed amqtt.")
+@click.option("--port", type=int, default=None, help="API port (default: SAFEWATCH_API__PORT or 8000).")
+def demo(equipment: int, interval: float, fault_rate: float, embedded: bool, broker: str, port: int | None) -> None:
     """Run the whole system (database, broker, ingest, alerts, API, dashboard, fleet) until Ctrl-C."""
     from safewatch.demo import run
 
-    run(_settings("demo"), equipment=equipment, interval_s=interval, fault_rate=fault_rate)
+    settings = _settings("demo")
+    if port is not None:
+        settings.api.port = port
+    run(settings, equipment=equipment, interval_s=interval, fault_rate=fault_rate, embedded=embedded, broker=broker)
+
+
+@main.command()
+def notifier() -> None:
+    """Run the notifier: escalation timers (banner → league → region) and outbox delivery."""
+    from alerts.notifier_worker import run
+
+    run(_settings("notifier"), stop=_stop_on_signals())
+
+
+@main.group()
+def deadletters() -> None:
+    """List and re-process dead letters (messages the ingest could not store, with the reason)."""
+
+
+@deadletters.command("list")
+@click.option("--reason", default=None, help="Only this reason, e.g. unknown_equipment.")
+@click.option("--gateway", default=None, help="Only this gateway id.")
+@click.option("--all", "show_all", is_flag=True, help="Include ones already re-processed.")
+@click.option("--limit", default=50, show_default=True)
+def deadletters_list(reason: str | None, gateway: str | None, show_all: bool, limit: int) -> None:
+    """Newest first: id, received, reason, gateway, equipment, detail."""
+    import psycopg
+
+    from ingest.deadletters import SELECT_FOR_LIST
+
+    settings = _settings("deadletters")
+    with psycopg.connect(settings.db.url) as conn:
+        rows = conn.execute(SELECT_FOR_LIST, {"reason": reason, "gateway": gateway, "pending": not show_all,
+                                              "limit": limit}).fetchall()
+    for id_, received, reason_, gw, code, detail, result in rows:
+        state = f" [{result}]" if result else ""
+        click.echo(f"{id_}\t{received:%Y-%m-%d %H:%M:%S}\t{reason_}\t{gw or '-'}\t{code or '-'}\t{detail}{state}")
+    click.echo(f"{len(rows)} dead letters", err=True)
+
+
+@deadletters.command("reprocess")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--reason", default=None, help="Every pending one with this reason.")
+@click.option("--gateway", default=None, help="Every pending one from this gateway.")
+@click.option("--limit", default=1000, show_default=True)
+def deadletters_reprocess(ids: tuple[int, ...], reason: str | None, gateway: str | None, limit: int) -> None:
+    """Re-run pending dead letters (IDS, or all matching --reason/--gateway) once the cause is fixed."""
+    import getpass
+
+    import psycopg
+
+    from ingest.deadletters import SELECT_FOR_REPROCESS, reprocess, rows_from
+
+    if not ids and reason is None and gateway is None:
+        raise click.UsageError("name the dead letters: IDS, --reason or --gateway")
+    settings = _settings("deadletters")
+    with psycopg.connect(settings.db.url) as conn, conn.transaction():
+        rows = rows_from(conn.execute(SELECT_FOR_REPROCESS, {"ids": list(ids), "reason": reason, "gateway": gateway,
+                                                             "limit": limit}).fetchall())
+        outcomes = reprocess(conn, rows, actor=f"cli:{getpass.getuser()}", cfg=settings.ingest)
+    for o in outcomes:
+        click.echo(f"{o.id}\t{o.result}\t{o.readings_stored} readings\t{','.join(o.reasons)}")
+    stored = sum(o.result == "stored" for o in outcomes)
+    click.echo(f"{len(outcomes)} re-processed: {stored} stored, {len(outcomes) - stored} failed again", err=True)
 
 
 if __name__ == "__main__":

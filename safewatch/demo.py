@@ -78,9 +78,15 @@ def _wait_port(host: str, port: int, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def choose_database(settings: Settings, services: Services) -> str:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def choose_database(settings: Settings, services: Services, *, embedded: bool = False) -> str:
     explicit = os.environ.get("SAFEWATCH_DB__URL") or os.environ.get("DATABASE_URL")
-    if explicit or answers("127.0.0.1", 5432):
+    if not embedded and (explicit or answers("127.0.0.1", 5432)):
         url = settings.db.url
         ensure_database(url)
         return url
@@ -95,26 +101,39 @@ def choose_database(settings: Settings, services: Services) -> str:
     return server.get_uri("safewatch")
 
 
-def choose_broker(settings: Settings, services: Services, env: dict[str, str]) -> None:
-    if os.environ.get("SAFEWATCH_MQTT__URL") or os.environ.get("MQTT_URL") or answers("127.0.0.1", 1883):
+def choose_broker(settings: Settings, services: Services, env: dict[str, str], *, embedded: bool = False,
+                  broker: str = "auto") -> None:
+    """Use the configured or local broker; else start Mosquitto if installed, else amqtt.
+
+    ``embedded`` starts one of our own even when a local broker answers, on a free port.
+    """
+    explicit = os.environ.get("SAFEWATCH_MQTT__URL") or os.environ.get("MQTT_URL")
+    if not embedded and (explicit or answers("127.0.0.1", 1883)):
         return
+    port = free_port() if embedded else 1883
+    settings.mqtt.url = f"mqtt://127.0.0.1:{port}"
     mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if mosquitto:
+    if mosquitto and broker != "amqtt":
         data = (settings.data_dir / "mosquitto").resolve()
         data.mkdir(parents=True, exist_ok=True)
         shipped = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
         conf = data / "mosquitto.conf"
         text = shipped.read_text() if shipped.exists() else "listener 1883\nallow_anonymous true\npersistence true\n"
         conf.write_text(text.replace("/mosquitto/data/", f"{data}/").replace("listener 1883",
-                                                                              "listener 1883 127.0.0.1"))
+                                                                              f"listener {port} 127.0.0.1"))
         services.children.append(("mosquitto", subprocess.Popen([mosquitto, "-c", str(conf)])))
         print("  MQTT: embedded Mosquitto, data in", data)
     else:
-        services.children.append(("amqtt", subprocess.Popen([sys.executable, "-m", "safewatch.embedded.broker"])))
+        services.children.append(("amqtt", subprocess.Popen([sys.executable, "-m", "safewatch.embedded.broker",
+                                                             "--port", str(port)])))
         env["SAFEWATCH_MQTT__PROTOCOL5"] = "false"
         env["SAFEWATCH_MQTT__SHARED_SUBSCRIPTIONS"] = "false"
         print("  MQTT: embedded amqtt (MQTT 3.1.1; install Mosquitto for v5 and shared subscriptions)")
-    _wait_port("127.0.0.1", 1883, 20)
+    _wait_port("127.0.0.1", port, 20)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _secret(path: Path) -> str:
@@ -142,27 +161,33 @@ def seed(url: str, equipment: int, password: str) -> int:
     return have
 
 
-def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, fault_rate: float = 0.02) -> None:
-    """Start everything and block until Ctrl-C."""
+def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, fault_rate: float = 0.02,
+        embedded: bool = False, broker: str = "auto") -> None:
+    """Start everything and block until Ctrl-C (or SIGTERM).
+
+    ``embedded`` ignores local services and starts our own (how a machine without them runs).
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = Services()
     env = dict(os.environ)
     try:
         print("SafeWatch demo: starting")
-        url = choose_database(settings, services)
-        choose_broker(settings, services, env)
+        signal.signal(signal.SIGTERM, _interrupt)
+        url = choose_database(settings, services, embedded=embedded)
+        choose_broker(settings, services, env, embedded=embedded, broker=broker)
         password = os.environ.get("SAFEWATCH_DEMO_PASSWORD") or _secret(settings.data_dir / "demo-password")
         seed(url, equipment, password)
         env.update({"SAFEWATCH_DB__URL": url, "SAFEWATCH_MQTT__URL": settings.mqtt.url,
+                    "SAFEWATCH_API__PORT": str(settings.api.port),
                     "SAFEWATCH_API__JWT_SECRET": _secret(settings.data_dir / "jwt-secret")})
         cli = [sys.executable, "-m", "safewatch.cli"]
         for name, args in (("ingest", ["ingest"]), ("alerts", ["alerts"]), ("api", ["api"]),
                            ("simulate", ["simulate", "--interval", str(interval_s), "--fault-rate", str(fault_rate)])):
             services.children.append((name, subprocess.Popen([*cli, *args], env=env)))
         _wait_port(settings.api.host, settings.api.port, 60)
-        print(f"\nSafeWatch is running: open http://{settings.api.host}:{settings.api.port}/")
+        print(f"\nSafeWatch is running: open http://{settings.api.host}:{settings.api.port}/", flush=True)
         print(f"  log in as admin, region, hohhot (league), xincheng (banner) or emergency; password: {password}")
-        print("  API docs: /docs · metrics: /metrics · Ctrl-C stops everything\n")
+        print("  API docs: /docs · metrics: /metrics · Ctrl-C stops everything\n", flush=True)
         while all(proc.poll() is None for _, proc in services.children):
             time.sleep(1)
         dead = [name for name, proc in services.children if proc.poll() is not None]
