@@ -1,15 +1,100 @@
-"""The dashboard: static files served by the API process itself (no front-end server at run time)."""
+"""The dashboard: static pages served by the API process itself, plus the few read models they need.
+
+No front-end server and no CDN at run time: the page, its script, styles and translations are plain
+files under ``static/`` (no build step).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from importlib import resources
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sse_starlette import EventSourceResponse
+
+from api.dashboard.models import EmergencyAlert, EquipmentEvent, EquipmentLive, LatestValue, MapAlert, MapCell, MapRead
+from api.dashboard.queries import (
+    emergency_alerts,
+    equipment_id_in_scope,
+    latest_values,
+    map_alerts,
+    map_cells,
+    recent_events,
+)
+from api.dashboard.stream import AlertHub
+from api.deps import Conn, CurrentUser
+from api.errors import NotFound
+from safewatch.contract import METRICS_BY_KEY
 
 router = APIRouter(tags=["dashboard"])
+
+STATIC_TYPES = {"app.js": "text/javascript", "i18n.js": "text/javascript", "style.css": "text/css"}
+SSE_PING_S = 15
+
+
+def _static(name: str) -> str:
+    return resources.files("api.dashboard").joinpath("static", name).read_text(encoding="utf-8")
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index() -> HTMLResponse:
-    return HTMLResponse(resources.files("api.dashboard").joinpath("static/index.html").read_text(encoding="utf-8"))
+    return HTMLResponse(_static("index.html"))
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    if name not in STATIC_TYPES:
+        raise NotFound(f"no static file {name!r}; the dashboard serves {sorted(STATIC_TYPES)}", ["path", "name"])
+    return Response(_static(name), media_type=STATIC_TYPES[name], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/v1/dashboard/map", response_model=MapRead)
+def map_(conn: Conn, user: CurrentUser) -> MapRead:
+    """Equipment counts on a 0.1° grid and the open alerts with a position, within the caller's jurisdiction."""
+    return MapRead(cells=[MapCell(**c) for c in map_cells(conn, scope=user.division_code)],
+                   alerts=[MapAlert(**a) for a in map_alerts(conn, scope=user.division_code)])
+
+
+@router.get("/api/v1/dashboard/emergency", response_model=list[EmergencyAlert])
+def emergency(conn: Conn, user: CurrentUser,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[EmergencyAlert]:
+    """Open alerts that are critical or escalated above banner level: trapped passengers first."""
+    return [EmergencyAlert(**r) for r in emergency_alerts(conn, scope=user.division_code, limit=limit)]
+
+
+@router.get("/api/v1/dashboard/equipment/{code}/live", response_model=EquipmentLive)
+def live(code: Annotated[str, Path(max_length=32)], conn: Conn, user: CurrentUser) -> EquipmentLive:
+    equipment_id = equipment_id_in_scope(conn, scope=user.division_code, code=code)
+    if equipment_id is None:
+        raise NotFound(f"equipment {code} is not in your jurisdiction's registry", ["path", "code"])
+    values = [LatestValue(**v, name_zh=getattr(METRICS_BY_KEY.get(v["metric"]), "name_zh", None))
+              for v in latest_values(conn, equipment_id=equipment_id)]
+    return EquipmentLive(values=values,
+                         events=[EquipmentEvent(**e) for e in recent_events(conn, equipment_id=equipment_id)])
+
+
+def _hub(request: Request) -> AlertHub:
+    hub = getattr(request.app.state, "dashboard_alert_hub", None)
+    if hub is None:
+        hub = request.app.state.dashboard_alert_hub = AlertHub(request.app.state.settings.db.url)
+    return hub
+
+
+@router.get("/api/v1/dashboard/events", response_class=EventSourceResponse)
+async def events(request: Request, user: CurrentUser) -> EventSourceResponse:
+    """Server-sent events: ``ready``, then ``alert`` for every change of an alert in your jurisdiction.
+
+    EventSource cannot send headers: pass the token as ``?access_token=``.
+    """
+    hub = _hub(request)
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        async with hub.subscribe(user.division_code) as sub:
+            while True:
+                kind, data = await sub.queue.get()
+                yield {"event": kind, "data": orjson.dumps(data).decode()}
+
+    return EventSourceResponse(stream(), ping=SSE_PING_S)

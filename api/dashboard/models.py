@@ -1,0 +1,78 @@
+"""What the dashboard's own endpoints return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class MapCell(BaseModel):
+    """Equipment counted on a 0.1° grid cell."""
+
+    lat: float
+    lon: float
+    league_code: str
+    equipment: int
+    offline: int
+
+
+class MapAlert(BaseModel):
+    id: int
+    severity: str
+    lat: float
+    lon: float
+    equipment_code: str
+
+
+class MapRead(BaseModel):
+    cells: list[MapCell]
+    alerts: list[MapAlert]
+
+
+class EmergencyAlert(BaseModel):
+    id: int
+    equipment_code: str
+    category: str
+    rule_key: str
+    severity: str
+    state: str
+    active: bool
+    latched: bool
+    level: str
+    division_code: str
+    division_name: str
+    division_name_en: str | None
+    league_code: str
+    message: str
+    opened_at: datetime
+    address: str | None
+    lat: float | None
+    lon: float | None
+    unit_name: str | None
+    safety_manager: str | None
+    unit_phone: str | None
+    trapped: bool
+
+
+class LatestValue(BaseModel):
+    metric: str
+    name_zh: str | None
+    unit: str
+    value: float
+    time: datetime
+
+
+class EquipmentEvent(BaseModel):
+    time: datetime
+    type: str
+    active: bool
+    details: dict[str, Any]
+
+
+class EquipmentLive(BaseModel):
+    """The latest value of each metric (last 24 h) and the latest discrete events."""
+
+    values: list[LatestValue]
+    events: list[EquipmentEvent]

@@ -1,0 +1,100 @@
+"""SQL of the dashboard's own read models: map bins, the emergency console, live values of one equipment.
+
+Everything is scoped by the caller's jurisdiction with the shared IN_SCOPE test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from api.deps import IN_SCOPE
+
+# Equipment aggregated on a 0.1° grid (about 11 km × 8 km here): the map stays a few thousand
+# points however large the registry is (200,000 equipment → ~1,000 cells for the demo data).
+SELECT_MAP_CELLS = f"""
+SELECT round(e.lat * 10) / 10 AS lat, round(e.lon * 10) / 10 AS lon, d.league_code,
+       count(*) AS equipment, count(*) FILTER (WHERE gs.state IS DISTINCT FROM 'online') AS offline
+FROM equipment e
+JOIN divisions d ON d.code = e.banner_code
+LEFT JOIN gateway_status gs ON gs.gateway_id = e.gateway_id
+WHERE {IN_SCOPE} AND e.lat IS NOT NULL AND e.lon IS NOT NULL
+GROUP BY 1, 2, 3
+"""
+# Open alerts are few (hundreds); they are drawn one by one on top of the cells.
+SELECT_MAP_ALERTS = f"""
+SELECT a.id, a.severity, e.lat, e.lon, e.code AS equipment_code
+FROM alerts a
+JOIN equipment e ON e.id = a.equipment_id
+JOIN divisions d ON d.code = a.division_code
+WHERE {IN_SCOPE} AND a.closed_at IS NULL AND e.lat IS NOT NULL AND e.lon IS NOT NULL
+ORDER BY a.id DESC
+LIMIT 2000
+"""
+
+TRAPPED_RULE_KEY = "event.passenger_trapped"
+# Escalated (above banner level) or critical, open; trapped passengers first, then by severity, then
+# the longest-waiting first (their response clock has run the longest).
+SELECT_EMERGENCY = f"""
+SELECT a.id, e.code AS equipment_code, e.category, a.rule_key, a.severity, a.state, a.active, a.latched,
+       a.level, a.division_code, d.name AS division_name, d.name_en AS division_name_en, a.league_code,
+       a.message, a.opened_at, e.address, e.lat, e.lon, u.name AS unit_name, u.safety_manager,
+       u.phone AS unit_phone, (a.rule_key = %(trapped)s) AS trapped
+FROM alerts a
+JOIN equipment e ON e.id = a.equipment_id
+JOIN divisions d ON d.code = a.division_code
+LEFT JOIN units u ON u.id = e.unit_id
+WHERE {IN_SCOPE} AND a.closed_at IS NULL AND (a.severity = 'critical' OR a.level <> 'banner')
+ORDER BY (a.rule_key = %(trapped)s) DESC,
+         array_position(ARRAY['critical', 'major', 'minor', 'warning'], a.severity),
+         a.opened_at
+LIMIT %(limit)s
+"""
+
+# The latest value of each metric of one equipment within the last day (the primary key
+# (equipment_id, metric_id, time) serves this as one index probe per metric).
+SELECT_LATEST_VALUES = """
+SELECT DISTINCT ON (r.metric_id) m.key AS metric, m.unit, r.value, r.time
+FROM readings r JOIN metrics m ON m.id = r.metric_id
+WHERE r.equipment_id = %(equipment_id)s AND r.time > now() - interval '1 day'
+ORDER BY r.metric_id, r.time DESC
+"""
+SELECT_EQUIPMENT_ID_IN_SCOPE = f"""
+SELECT e.id FROM equipment e JOIN divisions d ON d.code = e.banner_code WHERE {IN_SCOPE} AND e.code = %(code)s
+"""
+SELECT_RECENT_EVENTS = """
+SELECT time, type, active, details FROM events WHERE equipment_id = %(equipment_id)s ORDER BY time DESC LIMIT 50
+"""
+
+# Where a notified alert belongs: the SSE hub delivers it only to subscribers whose jurisdiction holds it.
+SELECT_ALERT_PLACE = """
+SELECT a.id, a.severity, a.state, a.active, a.level, a.rule_key, a.division_code, d.league_code, d.region_code
+FROM alerts a JOIN divisions d ON d.code = a.division_code
+WHERE a.id = ANY(%(ids)s::bigint[])
+"""
+
+
+def map_cells(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_MAP_CELLS, {"scope": scope}).fetchall()
+
+
+def map_alerts(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_MAP_ALERTS, {"scope": scope}).fetchall()
+
+
+def emergency_alerts(conn: psycopg.Connection, *, scope: str, limit: int) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_EMERGENCY, {"scope": scope, "trapped": TRAPPED_RULE_KEY, "limit": limit}).fetchall()
+
+
+def equipment_id_in_scope(conn: psycopg.Connection, *, scope: str, code: str) -> int | None:
+    row = conn.execute(SELECT_EQUIPMENT_ID_IN_SCOPE, {"scope": scope, "code": code}).fetchone()
+    return None if row is None else int(row["id"])
+
+
+def latest_values(conn: psycopg.Connection, *, equipment_id: int) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_LATEST_VALUES, {"equipment_id": equipment_id}).fetchall()
+
+
+def recent_events(conn: psycopg.Connection, *, equipment_id: int) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_RECENT_EVENTS, {"equipment_id": equipment_id}).fetchall()

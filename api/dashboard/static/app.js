@@ -1,0 +1,594 @@
+// SafeWatch dashboard: one page, hash routes, no build step, no third-party code.
+// Data comes from the API of the same process; alert changes arrive over server-sent events.
+"use strict";
+
+const S = {
+  token: sessionStorage.getItem("sw_token"),
+  lang: localStorage.getItem("sw_lang") || "zh",
+  me: null,
+  divisions: [],          // as the API returns them (banner-level counts)
+  byCode: {},             // rolled-up copies, keyed by code
+  paths: new Set(),       // API paths this server offers (from /openapi.json): later features light up
+  page: null, arg: null,
+  alerts: [], expanded: new Set(), eqCursor: null, chartRange: "hour",
+  collapsed: new Set(), refreshing: false, pending: false,
+};
+const SEVERITIES = ["critical", "major", "minor", "warning"];
+const STATES = ["active_unack", "active_ack", "returned_unack", "shelved", "suppressed", "out_of_service", "normal"];
+const RANK = Object.fromEntries(SEVERITIES.map((s, i) => [s, i]));
+const t = k => (I18N[S.lang] || I18N.zh)[k] ?? I18N.zh[k] ?? k;
+const $ = (sel, root = document) => root.querySelector(sel);
+const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const has = path => S.paths.has(path);
+const dname = d => (d ? (S.lang === "en" && d.name_en ? d.name_en : d.name) : "");
+const divName = code => dname(S.byCode[code]) || code;
+
+class ApiError extends Error {}
+
+async function api(path, opts = {}) {
+  const r = await fetch(path, { ...opts, headers: { ...(opts.headers || {}), Authorization: "Bearer " + S.token } });
+  if (r.status === 401) { logout(); throw new ApiError(t("login")); }
+  const body = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) {
+    const msg = Array.isArray(body?.detail) ? body.detail.map(d => d.msg).join("; ") : (body?.detail || r.statusText);
+    throw new ApiError(msg);
+  }
+  return body;
+}
+const post = (path, body) => api(path, { method: "POST", headers: { "Content-Type": "application/json" },
+                                         body: JSON.stringify(body || {}) });
+
+// ---------- time ----------
+function fmtDuration(ms) {
+  const neg = ms < 0; let s = Math.floor(Math.abs(ms) / 1000);
+  const d = Math.floor(s / 86400); s %= 86400;
+  const h = Math.floor(s / 3600); s %= 3600;
+  const m = Math.floor(s / 60); s %= 60;
+  const p = n => String(n).padStart(2, "0");
+  return (neg ? "-" : "") + (d ? `${d}d ` : "") + `${p(h)}:${p(m)}:${p(s)}`;
+}
+const fmtTime = iso => (iso ? new Date(iso).toLocaleString(S.lang === "en" ? "en-GB" : "zh-CN", { hour12: false }) : "");
+function tick() {
+  const now = Date.now();
+  document.querySelectorAll("[data-since]").forEach(el => { el.textContent = fmtDuration(now - Date.parse(el.dataset.since)); });
+  document.querySelectorAll("[data-until]").forEach(el => {
+    const left = Date.parse(el.dataset.until) - now;
+    el.textContent = fmtDuration(left);
+    el.classList.toggle("late", left < 0); el.classList.toggle("bad", left < 0);
+  });
+}
+setInterval(tick, 1000);
+
+// ---------- language ----------
+function applyI18n() {
+  document.documentElement.lang = S.lang === "en" ? "en" : "zh-CN";
+  document.title = "SafeWatch · " + t("app_title");
+  document.querySelectorAll("[data-i18n]").forEach(el => { el.textContent = t(el.dataset.i18n); });
+  $("#live").textContent = document.body.dataset.live === "1" ? t("live") : t("offline_poll");
+  if (S.me) $("#who").textContent = `${S.me.username} · ${t("role_" + S.me.role)} · ${divName(S.me.division_code)}`;
+}
+$("#lang").addEventListener("click", () => {
+  S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("sw_lang", S.lang);
+  applyI18n(); fillSelects(); render();
+});
+
+// ---------- login ----------
+$("#login").addEventListener("submit", async e => {
+  e.preventDefault();
+  const r = await fetch("/api/v1/auth/token", { method: "POST", body: new URLSearchParams(new FormData(e.target)) });
+  if (!r.ok) { $("#login-error").textContent = t("login_failed"); return; }
+  S.token = (await r.json()).access_token; sessionStorage.setItem("sw_token", S.token);
+  $("#login-error").textContent = ""; start();
+});
+function logout() {
+  sessionStorage.removeItem("sw_token"); S.token = null; S.me = null;
+  if (S.events) { S.events.close(); S.events = null; }
+  ["#app", "#nav", "#logout", "#live"].forEach(s => $(s).classList.add("hidden"));
+  $("#who").textContent = ""; $("#login").classList.remove("hidden");
+}
+$("#logout").addEventListener("click", logout);
+
+// ---------- jurisdiction ----------
+function rollUp(divisions) {
+  const byCode = Object.fromEntries(divisions.map(d => [d.code, { ...d, children: [] }]));
+  const keys = ["equipment", "online", "inspections_overdue", "critical", "major", "minor", "warning"];
+  for (const d of divisions.filter(d => d.level === "banner")) {
+    for (let p = byCode[d.parent_code]; p; p = byCode[p.parent_code]) for (const k of keys) p[k] += d[k];
+  }
+  for (const d of Object.values(byCode)) if (byCode[d.parent_code]) byCode[d.parent_code].children.push(d);
+  return byCode;
+}
+const roots = () => Object.values(S.byCode).filter(d => !S.byCode[d.parent_code]);
+async function loadDivisions() {
+  S.divisions = await api("/api/v1/divisions");
+  S.byCode = rollUp(S.divisions);
+}
+function divisionOptions(selected) {
+  const out = [`<option value="">${esc(t("all"))}</option>`];
+  const walk = (d, depth) => {
+    out.push(`<option value="${d.code}" ${d.code === selected ? "selected" : ""}>${"\u00a0".repeat(depth * 3)}${esc(dname(d))}</option>`);
+    d.children.forEach(c => walk(c, depth + 1));
+  };
+  roots().forEach(r => walk(r, 0));
+  return out.join("");
+}
+function fillSelects() {
+  const f = $("#alert-filters");
+  const keep = name => f.elements[name].value;
+  f.elements.severity.innerHTML = `<option value="">${esc(t("all"))}</option>` +
+    SEVERITIES.map(s => `<option value="${s}">${esc(t(s))}</option>`).join("");
+  f.elements.state.innerHTML = `<option value="">${esc(t("all"))}</option>` +
+    STATES.map(s => `<option value="${s}">${esc(t("st_" + s))}</option>`).join("");
+  const div = keep("division");
+  f.elements.division.innerHTML = divisionOptions(div);
+  const q = $("#eq-search");
+  q.elements.division.innerHTML = divisionOptions(q.elements.division.value);
+  const cat = q.elements.category.value;
+  q.elements.category.innerHTML = `<option value="">${esc(t("all"))}</option>` +
+    ["1000", "2000", "3000"].map(c => `<option value="${c}" ${c === cat ? "selected" : ""}>${esc(t("cat_" + c))}</option>`).join("");
+}
+
+// ---------- live updates (SSE) ----------
+function setLive(on) {
+  document.body.dataset.live = on ? "1" : "0";
+  $("#live").textContent = on ? t("live") : t("offline_poll");
+}
+function connectLive() {
+  if (S.events) S.events.close();
+  const es = new EventSource("/api/v1/dashboard/events?access_token=" + encodeURIComponent(S.token));
+  S.events = es;
+  es.addEventListener("ready", () => { setLive(true); refreshSoon(); });
+  es.addEventListener("resync", () => refreshSoon());
+  es.addEventListener("alert", e => {
+    const a = JSON.parse(e.data);
+    S.lastEvent = a;
+    if (S.page === "equipment" && S.arg) { refreshSoon(); return; }
+    refreshSoon();
+  });
+  es.onerror = () => { setLive(false); };
+}
+// Without SSE (proxy, database outage) the page still refreshes, slowly.
+setInterval(() => { if (S.me && document.body.dataset.live !== "1") refreshSoon(); }, 30000);
+// Registry-side counts (gateways going on/offline) have no event: refresh the overview now and then.
+setInterval(() => { if (S.me && S.page === "overview") refreshSoon(); }, 60000);
+function refreshSoon() {
+  if (S.refreshing) { S.pending = true; return; }
+  S.refreshing = true;
+  setTimeout(async () => {
+    try { await render(true); } finally {
+      S.refreshing = false;
+      if (S.pending) { S.pending = false; refreshSoon(); }
+    }
+  }, 150);
+}
+
+// ---------- routing ----------
+function route() {
+  const [, page = "overview", ...rest] = location.hash.split("/");
+  S.page = ["overview", "alerts", "equipment", "emergency", "kpis"].includes(page) ? page : "overview";
+  S.arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
+  document.querySelectorAll("#nav a").forEach(a => a.classList.toggle("active", a.dataset.page === S.page));
+  document.querySelectorAll("main > section").forEach(s => s.classList.toggle("hidden", s.id !== "page-" + S.page));
+  render();
+}
+window.addEventListener("hashchange", route);
+
+async function render(refresh = false) {
+  if (!S.me || !S.page) return;
+  const section = $("#page-" + S.page);
+  try {
+    if (refresh || !S.divisions.length) await loadDivisions();
+    await ({ overview: renderOverview, alerts: renderAlerts, equipment: renderEquipment,
+             emergency: renderEmergency, kpis: renderKpis })[S.page]();
+    section.dataset.ready = "1";
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    section.dataset.error = err.message;
+  }
+  tick();
+}
+
+// ---------- overview ----------
+async function renderOverview() {
+  const map = await api("/api/v1/dashboard/map");
+  const rs = roots();
+  const sum = k => rs.reduce((n, d) => n + d[k], 0);
+  const total = sum("equipment"), online = sum("online");
+  const tiles = [["equipment", total], ["online", online], ["offline", total - online],
+    ["overdue", sum("inspections_overdue")], ["critical", sum("critical")], ["major", sum("major")],
+    ["minor", sum("minor") + sum("warning")]];
+  $("#tiles").innerHTML = tiles.map(([k, v]) => `<div class="tile" data-tile="${k}"><div class="v ${
+    (k === "critical" && v) ? "bad" : ""}">${v.toLocaleString()}</div><div class="k">${esc(t(k))}${
+    k === "minor" ? " / " + esc(t("warning")) : ""}</div></div>`).join("");
+  renderTree();
+  renderMap(map);
+  if (!window.__overviewRenderedAt) {
+    window.__overviewRenderedAt = performance.now();
+    performance.mark("overview-rendered");
+  }
+}
+function chips(d) {
+  return SEVERITIES.map(s => `<span class="chip ${d[s] ? s : "zero"}" title="${esc(t(s))}">${d[s]}</span>`).join(" ");
+}
+function renderTree() {
+  const rows = [];
+  if (!S.treeShown) {   // a region's 103 banners are too many at first sight: start with leagues folded
+    S.treeShown = true;
+    const leagues = Object.values(S.byCode).filter(d => d.level === "league");
+    if (leagues.length > 1) leagues.forEach(d => S.collapsed.add(d.code));
+  }
+  const row = d => {
+    const off = d.equipment - d.online;
+    const toggle = d.level === "league" ? `<span class="toggle">${S.collapsed.has(d.code) ? "▸" : "▾"}</span>` : "";
+    rows.push(`<tr class="${d.level}" data-code="${d.code}"><td>${toggle}${esc(dname(d))}</td>
+      <td class="num">${d.equipment.toLocaleString()}</td><td class="num">${d.online.toLocaleString()}</td>
+      <td class="num ${off ? "bad" : ""}">${off.toLocaleString()}</td>
+      <td class="num ${d.inspections_overdue ? "bad" : ""}">${d.inspections_overdue.toLocaleString()}</td>
+      <td class="alerts-cell">${chips(d)}</td></tr>`);
+    if (d.level === "league" && S.collapsed.has(d.code)) return;
+    d.children.sort((a, b) => a.code.localeCompare(b.code)).forEach(row);
+  };
+  roots().forEach(row);
+  $("#tree").innerHTML = `<thead><tr><th>${esc(t("division"))}</th><th class="num">${esc(t("equipment"))}</th>
+    <th class="num">${esc(t("online"))}</th><th class="num">${esc(t("offline"))}</th>
+    <th class="num">${esc(t("overdue"))}</th><th>${esc(t("open_alerts"))}</th></tr></thead><tbody>${rows.join("")}</tbody>`;
+}
+$("#tree").addEventListener("click", e => {
+  const tr = e.target.closest("tr.league");
+  if (!tr) return;
+  S.collapsed.has(tr.dataset.code) ? S.collapsed.delete(tr.dataset.code) : S.collapsed.add(tr.dataset.code);
+  renderTree();
+});
+
+function hull(points) {   // Andrew's monotone chain; points [[x, y]]
+  const p = [...points].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  if (p.length < 3) return p;
+  const cross = (o, a, b) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+  const lower = [], upper = [];
+  for (const q of p) { while (lower.length >= 2 && cross(lower.at(-2), lower.at(-1), q) <= 0) lower.pop(); lower.push(q); }
+  for (const q of p.reverse()) { while (upper.length >= 2 && cross(upper.at(-2), upper.at(-1), q) <= 0) upper.pop(); upper.push(q); }
+  return lower.slice(0, -1).concat(upper.slice(0, -1));
+}
+function renderMap({ cells, alerts }) {
+  const box = $("#map-canvas");
+  if (!cells.length) { box.innerHTML = `<p class="note">${esc(t("no_values"))}</p>`; return; }
+  const lats = cells.map(c => c.lat), lons = cells.map(c => c.lon);
+  const [la0, la1, lo0, lo1] = [Math.min(...lats) - 0.3, Math.max(...lats) + 0.3, Math.min(...lons) - 0.4, Math.max(...lons) + 0.4];
+  const k = Math.cos(((la0 + la1) / 2) * Math.PI / 180);   // equirectangular, true scale at mid latitude
+  const W = 800, H = Math.max(260, Math.min(640, W * (la1 - la0) / ((lo1 - lo0) * k)));
+  const sx = W / ((lo1 - lo0) * k), sy = H / (la1 - la0), s = Math.min(sx, sy);
+  const x = lon => ((lon - lo0) * k * s + (W - (lo1 - lo0) * k * s) / 2).toFixed(1);
+  const y = lat => ((la1 - lat) * s + (H - (la1 - la0) * s) / 2).toFixed(1);
+  const byLeague = {};
+  for (const c of cells) (byLeague[c.league_code] ||= []).push(c);
+  const maxN = Math.max(...cells.map(c => c.equipment));
+  const parts = [];
+  for (const [code, cs] of Object.entries(byLeague)) {
+    const h = hull(cs.map(c => [c.lon, c.lat]));
+    if (h.length >= 3) parts.push(`<polygon class="hull" points="${h.map(([lo, la]) => `${x(lo)},${y(la)}`).join(" ")}"/>`);
+  }
+  for (const c of cells) {
+    const r = (1 + 5 * Math.sqrt(c.equipment / maxN)).toFixed(1);
+    parts.push(`<circle class="cell ${c.offline === c.equipment ? "off" : ""}" cx="${x(c.lon)}" cy="${y(c.lat)}" r="${r}"><title>${c.equipment} ${esc(t("equipment"))}, ${c.offline} ${esc(t("offline"))}</title></circle>`);
+  }
+  for (const [code, cs] of Object.entries(byLeague)) {
+    const n = cs.reduce((a, c) => a + c.equipment, 0);
+    const cx = cs.reduce((a, c) => a + c.lon * c.equipment, 0) / n, cy = cs.reduce((a, c) => a + c.lat * c.equipment, 0) / n;
+    const d = S.byCode[code];
+    const open = d ? d.critical + d.major + d.minor + d.warning : 0;
+    parts.push(`<text class="label" x="${x(cx)}" y="${(+y(cy) - 14).toFixed(1)}" text-anchor="middle">${esc(divName(code))}${open ? ` ⚠${open}` : ""}</text>`);
+  }
+  for (const a of [...alerts].sort((p, q) => RANK[q.severity] - RANK[p.severity])) {
+    parts.push(`<a href="#/equipment/${encodeURIComponent(a.equipment_code)}"><circle class="alert" data-map-alert="${a.id}" cx="${x(a.lon)}" cy="${y(a.lat)}" r="5" fill="var(--${a.severity})"><title>${esc(t(a.severity))} · ${esc(a.equipment_code)}</title></circle></a>`);
+  }
+  box.innerHTML = `<svg viewBox="0 0 ${W} ${H.toFixed(0)}" role="img" aria-label="${esc(t("map"))}">${parts.join("")}</svg>`;
+}
+
+// ---------- alert feed ----------
+function alertFilters() {
+  const f = $("#alert-filters").elements;
+  return { severity: f.severity.value, state: f.state.value, division: f.division.value, open: f.open.checked,
+           q: f.q.value.trim().toLowerCase(), sort: f.sort.value };
+}
+$("#alert-filters").addEventListener("change", () => renderAlerts());
+$("#alert-filters").addEventListener("submit", e => e.preventDefault());
+$("#alert-filters").addEventListener("input", e => { if (e.target.name === "q") drawAlerts(); });
+
+async function renderAlerts() {
+  const f = alertFilters();
+  const qs = new URLSearchParams({ limit: "500" });
+  if (f.open) qs.set("open", "true");
+  for (const k of ["severity", "state", "division"]) if (f[k]) qs.set(k, f[k]);
+  S.alerts = (await api("/api/v1/alerts?" + qs)).items;
+  drawAlerts();
+  const details = [...S.expanded].filter(id => S.alerts.some(a => a.id === id));
+  await Promise.all(details.map(loadAlertDetail));
+}
+function actionsFor(a) {
+  const b = [];
+  const btn = (act, label) => `<button type="button" data-act="${act}" data-id="${a.id}">${esc(t(label))}</button>`;
+  if (a.state === "active_unack" || a.state === "returned_unack") b.push(btn("acknowledge", "ack"));
+  if (a.latched && !a.active && a.state !== "normal") b.push(btn("reset", "reset"));
+  if (has("/api/v1/alerts/{alert_id}/shelve") && !a.latched && a.severity !== "critical"
+      && ["active_unack", "active_ack", "returned_unack"].includes(a.state)) b.push(btn("shelve", "shelve"));
+  if (has("/api/v1/alerts/{alert_id}/unshelve") && a.state === "shelved") b.push(btn("unshelve", "unshelve"));
+  if (a.state !== "normal") b.push(`<button type="button" data-more="${a.id}">${esc(t("more"))}</button>`);
+  return b.join("");
+}
+function nextEscalation(a) {
+  const at = a.next_escalation_at || a.escalation?.next_at;
+  return at ? `<span class="clock" data-until="${esc(at)}"></span>` : "";
+}
+function drawAlerts() {
+  const f = alertFilters();
+  let items = S.alerts;
+  if (f.q) items = items.filter(a => [a.equipment_code, a.message, a.rule_key, divName(a.division_code)]
+    .some(v => String(v).toLowerCase().includes(f.q)));
+  const newest = (a, b) => Date.parse(b.opened_at) - Date.parse(a.opened_at);
+  items = [...items].sort(f.sort === "newest" ? newest : (a, b) => RANK[a.severity] - RANK[b.severity] || newest(a, b));
+  const showEsc = items.some(a => a.next_escalation_at || a.escalation);
+  const head = `<thead><tr><th>${esc(t("severity"))}</th><th>${esc(t("since_open"))}</th><th>${esc(t("equipment"))}</th>
+    <th>${esc(t("division"))}</th><th>${esc(t("message"))}</th><th>${esc(t("state"))}</th><th>${esc(t("level"))}</th>
+    ${showEsc ? `<th>${esc(t("next_escalation"))}</th>` : ""}<th>${esc(t("actions"))}</th></tr></thead>`;
+  const rows = items.map(a => `<tr class="alert-row ${a.state.endsWith("unack") ? "unack" : ""} ${a.closed_at ? "closed" : ""}" data-alert="${a.id}" data-severity="${a.severity}">
+    <td class="sev sev-${a.severity}">${esc(t(a.severity))}</td>
+    <td class="clock" ${a.closed_at ? "" : `data-since="${esc(a.opened_at)}"`} title="${esc(fmtTime(a.opened_at))}">${a.closed_at ? esc(fmtTime(a.opened_at)) : ""}</td>
+    <td><a href="#/equipment/${encodeURIComponent(a.equipment_code)}">${esc(a.equipment_code)}</a></td>
+    <td>${esc(divName(a.division_code))}</td><td>${esc(a.message)}</td>
+    <td class="state" data-state="${a.state}">${esc(t("st_" + a.state))}</td><td>${esc(t("lvl_" + a.level))}</td>
+    ${showEsc ? `<td>${nextEscalation(a)}</td>` : ""}
+    <td class="actions">${actionsFor(a)}</td></tr>
+    ${S.expanded.has(a.id) ? `<tr class="detail" data-detail="${a.id}"><td colspan="9"></td></tr>` : ""}`).join("");
+  $("#alert-table").innerHTML = head + `<tbody>${rows || `<tr><td colspan="9" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody>`;
+  S.expanded.forEach(id => { if (S.details?.[id]) fillDetail(id, S.details[id]); });
+  tick();
+}
+async function loadAlertDetail(id) {
+  const d = await api(`/api/v1/alerts/${id}`);
+  (S.details ||= {})[id] = d;
+  fillDetail(id, d);
+}
+function fillDetail(id, d) {
+  const cell = $(`tr[data-detail="${id}"] td`);
+  if (!cell) return;
+  const rows = d.transitions.map(x => `<tr><td>${esc(fmtTime(x.at))}</td><td>${esc(x.actor)}</td>
+    <td>${esc(x.from_state ? t("st_" + x.from_state) : "")} → ${esc(t("st_" + x.to_state))}</td><td>${esc(x.reason)}</td></tr>`);
+  const comments = (d.comments || []).map(c => `<tr><td>${esc(fmtTime(c.at))}</td><td>${esc(c.author || c.actor)}</td>
+    <td>${esc(t("comment"))}</td><td>${esc(c.text || c.body)}</td></tr>`);
+  const forms = [];
+  if (has("/api/v1/alerts/{alert_id}/comment") || has("/api/v1/alerts/{alert_id}/comments")) {
+    forms.push(`<form data-form="comment" data-id="${id}"><input name="text" required size="30" placeholder="${esc(t("comment"))}">
+      <button type="submit">${esc(t("comment"))}</button></form>`);
+  }
+  if (has("/api/v1/alerts/{alert_id}/assign")) {
+    forms.push(`<form data-form="assign" data-id="${id}"><input name="assignee" required size="16" placeholder="${esc(t("assignee"))}"
+      value="${esc(d.assignee || "")}"><button type="submit">${esc(t("assign"))}</button></form>`);
+  }
+  forms.push(`<form data-form="reason" data-id="${id}"><input name="reason" size="30" placeholder="${esc(t("reason"))}"></form>`);
+  cell.innerHTML = `<div class="detail-grid"><div><strong>${esc(t("history"))}</strong>
+    <table><thead><tr><th>${esc(t("at"))}</th><th>${esc(t("actor"))}</th><th>${esc(t("from_to"))}</th><th>${esc(t("reason"))}</th></tr></thead>
+    <tbody>${rows.concat(comments).join("")}</tbody></table></div><div>${forms.join("")}<p class="bad" data-error></p></div></div>`;
+}
+$("#alert-table").addEventListener("click", async e => {
+  const more = e.target.closest("[data-more]");
+  if (more) {
+    const id = +more.dataset.more;
+    S.expanded.has(id) ? S.expanded.delete(id) : S.expanded.add(id);
+    drawAlerts(); if (S.expanded.has(id)) await loadAlertDetail(id);
+    return;
+  }
+  const act = e.target.closest("[data-act]");
+  if (!act) return;
+  const id = act.dataset.id;
+  const reason = $(`form[data-form="reason"][data-id="${id}"] input`)?.value || "";
+  act.disabled = true;
+  try {
+    await post(`/api/v1/alerts/${id}/${act.dataset.act}`, { reason });
+    await renderAlerts();
+  } catch (err) {
+    act.disabled = false;
+    act.title = t("action_failed") + ": " + err.message;
+    const p = $(`tr[data-detail="${id}"] [data-error]`); if (p) p.textContent = err.message; else alert(err.message);
+  }
+});
+$("#alert-table").addEventListener("submit", async e => {
+  e.preventDefault();
+  const form = e.target, id = form.dataset.id, kind = form.dataset.form;
+  if (kind === "reason") return;
+  const path = kind === "comment"
+    ? (has("/api/v1/alerts/{alert_id}/comments") ? `/api/v1/alerts/${id}/comments` : `/api/v1/alerts/${id}/comment`)
+    : `/api/v1/alerts/${id}/assign`;
+  const body = Object.fromEntries(new FormData(form));
+  try { await post(path, body); await loadAlertDetail(+id); await renderAlerts(); }
+  catch (err) { $(`tr[data-detail="${id}"] [data-error]`).textContent = err.message; }
+});
+
+// ---------- equipment ----------
+$("#eq-search").addEventListener("submit", e => {
+  e.preventDefault();
+  const code = e.target.elements.code.value.trim();
+  if (code) location.hash = "#/equipment/" + encodeURIComponent(code); else { S.eqCursor = null; renderEquipment(); }
+});
+async function renderEquipment() {
+  if (S.arg) { $("#eq-list").innerHTML = ""; return renderEquipmentDetail(S.arg); }
+  $("#eq-detail").innerHTML = "";
+  await loadEquipmentPage(false);
+}
+async function loadEquipmentPage(append) {
+  const f = $("#eq-search").elements;
+  const qs = new URLSearchParams({ limit: "100" });
+  if (f.division.value) qs.set("division", f.division.value);
+  if (f.category.value) qs.set("category", f.category.value);
+  if (append && S.eqCursor) qs.set("cursor", S.eqCursor);
+  const page = await api("/api/v1/equipment?" + qs);
+  S.eqCursor = page.next_cursor;
+  const today = new Date().toISOString().slice(0, 10);
+  const rows = page.items.map(e => `<tr data-eq="${esc(e.code)}"><td><a href="#/equipment/${encodeURIComponent(e.code)}">${esc(e.code)}</a></td>
+    <td>${esc(t("cat_" + e.category))}</td><td>${esc(divName(e.banner_code))}</td><td>${esc(e.unit_name)}</td>
+    <td class="${e.online ? "good" : "bad"}">${esc(e.online ? t("online") : t("offline"))}</td>
+    <td class="${e.next_inspection_on && e.next_inspection_on < today ? "bad" : ""}">${esc(e.next_inspection_on)}</td></tr>`).join("");
+  const body = $("#eq-list tbody");
+  if (append && body) body.insertAdjacentHTML("beforeend", rows);
+  else $("#eq-list").innerHTML = `<table><thead><tr><th>${esc(t("code"))}</th><th>${esc(t("category"))}</th>
+    <th>${esc(t("division"))}</th><th>${esc(t("unit"))}</th><th>${esc(t("status"))}</th><th>${esc(t("next_inspection"))}</th></tr></thead>
+    <tbody>${rows}</tbody></table><p><button type="button" id="eq-more" ${S.eqCursor ? "" : "disabled"}>${esc(t("load_more"))}</button></p>`;
+  const more = $("#eq-more"); if (more) more.disabled = !S.eqCursor;
+}
+$("#eq-list").addEventListener("click", e => { if (e.target.id === "eq-more") loadEquipmentPage(true); });
+
+const RANGES = { hour: 3600e3, day: 86400e3, week: 7 * 86400e3 };
+async function loadSeries(code, range) {
+  // The telemetry rollups API, when this server offers it; otherwise no charts (never made-up data).
+  if (!has("/api/v1/telemetry/{code}/series") && !has("/api/v1/equipment/{code}/series")) return null;
+  const path = has("/api/v1/telemetry/{code}/series") ? `/api/v1/telemetry/${encodeURIComponent(code)}/series`
+                                                     : `/api/v1/equipment/${encodeURIComponent(code)}/series`;
+  const to = new Date(), from = new Date(to - RANGES[range]);
+  return api(`${path}?from=${from.toISOString()}&to=${to.toISOString()}`);
+}
+function lineChart(points, { w = 420, h = 120 } = {}) {
+  // points: [[ms, avg, min, max]] ; a band for min–max and a line for the mean.
+  if (points.length < 2) return `<p class="note">${esc(t("no_chart"))}</p>`;
+  const xs = points.map(p => p[0]), lo = Math.min(...points.map(p => p[2] ?? p[1])), hi = Math.max(...points.map(p => p[3] ?? p[1]));
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), pad = 28, span = hi - lo || 1;
+  const X = v => (pad + (v - x0) / (x1 - x0 || 1) * (w - pad - 4)).toFixed(1);
+  const Y = v => (4 + (hi - v) / span * (h - 20)).toFixed(1);
+  const line = points.map((p, i) => `${i ? "L" : "M"}${X(p[0])},${Y(p[1])}`).join("");
+  const band = points.map((p, i) => `${i ? "L" : "M"}${X(p[0])},${Y(p[3] ?? p[1])}`).join("") +
+    [...points].reverse().map(p => `L${X(p[0])},${Y(p[2] ?? p[1])}`).join("") + "Z";
+  const fmt = ms => new Date(ms).toLocaleString(S.lang === "en" ? "en-GB" : "zh-CN", { hour12: false, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  return `<svg viewBox="0 0 ${w} ${h}"><path class="band" d="${band}"/><path class="line" d="${line}"/>
+    <text x="0" y="12">${+hi.toPrecision(4)}</text><text x="0" y="${h - 18}">${+lo.toPrecision(4)}</text>
+    <text x="${pad}" y="${h - 3}">${esc(fmt(x0))}</text><text x="${w - 4}" y="${h - 3}" text-anchor="end">${esc(fmt(x1))}</text></svg>`;
+}
+function seriesToCharts(series) {
+  // Accepts {metrics: {key: [[t, avg, min, max]...]}} or {series: [{metric, points: [{t|time|bucket, avg|value, min, max}]}]}.
+  if (!series) return `<p class="note">${esc(t("feature_unavailable"))}</p>`;
+  let byMetric = series.metrics;
+  if (!byMetric && Array.isArray(series.series)) {
+    byMetric = Object.fromEntries(series.series.map(s => [s.metric, s.points.map(p => [
+      Date.parse(p.t ?? p.time ?? p.bucket), p.avg ?? p.mean ?? p.value, p.min, p.max])]));
+  }
+  const keys = Object.keys(byMetric || {});
+  if (!keys.length) return `<p class="note">${esc(t("no_chart"))}</p>`;
+  return keys.map(k => `<div class="chart" data-chart="${esc(k)}"><div class="note">${esc(k)}</div>${lineChart(byMetric[k])}</div>`).join("");
+}
+async function renderEquipmentDetail(code) {
+  const enc = encodeURIComponent(code);
+  let e;
+  try { e = await api(`/api/v1/equipment/${enc}`); }
+  catch (err) { $("#eq-detail").innerHTML = `<div class="panel bad">${esc(t("not_found"))}: ${esc(code)} — ${esc(err.message)}</div>`; return; }
+  const [live, hist, series] = await Promise.all([api(`/api/v1/dashboard/equipment/${enc}/live`),
+    api(`/api/v1/alerts?equipment=${enc}&limit=100`), loadSeries(code, S.chartRange)]);
+  const today = new Date(); today.setHours(0, 0, 0, 0);
+  const dueDays = e.next_inspection_on ? Math.round((Date.parse(e.next_inspection_on) - today) / 86400e3) : null;
+  const rated = Object.entries(e.rated || {}).map(([k, v]) => `${esc(k)} = ${esc(v)}`).join("<br>");
+  const values = live.values.map(v => `<div class="value" data-metric="${esc(v.metric)}"><div class="m">${esc(S.lang === "zh" && v.name_zh ? v.name_zh : v.metric)}</div>
+    <div class="x">${+v.value.toPrecision(5)} <small>${esc(v.unit)}</small></div><div class="note">${esc(fmtTime(v.time))}</div></div>`).join("");
+  const hrows = hist.items.map(a => `<tr data-alert="${a.id}"><td class="sev sev-${a.severity}">${esc(t(a.severity))}</td>
+    <td>${esc(fmtTime(a.opened_at))}</td><td>${esc(a.message)}</td><td>${esc(t("st_" + a.state))}</td>
+    <td>${esc(fmtTime(a.closed_at))}</td></tr>`).join("");
+  const erows = live.events.map(v => `<tr><td>${esc(fmtTime(v.time))}</td><td>${esc(v.type)}</td><td>${v.active ? "●" : "○"}</td></tr>`).join("");
+  $("#eq-detail").innerHTML = `<div class="eq-grid">
+    <div class="panel" id="eq-registry"><h3>${esc(t("registry"))} · ${esc(e.code)}</h3><dl class="kv">
+      <dt>${esc(t("category"))}</dt><dd>${esc(t("cat_" + e.category))} (${esc(e.variety)})</dd>
+      <dt>${esc(t("registration_no"))}</dt><dd>${esc(e.registration_no)}</dd>
+      <dt>${esc(t("unit"))}</dt><dd>${esc(e.unit_name)}</dd>
+      <dt>${esc(t("division"))}</dt><dd>${esc(divName(e.league_code))} · ${esc(divName(e.banner_code))}</dd>
+      <dt>${esc(t("address"))}</dt><dd>${esc(e.address)}</dd>
+      <dt>${esc(t("gateway"))}</dt><dd>${esc(e.gateway_id)} <span class="${e.online ? "good" : "bad"}">${esc(e.online ? t("online") : t("offline"))}</span></dd>
+      <dt>${esc(t("status"))}</dt><dd>${esc(t("eq_" + e.status))}</dd>
+      <dt>${esc(t("rated"))}</dt><dd>${rated}</dd></dl></div>
+    <div class="panel" id="eq-inspections"><h3>${esc(t("inspections"))}</h3><dl class="kv">
+      <dt>${esc(t("last_inspection"))}</dt><dd>${esc(e.last_inspection_on)}</dd>
+      <dt>${esc(t("next_inspection"))}</dt><dd>${esc(e.next_inspection_on)}
+        ${dueDays === null ? "" : dueDays < 0 ? `<span class="bad">${esc(t("overdue_by"))} ${-dueDays} ${esc(t("days"))}</span>`
+                                               : `<span class="note">${esc(t("due_in"))} ${dueDays} ${esc(t("days"))}</span>`}</dd></dl>
+      <h3 style="margin-top:.8rem">${esc(t("live_values"))}</h3>
+      <div class="values" id="eq-values">${values || `<p class="note">${esc(t("no_values"))}</p>`}</div></div>
+    <div class="panel" id="eq-charts"><h3>${esc(t("charts"))}</h3><div class="tabs">${Object.keys(RANGES).map(r =>
+      `<button type="button" data-range="${r}" class="${r === S.chartRange ? "active" : ""}">${esc(t("last_" + r))}</button>`).join(" ")}</div>
+      <div id="eq-chart-body">${seriesToCharts(series)}</div></div>
+    <div class="panel" id="eq-alerts"><h3>${esc(t("alert_history"))}</h3><table><thead><tr><th>${esc(t("severity"))}</th>
+      <th>${esc(t("opened"))}</th><th>${esc(t("message"))}</th><th>${esc(t("state"))}</th><th>${esc(t("st_normal"))}</th></tr></thead>
+      <tbody>${hrows || `<tr><td colspan="5" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody></table>
+      ${erows ? `<h3 style="margin-top:.8rem">${esc(t("events"))}</h3><table><tbody>${erows}</tbody></table>` : ""}</div></div>`;
+}
+$("#eq-detail").addEventListener("click", async e => {
+  const r = e.target.dataset.range;
+  if (!r || !S.arg) return;
+  S.chartRange = r;
+  document.querySelectorAll("#eq-charts [data-range]").forEach(b => b.classList.toggle("active", b.dataset.range === r));
+  $("#eq-chart-body").innerHTML = seriesToCharts(await loadSeries(S.arg, r));
+});
+// Live values have no event of their own: refresh them while the page is open.
+setInterval(() => { if (S.me && S.page === "equipment" && S.arg) refreshSoon(); }, 15000);
+
+// ---------- emergency console ----------
+async function renderEmergency() {
+  const [items, contacts] = await Promise.all([api("/api/v1/dashboard/emergency"), loadContacts()]);
+  const cards = items.map(a => {
+    const deadline = a.response_deadline_at || a.response?.deadline_at;
+    const people = (contacts[a.division_code] || contacts[a.league_code] || []).map(c =>
+      `<div>${esc(c.name)} · ${esc(c.role || "")} · <a href="tel:${esc(c.phone)}">${esc(c.phone)}</a></div>`).join("");
+    return `<div class="card ${a.trapped ? "trapped" : ""} ${a.severity}" data-emergency="${a.id}" data-trapped="${a.trapped ? 1 : 0}">
+      <h4><span>${a.trapped ? `<span class="badge">${esc(t("trapped"))}</span>` : ""}${a.level !== "banner" ? `<span class="badge esc">${esc(t("escalated"))} · ${esc(t("lvl_" + a.level))}</span>` : ""}
+        <span class="sev sev-${a.severity}">${esc(t(a.severity))}</span></span><span class="note">#${a.id}</span></h4>
+      <div>${esc(a.message)}</div>
+      <div class="note"><a href="#/equipment/${encodeURIComponent(a.equipment_code)}">${esc(a.equipment_code)}</a> · ${esc(S.lang === "en" && a.division_name_en ? a.division_name_en : a.division_name)} · ${esc(a.address)}</div>
+      <div style="display:flex;gap:1.5rem;margin:.4rem 0"><div><div class="note">${esc(t("response_clock"))}</div>
+        <div class="big clock" data-since="${esc(a.opened_at)}"></div></div>
+        ${deadline ? `<div><div class="note">${esc(t("deadline"))}</div><div class="big clock" data-until="${esc(deadline)}"></div></div>` : ""}</div>
+      <div><strong>${esc(t("contacts"))}</strong>
+        <div>${esc(t("unit_contact"))}: ${esc(a.unit_name)}</div>
+        <div>${esc(t("safety_manager"))}: ${esc(a.safety_manager)} · <a href="tel:${esc(a.unit_phone)}">${esc(a.unit_phone)}</a></div>${people}</div>
+      <div class="actions" style="margin-top:.4rem">${actionsFor(a)}</div></div>`;
+  });
+  $("#emergency-cards").innerHTML = cards.join("") || `<div class="panel note">${esc(t("no_emergency"))}</div>`;
+}
+async function loadContacts() {
+  // Contacts per division from the contacts API when this server offers it.
+  if (!has("/api/v1/contacts")) return {};
+  const list = await api("/api/v1/contacts");
+  const by = {};
+  for (const c of (list.items || list)) (by[c.division_code] ||= []).push(c);
+  return by;
+}
+$("#emergency-cards").addEventListener("click", async e => {
+  const act = e.target.closest("[data-act]");
+  if (!act) return;
+  act.disabled = true;
+  try { await post(`/api/v1/alerts/${act.dataset.id}/${act.dataset.act}`, {}); } catch (err) { alert(err.message); }
+  renderEmergency();
+});
+
+// ---------- KPIs ----------
+async function renderKpis() {
+  const body = $("#kpi-body");
+  if (!has("/api/v1/kpis")) { body.innerHTML = `<p class="note">${esc(t("kpi_unavailable"))}</p>`; return; }
+  const k = await api("/api/v1/kpis");
+  const rows = (k.divisions || k.items || []).map(d => `<tr data-kpi="${esc(d.division_code)}"><td>${esc(divName(d.division_code))}</td>
+    <td class="num">${esc(d.alerts_per_hour?.toFixed?.(2) ?? d.alerts_per_hour)}</td><td class="num">${esc(d.floods ?? d.flood_periods)}</td>
+    <td class="num">${esc(d.chattering ?? d.chattering_alerts)}</td>
+    <td>${(d.top_rules || []).slice(0, 5).map(r => `${esc(r.rule_key)} (${esc(r.count)})`).join("<br>")}</td></tr>`).join("");
+  body.innerHTML = `<p class="note">${esc(t("window"))}: ${esc(k.window_hours ?? "")} ${esc(t("hours"))}</p>
+    <table><thead><tr><th>${esc(t("division"))}</th><th class="num">${esc(t("alerts_per_hour"))}</th>
+    <th class="num">${esc(t("floods"))}</th><th class="num">${esc(t("chattering"))}</th><th>${esc(t("top_rules"))}</th></tr></thead>
+    <tbody>${rows}</tbody></table>`;
+}
+
+// ---------- start ----------
+async function start() {
+  try { S.me = await api("/api/v1/me"); } catch { return; }
+  $("#login").classList.add("hidden");
+  ["#app", "#nav", "#logout", "#live"].forEach(s => $(s).classList.remove("hidden"));
+  setLive(false);
+  // Feature detection runs beside the first page load, not in front of it.
+  fetch("/openapi.json").then(r => r.json()).then(o => { S.paths = new Set(Object.keys(o.paths || {})); })
+    .catch(() => {}).finally(() => { if (S.page !== "overview") render(); });
+  await loadDivisions();
+  applyI18n(); fillSelects();
+  connectLive();
+  route();
+}
+applyI18n();
+if (S.token) start(); else $("#login").classList.remove("hidden");
