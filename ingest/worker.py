@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from ingest.batching import RawMessage, assemble, codes_in
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
+from ingest.rollups import drop_old_partitions, refresh_rollups
 from ingest.writer import ensure_partitions, prepare, write_batch
 from safewatch.contract import Limits, device_filter, shared_filter
 from safewatch.db import connect
@@ -31,6 +32,7 @@ class DatabaseLink:
     def __init__(self, url: str, stop: threading.Event, metrics: IngestMetrics) -> None:
         self._url, self._stop, self._metrics = url, stop, metrics
         self.conn: psycopg.Connection | None = None
+        self.plain = False  # plain PostgreSQL: the service maintains the rollups
         self._down_since: float | None = None
 
     def run(self, action: str, fn):  # type: ignore[no-untyped-def]
@@ -40,7 +42,7 @@ class DatabaseLink:
             try:
                 if self.conn is None or self.conn.closed:
                     self.conn = connect(self._url)
-                    prepare(self.conn)
+                    self.plain = prepare(self.conn)
                 result = fn(self.conn)
             except psycopg.OperationalError as exc:
                 self._metrics.db_retries.inc()
@@ -73,28 +75,63 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
         topic_filter = shared_filter(cfg.share_group, topic_filter)
     db = DatabaseLink(settings.db.url, stop, metrics)
     cache = RegistryCache()
-    db.run("partitions", ensure_partitions)
-    last_partition_check = time.monotonic()
+    housekeeping = Housekeeping(db, cfg.rollup_interval_s)
+    housekeeping.partitions()
     subscriber = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=[topic_filter],
-                            max_inflight=cfg.max_inflight, protocol5=settings.mqtt.protocol5)
+                            max_inflight=cfg.max_inflight, max_inflight_bytes=cfg.max_inflight_bytes,
+                            protocol5=settings.mqtt.protocol5)
     with subscriber:
-        log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter})
+        log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter,
+                                                 "max_inflight": cfg.max_inflight,
+                                                 "max_inflight_bytes": cfg.max_inflight_bytes})
         while not stop.is_set():
             if ready is not None and not ready.is_set() and subscriber.subscribed.is_set():
                 ready.set()
             deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000)
-            metrics.unacked.set(subscriber.queued() + len(deliveries))
-            if time.monotonic() - last_partition_check > PARTITION_CHECK_S:
-                db.run("partitions", ensure_partitions)
-                last_partition_check = time.monotonic()
+            _observe_window(subscriber, metrics)
+            housekeeping.due()
             if not deliveries:
                 continue
             if not _process(deliveries, settings, db, cache, metrics):
                 break  # stopped during a database outage: nothing acked, the broker redelivers
             subscriber.ack(deliveries)
+            metrics.messages_stored.inc(len(deliveries))
+            _observe_window(subscriber, metrics)
         log.info("ingest worker stopped", extra={"worker": cfg.worker_id})
     if db.conn is not None:
         db.conn.close()
+
+
+def _observe_window(subscriber: Subscriber, metrics: IngestMetrics) -> None:
+    messages, payload_bytes = subscriber.unacked()
+    metrics.unacked.set(messages)
+    metrics.unacked_bytes.set(payload_bytes)
+    metrics.queue_depth.set(subscriber.queued())
+
+
+class Housekeeping:
+    """Partitions, retention and (plain PostgreSQL) rollups, run between batches when due."""
+
+    def __init__(self, db: DatabaseLink, rollup_interval_s: float) -> None:
+        self._db = db
+        self._rollup_interval_s = rollup_interval_s
+        self._next_partitions = 0.0
+        self._next_rollup = time.monotonic() + rollup_interval_s
+
+    def partitions(self) -> None:
+        self._db.run("partitions", ensure_partitions)
+        dropped = self._db.run("retention", drop_old_partitions)
+        if dropped:
+            log.info("dropped reading partitions past retention", extra={"partitions": dropped})
+        self._next_partitions = time.monotonic() + PARTITION_CHECK_S
+
+    def due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_partitions:
+            self.partitions()
+        if self._db.plain and now >= self._next_rollup:
+            self._db.run("rollups", refresh_rollups)
+            self._next_rollup = now + self._rollup_interval_s
 
 
 def _process(deliveries: list[Delivery], settings: Settings, db: DatabaseLink, cache: RegistryCache,
@@ -108,7 +145,7 @@ def _process(deliveries: list[Delivery], settings: Settings, db: DatabaseLink, c
     batch = assemble(raws, cache, Limits(now_ms, cfg.max_future_s * 1000, cfg.max_past_s * 1000,
                                          cfg.max_payload_bytes))
     started = time.perf_counter()
-    stored = db.run("write", lambda conn: write_batch(conn, batch))
+    stored = db.run("write", lambda conn: write_batch(conn, batch, mark_rollups=db.plain))
     if stored is None:
         return False
     committed = time.time()
@@ -119,10 +156,13 @@ def _process(deliveries: list[Delivery], settings: Settings, db: DatabaseLink, c
     for dl in batch.dead_letters:
         metrics.rejected.labels(reason=dl.reason).inc()
     if batch.dead_letters:
-        log.warning("dead-lettered", extra={"count": len(batch.dead_letters), "first_reason": batch.dead_letters[0].reason,
-                                            "gateway_id": batch.dead_letters[0].gateway_id})
+        first = batch.dead_letters[0]
+        log.warning("dead-lettered", extra={"count": len(batch.dead_letters), "first_reason": first.reason,
+                                            "gateway_id": first.gateway_id})
     metrics.readings_received.inc(len(batch.readings))
     metrics.readings_written.inc(stored)
+    metrics.readings_duplicate.inc(len(batch.readings) - stored)
+    metrics.batch_messages.observe(len(deliveries))
     if batch.readings:
         metrics.batch_readings.observe(len(batch.readings))
         newest = max(r.ts_ms for r in batch.readings)

@@ -8,6 +8,7 @@ import orjson
 import psycopg
 
 from ingest.batching import Batch
+from safewatch.db import storage_of
 
 # COPY cannot skip duplicates, so rows go through a per-connection staging table and then into
 # readings with ON CONFLICT DO NOTHING: a redelivered message inserts nothing twice.
@@ -22,6 +23,14 @@ INSERT INTO readings (time, equipment_id, metric_id, value)
 SELECT timestamptz 'epoch' + ts_ms * interval '1 millisecond', equipment_id, metric_id, value
 FROM staging_readings
 ON CONFLICT DO NOTHING
+"""
+# Plain PostgreSQL only: mark the minutes this batch touched, for safewatch_refresh_rollups(). Updating
+# our own mark (one row per minute and session) holds it locked until commit, so a concurrent refresh
+# waits for this batch instead of missing it; TimescaleDB's continuous aggregates track this themselves.
+MARK_ROLLUP_MINUTES = """
+INSERT INTO rollup_dirty (bucket, backend)
+SELECT DISTINCT timestamptz 'epoch' + (ts_ms / 60000) * interval '1 minute', pg_backend_pid() FROM staging_readings
+ON CONFLICT (bucket, backend) DO UPDATE SET marked_at = now()
 """
 INSERT_EVENT = """
 INSERT INTO events (time, equipment_id, type, active, gateway_id, details)
@@ -41,13 +50,15 @@ VALUES (%s, %s, %s, %s, %s, %s)
 ENSURE_PARTITIONS = "SELECT safewatch_ensure_partitions(%s::date, %s::date)"
 
 
-def prepare(conn: psycopg.Connection) -> None:
-    """Per-connection set-up; call once after connecting."""
+def prepare(conn: psycopg.Connection) -> bool:
+    """Per-connection set-up; call once after connecting. True when the service maintains rollups."""
     conn.execute(CREATE_STAGING)
+    plain = storage_of(conn) == "plain"
     conn.commit()
+    return plain
 
 
-def write_batch(conn: psycopg.Connection, batch: Batch) -> int:
+def write_batch(conn: psycopg.Connection, batch: Batch, *, mark_rollups: bool = False) -> int:
     """Write everything in ``batch`` and commit; return the number of readings newly stored."""
     stored = 0
     with conn.transaction(), conn.cursor() as cur:
@@ -58,6 +69,8 @@ def write_batch(conn: psycopg.Connection, batch: Batch) -> int:
                     copy.write_row(row)
             cur.execute(INSERT_READINGS_FROM_STAGING)
             stored = cur.rowcount
+            if mark_rollups:
+                cur.execute(MARK_ROLLUP_MINUTES)
         if batch.events:
             cur.executemany(INSERT_EVENT, [(e.ts_ms, e.equipment_id, e.type, e.active, e.gateway_id,
                                             orjson.dumps(e.details).decode()) for e in batch.events])

@@ -4,9 +4,11 @@ Why paho: it is the measured-fastest client here that exposes manual acknowledge
 (``manual_ack=True`` + ``Client.ack``), which "ack only after commit" needs (see docs/decisions.md).
 
 Flow control is MQTT's own: with v5 we announce ``Receive Maximum`` = ``max_inflight``, so the
-broker never has more than that many unacknowledged messages out to us; the queue between the
-network thread and the writer is bounded by the same number (for 3.1.1 brokers that ignore it,
-the blocking put is the back-pressure). Memory is therefore bounded by max_inflight × payload size.
+broker never has more than that many unacknowledged messages out to us. On top of the count, the
+payload bytes received and not yet acknowledged are capped (``max_inflight_bytes``): when the cap
+is reached the network thread blocks, stops reading the socket, and TCP pushes back to the broker
+(which keeps queueing, persistently). A budget is released only by `ack` (after commit), so the
+whole unacknowledged set, queued or in the batch in hand, stays within both bounds.
 
 Every delivered message carries the connection *generation* it arrived on. After a reconnect the
 broker redelivers everything unacknowledged, so acks for an older generation are not sent:
@@ -16,9 +18,9 @@ the redelivered copy is acked instead, and idempotent writes absorb the repeat.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -44,6 +46,62 @@ class Delivery:
     received_at: float  # time.time() at receipt
 
 
+class InflightWindow:
+    """A FIFO of deliveries bounded by count and by unacknowledged payload bytes (thread-safe)."""
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self._items: deque[Delivery] = deque()
+        self._max_messages, self._max_bytes = max_messages, max_bytes
+        self._unacked_messages = 0
+        self._unacked_bytes = 0
+        self._cond = threading.Condition()
+
+    def put(self, delivery: Delivery) -> None:
+        """Admit one delivery, blocking while the window is full (a lone oversized message still passes)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._unacked_messages == 0 or (
+                self._unacked_messages < self._max_messages
+                and self._unacked_bytes + len(delivery.payload) <= self._max_bytes))
+            self._items.append(delivery)
+            self._unacked_messages += 1
+            self._unacked_bytes += len(delivery.payload)
+            self._cond.notify_all()
+
+    def take(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
+        """Up to ``max_messages``: wait ``max_wait_s`` for the first, then as long again for more."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items, max_wait_s):
+                return []
+            deadline = time.monotonic() + max_wait_s
+            batch: list[Delivery] = []
+            while len(batch) < max_messages:
+                while self._items and len(batch) < max_messages:
+                    batch.append(self._items.popleft())
+                if len(batch) >= max_messages:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._cond.wait_for(lambda: self._items, remaining):
+                    break
+            return batch
+
+    def release(self, deliveries: Iterable[Delivery]) -> None:
+        """Give back the budget of deliveries that are done with (acknowledged, or stale)."""
+        with self._cond:
+            for d in deliveries:
+                self._unacked_messages -= 1
+                self._unacked_bytes -= len(d.payload)
+            self._cond.notify_all()
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def unacked(self) -> tuple[int, int]:
+        """(messages, payload bytes) received and not yet released."""
+        with self._cond:
+            return self._unacked_messages, self._unacked_bytes
+
+
 class Subscriber:
     """A persistent-session, manual-ack subscriber feeding a bounded queue.
 
@@ -51,10 +109,10 @@ class Subscriber:
     """
 
     def __init__(self, settings: MqttSettings, *, client_id: str, topic_filters: Iterable[str],
-                 max_inflight: int, protocol5: bool = True) -> None:
+                 max_inflight: int, protocol5: bool = True, max_inflight_bytes: int = 64 * 1024 * 1024) -> None:
         self._settings = settings
         self._filters = list(topic_filters)
-        self._queue: queue.Queue[Delivery] = queue.Queue(maxsize=max_inflight)
+        self._window = InflightWindow(max_inflight, max_inflight_bytes)
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
@@ -134,33 +192,22 @@ class Subscriber:
             log.error("broker connection lost; reconnecting with back-off", extra={"reason": str(reason)})
 
     def _on_message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
-        # Blocks when the queue is full: the back-pressure point for brokers that ignore Receive Maximum.
-        self._queue.put(Delivery(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, time.time()))
+        # Blocks when the window is full: the back-pressure point (TCP) beyond Receive Maximum.
+        self._window.put(Delivery(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, time.time()))
 
     # -- consumer side -----------------------------------------------------------------------
     def get_batch(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
         """Up to ``max_messages``, waiting at most ``max_wait_s`` for the first and then for the rest."""
-        try:
-            first = self._queue.get(timeout=max_wait_s)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + max_wait_s
-        while len(batch) < max_messages:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(self._queue.get(timeout=remaining))
-                except queue.Empty:
-                    break
-        return batch
+        return self._window.take(max_messages, max_wait_s)
 
     def ack(self, deliveries: Iterable[Delivery]) -> int:
-        """Acknowledge committed deliveries of the current connection; return how many were acked."""
+        """Acknowledge committed deliveries of the current connection; return how many were acked.
+
+        Deliveries of an earlier connection are not acked (their packet ids may now name other
+        messages); the broker has redelivered them and the redelivered copies are acked instead.
+        Either way their window budget is released.
+        """
+        deliveries = list(deliveries)
         with self._lock:
             generation = self._generation
         acked = 0
@@ -168,10 +215,16 @@ class Subscriber:
             if d.qos > 0 and d.generation == generation:
                 self._client.ack(d.mid, d.qos)
                 acked += 1
+        self._window.release(deliveries)
         return acked
 
     def queued(self) -> int:
-        return self._queue.qsize()
+        """Deliveries received and not yet taken by `get_batch` (the queue depth)."""
+        return self._window.queued()
+
+    def unacked(self) -> tuple[int, int]:
+        """(messages, payload bytes) received and not yet acknowledged."""
+        return self._window.unacked()
 
 
 def connect_publisher(settings: MqttSettings, *, client_id: str, protocol5: bool = True,

@@ -71,6 +71,10 @@ class IngestSettings(BaseModel):
     batch_max_ms: int = Field(50, ge=1)
     # Messages received but not yet committed: the memory bound and the back-pressure point.
     max_inflight: int = Field(5000, ge=1)
+    # ... and their payload bytes: with the count, the memory bound of a worker whose database is down.
+    max_inflight_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    # Plain PostgreSQL: how often a worker recomputes the rollups (TimescaleDB refreshes its own).
+    rollup_interval_s: float = Field(30.0, gt=0)
     max_payload_bytes: int = Field(256 * 1024, ge=1024)
     max_future_s: int = Field(300, ge=0)
     max_past_s: int = Field(7 * 24 * 3600, ge=60)

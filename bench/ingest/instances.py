@@ -1,0 +1,165 @@
+"""Private Mosquitto and PostgreSQL instances for benchmarks and fault tests.
+
+The machine's broker (1883) and PostgreSQL (5432) are shared: anything that floods, kills or
+restarts a service starts its own copy here, on a free port, with its own data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_BROKER_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
+PG_BIN = Path(os.environ.get("SAFEWATCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Return once something accepts connections on ``port`` (the service says it is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s") from None
+            time.sleep(0.05)
+
+
+def _owned_by(path: Path, user: str) -> None:
+    """Running as root, the services drop to their own user: let that user write the data dir."""
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(user)
+        for p in (path, *path.rglob("*")):
+            os.chown(p, entry.pw_uid, entry.pw_gid)
+
+
+class PrivateBroker:
+    """A Mosquitto on a free port, persistent data in its own directory.
+
+    ``shipped=True`` uses deploy/mosquitto/mosquitto.conf (queue limits, persistence) with only the
+    listener and data location changed; ``shipped=False`` uses Mosquitto's defaults (persistence on).
+    """
+
+    def __init__(self, *, shipped: bool = True, extra: str = "") -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="sw-mosquitto-"))
+        self.data = self.dir / "data"
+        self.data.mkdir()
+        self.port = free_port()
+        if shipped:
+            text = SHIPPED_BROKER_CONF.read_text(encoding="utf-8")
+            text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {self.data}/", text)
+            text = re.sub(r"(?m)^listener .*$", f"listener {self.port} 127.0.0.1", text)
+        else:
+            text = (f"persistence true\npersistence_location {self.data}/\nlistener {self.port} 127.0.0.1\n"
+                    "allow_anonymous true\n")
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text(text + "\n" + extra + "\n", encoding="utf-8")
+        self.log = self.dir / "mosquitto.log"
+        _owned_by(self.dir, "mosquitto")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> PrivateBroker:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT)
+        _wait_port(self.port, 10, self.proc)
+        return self
+
+    def stop(self) -> None:
+        """Graceful stop: Mosquitto writes its persistence file on SIGTERM."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PrivateBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL 15 cluster (initdb + pg_ctl) on a free port, run as the postgres user."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="sw-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        _owned_by(self.dir, "postgres")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        cmd = [str(PG_BIN / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, check=check, capture_output=True, cwd=self.dir)
+
+    def init(self) -> PrivatePostgres:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+        with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
+                       "fsync = on\nsynchronous_commit = on\nshared_buffers = 128MB\nmax_connections = 50\n")
+        return self
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "pg.log"), "-w", "-t", "60", "start")
+        _wait_port(self.port, 30)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
+
+    def restart(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "pg.log"), "-m", "fast", "-w", "-t", "60",
+                  "restart")
+        _wait_port(self.port, 30)
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def close(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PrivatePostgres:
+        self.init().start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

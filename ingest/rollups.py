@@ -1,0 +1,36 @@
+"""Periodic upkeep the service does itself on plain PostgreSQL (TimescaleDB's policies do it there).
+
+- Rollups: recompute the 1-minute and 1-hour buckets the writers marked (safewatch_refresh_rollups).
+- Retention: drop daily reading partitions older than `RETENTION` (TimescaleDB: add_retention_policy
+  with the same interval in 010_rollups.timescale.sql).
+- Partitions: create the daily partitions a week ahead.
+On TimescaleDB the SQL functions are no-ops, so the worker calls them without asking which storage.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+RETENTION = timedelta(days=400)
+# Buckets are refreshed once this far behind the clock: the current minute is still filling.
+SETTLE = timedelta(seconds=5)
+
+REFRESH_ROLLUPS = "SELECT safewatch_refresh_rollups(%s)"
+DROP_OLD_PARTITIONS = "SELECT safewatch_drop_old_partitions(%s)"
+
+
+def refresh_rollups(conn: psycopg.Connection, now: datetime | None = None) -> int:
+    """Recompute the marked minutes that have closed; return how many minutes were recomputed."""
+    now = now or datetime.now(UTC)
+    with conn.transaction():
+        row = conn.execute(REFRESH_ROLLUPS, (now - SETTLE,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def drop_old_partitions(conn: psycopg.Connection, keep: timedelta = RETENTION) -> int:
+    """Drop reading partitions wholly older than ``keep``; return how many were dropped."""
+    with conn.transaction():
+        row = conn.execute(DROP_OLD_PARTITIONS, (keep,)).fetchone()
+    return int(row[0]) if row else 0
