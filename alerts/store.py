@@ -1,29 +1,46 @@
-"""SQL of the alert worker: load what it owns, and write alert changes with their audit trail."""
+"""SQL of the alert worker: load what it owns, and write alert changes with their audit trail.
+
+Every state change writes one ``alert_transitions`` row (who, when, why) in the same transaction as
+the alert row, and a ``pg_notify('safewatch_alerts', id)``: the escalation engine and the dashboard
+react to those. The ``level`` column belongs to escalation and is never written here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
-from alerts.engine.lifecycle import Action, AlarmState, AlarmStatus, transition
+from alerts.engine.inspection import RegistryFacts
+from alerts.engine.lifecycle import Action, AlarmState, AlarmStatus, opening_state, transition
+from alerts.engine.rules import Override
 from alerts.engine.step import Effect, RaiseAlert
+from safewatch.contract import Severity
 
 ENGINE_ACTOR = "engine"
 NOTIFY_CHANNEL = "safewatch_alerts"
+EQUIPMENT_STATUS = "equipment_status"  # suppressed_by value when the equipment itself is out of service
 
-SELECT_EQUIPMENT_OF_LEAGUES = """
-SELECT e.id, e.code, e.category, e.rated, e.banner_code, d.league_code, e.status, e.gateway_id
-FROM equipment e JOIN divisions d ON d.code = e.banner_code
-WHERE cardinality(%(leagues)s::text[]) = 0 OR d.league_code = ANY(%(leagues)s::text[])
+_EQUIPMENT_COLUMNS = "e.id, e.code, e.category, e.rated, e.banner_code, d.league_code, e.status, e.gateway_id"
+_IN_LEAGUES = "(cardinality(%(leagues)s::text[]) = 0 OR d.league_code = ANY(%(leagues)s::text[]))"
+SELECT_EQUIPMENT_OF_LEAGUES = f"""
+SELECT {_EQUIPMENT_COLUMNS} FROM equipment e JOIN divisions d ON d.code = e.banner_code WHERE {_IN_LEAGUES}
 """
-SELECT_EQUIPMENT_BY_CODES = """
-SELECT e.id, e.code, e.category, e.rated, e.banner_code, d.league_code, e.status, e.gateway_id
-FROM equipment e JOIN divisions d ON d.code = e.banner_code
-WHERE e.code = ANY(%(codes)s::text[])
-  AND (cardinality(%(leagues)s::text[]) = 0 OR d.league_code = ANY(%(leagues)s::text[]))
+SELECT_EQUIPMENT_BY_CODES = f"""
+SELECT {_EQUIPMENT_COLUMNS} FROM equipment e JOIN divisions d ON d.code = e.banner_code
+WHERE e.code = ANY(%(codes)s::text[]) AND {_IN_LEAGUES}
+"""
+SELECT_EQUIPMENT_OF_GATEWAY = f"""
+SELECT {_EQUIPMENT_COLUMNS} FROM equipment e JOIN divisions d ON d.code = e.banner_code
+WHERE e.gateway_id = %(gateway)s AND {_IN_LEAGUES}
+"""
+SELECT_OVERRIDES = f"""
+SELECT o.equipment_id, o.rule_key, o.limit_value, o.low_value, o.deadband, o.on_delay_s, o.off_delay_s, o.enabled
+FROM alert_rule_overrides o JOIN equipment e ON e.id = o.equipment_id JOIN divisions d ON d.code = e.banner_code
+WHERE {_IN_LEAGUES}
 """
 SELECT_ACTIVE_CONDITIONS = """
 SELECT a.equipment_id, a.rule_key FROM alerts a
@@ -31,23 +48,26 @@ WHERE a.closed_at IS NULL AND a.active
   AND (cardinality(%(leagues)s::text[]) = 0 OR a.league_code = ANY(%(leagues)s::text[]))
 """
 SELECT_OPEN_ALERT_FOR_UPDATE = """
-SELECT id, state, active, latched FROM alerts
+SELECT id, state, active, latched, severity, suppressed_by, division_code FROM alerts
 WHERE equipment_id = %s AND rule_key = %s AND closed_at IS NULL
 FOR UPDATE
 """
 INSERT_ALERT = """
-INSERT INTO alerts (equipment_id, rule_key, severity, state, active, latched, level, division_code, league_code,
-                    metric, value, limit_value, message, opened_at, updated_at)
-VALUES (%(equipment_id)s, %(rule_key)s, %(severity)s, 'active_unack', true, %(latched)s, 'banner',
+INSERT INTO alerts (equipment_id, rule_key, kind, severity, state, active, latched, division_code, league_code,
+                    metric, value, limit_value, message, opened_at, updated_at, suppressed_by, chattering)
+VALUES (%(equipment_id)s, %(rule_key)s, %(kind)s, %(severity)s, %(state)s, true, %(latched)s,
         %(division_code)s, %(league_code)s, %(metric)s, %(value)s, %(limit)s, %(message)s,
         timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond',
-        timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond')
+        timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond', %(suppressed_by)s, %(chattering)s)
 RETURNING id
 """
 UPDATE_ALERT_CONDITION = """
-UPDATE alerts SET state = %(state)s, active = %(active)s,
+UPDATE alerts SET state = %(state)s, active = %(active)s, latched = %(latched)s,
     value = coalesce(%(value)s, value),
-    updated_at = timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond',
+    raise_count = raise_count + %(raised)s::int,
+    chattering = chattering OR %(chattering)s,
+    suppressed_by = CASE WHEN %(state)s = 'suppressed' THEN suppressed_by END,
+    updated_at = greatest(updated_at, timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond'),
     cleared_at = CASE WHEN %(active)s THEN NULL
                       ELSE timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond' END,
     closed_at = CASE WHEN %(state)s = 'normal' THEN clock_timestamp() END
@@ -57,6 +77,53 @@ INSERT_TRANSITION = """
 INSERT INTO alert_transitions (alert_id, from_state, to_state, actor, reason) VALUES (%s, %s, %s, %s, %s)
 """
 NOTIFY_ALERT = "SELECT pg_notify('" + NOTIFY_CHANNEL + "', %s)"
+
+SELECT_EXPIRED_SHELVES = """
+SELECT id, state, active, latched, severity FROM alerts
+WHERE state = 'shelved' AND shelved_until <= %(now)s
+  AND (cardinality(%(leagues)s::text[]) = 0 OR league_code = ANY(%(leagues)s::text[]))
+FOR UPDATE SKIP LOCKED
+"""
+# Open alerts whose equipment left service (to suppress) or came back (to release).
+SELECT_STATUS_MISMATCH = """
+SELECT a.id, a.state, a.active, a.latched, a.severity, e.status FROM alerts a JOIN equipment e ON e.id = a.equipment_id
+WHERE a.closed_at IS NULL
+  AND (cardinality(%(leagues)s::text[]) = 0 OR a.league_code = ANY(%(leagues)s::text[]))
+  AND ((e.status <> 'in_use' AND a.state NOT IN ('suppressed', 'out_of_service'))
+       OR (e.status = 'in_use' AND a.suppressed_by = 'equipment_status')
+       OR (e.status = 'in_use' AND a.state = 'out_of_service'))
+FOR UPDATE OF a SKIP LOCKED
+"""
+UPDATE_ALERT_STATE = """
+UPDATE alerts SET state = %(state)s, active = %(active)s, latched = %(latched)s,
+    suppressed_by = %(suppressed_by)s,
+    shelved_until = CASE WHEN %(state)s = 'shelved' THEN shelved_until END,
+    shelved_by = CASE WHEN %(state)s = 'shelved' THEN shelved_by END,
+    closed_at = CASE WHEN %(state)s = 'normal' THEN clock_timestamp() END
+WHERE id = %(id)s
+"""
+# The registry facts of inspection alerts. to_jsonb(e) reads registration_expires_on when the registry
+# has such a column and yields NULL when it has not, so this query does not depend on it.
+SELECT_REGISTRY_FACTS = f"""
+SELECT e.id, e.category, e.status, e.next_inspection_on, e.registration_no, e.commissioned_on,
+       (to_jsonb(e) ->> 'registration_expires_on')::date AS registration_expires_on,
+       coalesce(array_agg(a.rule_key) FILTER (WHERE a.id IS NOT NULL), '{{}}') AS open_keys
+FROM equipment e JOIN divisions d ON d.code = e.banner_code
+LEFT JOIN alerts a ON a.equipment_id = e.id AND a.closed_at IS NULL AND a.kind = 'inspection'
+WHERE {_IN_LEAGUES}
+GROUP BY e.id
+"""
+INSERT_FLOOD = """
+INSERT INTO alert_floods (division_code, started_at, peak_count)
+VALUES (%(division)s, timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond', %(peak)s)
+ON CONFLICT (division_code) WHERE ended_at IS NULL DO UPDATE SET peak_count = greatest(alert_floods.peak_count,
+                                                                                       EXCLUDED.peak_count)
+"""
+END_FLOOD = """
+UPDATE alert_floods SET ended_at = timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond',
+    peak_count = greatest(peak_count, %(peak)s)
+WHERE division_code = %(division)s AND ended_at IS NULL
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +138,17 @@ class EquipmentInfo:
     gateway_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One alert written by `apply_effects`."""
+
+    alert_id: int
+    created: bool  # a new alert (not a re-trigger or a clear)
+    state: str
+    division_code: str
+    ts_ms: int
+
+
 def _info(row: tuple[Any, ...]) -> EquipmentInfo:
     eq_id, code, category, rated, banner, league, status, gateway_id = row
     numeric = {k: float(v) for k, v in (rated or {}).items() if isinstance(v, int | float)}
@@ -78,11 +156,26 @@ def _info(row: tuple[Any, ...]) -> EquipmentInfo:
 
 
 def load_equipment(conn: psycopg.Connection, leagues: list[str]) -> list[EquipmentInfo]:
+    """Every equipment of the worker's leagues (all when ``leagues`` is empty)."""
     return [_info(r) for r in conn.execute(SELECT_EQUIPMENT_OF_LEAGUES, {"leagues": leagues})]
 
 
 def load_equipment_by_codes(conn: psycopg.Connection, codes: list[str], leagues: list[str]) -> list[EquipmentInfo]:
+    """The equipment of ``codes`` that lie in the worker's leagues."""
     return [_info(r) for r in conn.execute(SELECT_EQUIPMENT_BY_CODES, {"codes": codes, "leagues": leagues})]
+
+
+def load_equipment_of_gateway(conn: psycopg.Connection, gateway_id: str, leagues: list[str]) -> list[EquipmentInfo]:
+    """The equipment bound to one gateway (in the worker's leagues)."""
+    return [_info(r) for r in conn.execute(SELECT_EQUIPMENT_OF_GATEWAY, {"gateway": gateway_id, "leagues": leagues})]
+
+
+def load_overrides(conn: psycopg.Connection, leagues: list[str]) -> dict[int, dict[str, Override]]:
+    """Per-equipment rule overrides, by equipment id and rule key."""
+    out: dict[int, dict[str, Override]] = {}
+    for eq_id, key, limit, low, deadband, on_d, off_d, enabled in conn.execute(SELECT_OVERRIDES, {"leagues": leagues}):
+        out.setdefault(eq_id, {})[key] = Override(key, limit, low, deadband, on_d, off_d, enabled)
+    return out
 
 
 def load_active_conditions(conn: psycopg.Connection, leagues: list[str]) -> list[tuple[int, str]]:
@@ -90,38 +183,106 @@ def load_active_conditions(conn: psycopg.Connection, leagues: list[str]) -> list
     return [(r[0], r[1]) for r in conn.execute(SELECT_ACTIVE_CONDITIONS, {"leagues": leagues})]
 
 
+def load_registry_facts(conn: psycopg.Connection, leagues: list[str]) -> list[tuple[RegistryFacts, str, set[str]]]:
+    """(facts, category, rule keys of open inspection alerts) per equipment."""
+    out = []
+    for eq_id, category, status, next_on, reg_no, commissioned, expires, open_keys in conn.execute(
+            SELECT_REGISTRY_FACTS, {"leagues": leagues}):
+        out.append((RegistryFacts(eq_id, status, next_on, reg_no, commissioned, expires), category, set(open_keys)))
+    return out
+
+
+def _record(conn: psycopg.Connection, alert_id: int, before: str | None, after: str, actor: str, reason: str) -> None:
+    conn.execute(INSERT_TRANSITION, (alert_id, before, after, actor, reason))
+
+
 def apply_effects(conn: psycopg.Connection, effects: Iterable[Effect],
                   equipment: dict[int, EquipmentInfo]) -> list[int]:
     """Carry out effects in the caller's transaction; return the ids of the alerts changed."""
-    changed: list[int] = []
+    return list(dict.fromkeys(a.alert_id for a in write_effects(conn, effects, equipment)))
+
+
+def write_effects(conn: psycopg.Connection, effects: Iterable[Effect],
+                  equipment: dict[int, EquipmentInfo]) -> list[Applied]:
+    """Carry out effects in the caller's transaction; return what was written, in order."""
+    applied: list[Applied] = []
     for effect in effects:
         row = conn.execute(SELECT_OPEN_ALERT_FOR_UPDATE, (effect.equipment_id, effect.rule_key)).fetchone()
+        info = equipment[effect.equipment_id]
         if isinstance(effect, RaiseAlert):
             if row is None:
-                info = equipment[effect.equipment_id]
+                state, why = opening_state(equipment_status=info.status, suppressed_by=effect.suppressed_by)
+                suppressed_by = (EQUIPMENT_STATUS if info.status == "suspended" and state is AlarmState.SUPPRESSED
+                                 else effect.suppressed_by if state is AlarmState.SUPPRESSED else None)
                 alert_id = conn.execute(INSERT_ALERT, {
-                    "equipment_id": effect.equipment_id, "rule_key": effect.rule_key,
-                    "severity": str(effect.severity), "latched": effect.latched,
+                    "equipment_id": effect.equipment_id, "rule_key": effect.rule_key, "kind": str(effect.kind),
+                    "severity": str(effect.severity), "state": str(state), "latched": effect.latched,
                     "division_code": info.banner_code, "league_code": info.league_code, "metric": effect.metric,
                     "value": effect.value, "limit": effect.limit, "message": effect.message, "ts_ms": effect.ts_ms,
+                    "suppressed_by": suppressed_by, "chattering": effect.chattering,
                 }).fetchone()[0]
-                conn.execute(INSERT_TRANSITION, (alert_id, None, AlarmState.ACTIVE_UNACK, ENGINE_ACTOR, effect.message))
-                changed.append(alert_id)
+                _record(conn, alert_id, None, str(state), ENGINE_ACTOR,
+                        effect.message if why is None else f"{effect.message}; {why}")
+                applied.append(Applied(alert_id, True, str(state), info.banner_code, effect.ts_ms))
                 continue
-            action, value, reason = Action.CONDITION_ON, effect.value, effect.message
+            action, value, reason, raised = Action.CONDITION_ON, effect.value, effect.message, 1
         else:
             if row is None:
                 continue
-            action, value, reason = Action.CONDITION_OFF, effect.value, "condition returned to normal"
-        alert_id, state, active, latched = row
-        after = transition(AlarmStatus(AlarmState(state), active, latched), action)
-        conn.execute(UPDATE_ALERT_CONDITION, {"id": alert_id, "state": str(after.state), "active": after.active,
-                                              "value": value, "ts_ms": effect.ts_ms})
+            action, value, reason, raised = Action.CONDITION_OFF, effect.value, "condition returned to normal", 0
+        alert_id, state, active, latched, severity, suppressed_by, division = row
+        status = AlarmStatus(AlarmState(state), active, latched, severity == Severity.CRITICAL)
+        after = transition(status, action)
+        if (isinstance(effect, RaiseAlert) and effect.suppressed_by is None and after.state is AlarmState.SUPPRESSED
+                and suppressed_by not in (None, EQUIPMENT_STATUS)):
+            after = transition(after, Action.UNSUPPRESS)  # its cause has cleared: annunciate it now
+            reason = f"{reason}; no longer suppressed: cause {suppressed_by} cleared"
+        conn.execute(UPDATE_ALERT_CONDITION, {
+            "id": alert_id, "state": str(after.state), "active": after.active, "latched": after.latched,
+            "value": value, "ts_ms": effect.ts_ms, "raised": raised, "chattering": effect.chattering})
         if after.state != state:
-            conn.execute(INSERT_TRANSITION, (alert_id, state, str(after.state), ENGINE_ACTOR, reason))
-        changed.append(alert_id)
-    for alert_id in changed:
+            _record(conn, alert_id, state, str(after.state), ENGINE_ACTOR, reason)
+        applied.append(Applied(alert_id, False, str(after.state), division, effect.ts_ms))
+    for alert_id in dict.fromkeys(a.alert_id for a in applied):
         conn.execute(NOTIFY_ALERT, (str(alert_id),))
-    return changed
+    return applied
 
 
+def _change_state(conn: psycopg.Connection, row: tuple[Any, ...], action: Action, *, reason: str,
+                  suppressed_by: str | None = None) -> None:
+    alert_id, state, active, latched, severity = row[:5]
+    after = transition(AlarmStatus(AlarmState(state), active, latched, severity == Severity.CRITICAL), action)
+    conn.execute(UPDATE_ALERT_STATE, {"id": alert_id, "state": str(after.state), "active": after.active,
+                                      "latched": after.latched, "suppressed_by": suppressed_by})
+    _record(conn, alert_id, state, str(after.state), ENGINE_ACTOR, reason)
+    conn.execute(NOTIFY_ALERT, (str(alert_id),))
+
+
+def expire_shelves(conn: psycopg.Connection, *, now: datetime, leagues: list[str]) -> int:
+    """Unshelve alerts whose shelving ended at or before ``now``; return how many."""
+    rows = conn.execute(SELECT_EXPIRED_SHELVES, {"now": now, "leagues": leagues}).fetchall()
+    for row in rows:
+        _change_state(conn, row, Action.UNSHELVE, reason="shelving expired")
+    return len(rows)
+
+
+def sync_equipment_status(conn: psycopg.Connection, *, leagues: list[str]) -> int:
+    """Suppress open alerts of equipment out of service, release them when it is back; return how many."""
+    rows = conn.execute(SELECT_STATUS_MISMATCH, {"leagues": leagues}).fetchall()
+    for row in rows:
+        status = row[5]
+        if status in ("scrapped", "cancelled"):
+            _change_state(conn, row, Action.REMOVE_FROM_SERVICE, reason=f"out of service: the equipment is {status}")
+        elif status != "in_use":
+            _change_state(conn, row, Action.SUPPRESS, suppressed_by=EQUIPMENT_STATUS,
+                          reason="suppressed by design: the equipment is out of service (停用)")
+        elif row[1] == AlarmState.OUT_OF_SERVICE:
+            _change_state(conn, row, Action.RETURN_TO_SERVICE, reason="the equipment is back in use")
+        else:
+            _change_state(conn, row, Action.UNSUPPRESS, reason="the equipment is back in use")
+    return len(rows)
+
+
+def record_flood(conn: psycopg.Connection, *, division: str, started: bool, ts_ms: int, peak: int) -> None:
+    """Open or close the flood record of one division."""
+    conn.execute(INSERT_FLOOD if started else END_FLOOD, {"division": division, "ts_ms": ts_ms, "peak": peak})

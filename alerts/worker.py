@@ -1,4 +1,13 @@
-"""The alert worker: its own subscription (sharded by league), the pure engine, then SQL, then ack."""
+"""The alert worker: its own subscription (sharded by league), the pure engine, then SQL, then ack.
+
+One batch: decode → `Engine.evaluate` (pure engine over event time, once) → one transaction writing
+every alert change with its audit row → ack to the broker → keep the engine's new state. A database
+outage retries the same computed effects until they commit; nothing is acked before.
+
+Housekeeping (every ``settings.alerts.housekeeping_s`` of wall clock, `housekeeping` with an explicit
+``now``): reload equipment and rule overrides, suppress/release alerts of equipment out of service,
+end expired shelving, and raise or clear overdue-inspection and registration alerts.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +15,144 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TypeVar
 
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
-from alerts.engine.defaults import DEFAULT_RULES
-from alerts.engine.rules import Condition, Rule
-from alerts.engine.step import Effect, RaiseAlert, event_effect, step
+from alerts.engine.anomaly import AnomalyConfig
+from alerts.engine.defaults import DEFAULT_RULES, ENGINE_ANOMALY
+from alerts.engine.inspection import registry_effects
+from alerts.engine.nuisance import FloodChange, FloodState, flood_step
+from alerts.engine.rules import Condition, Override, Rule, RuleKind, apply_override
+from alerts.engine.step import (
+    Effect,
+    EquipmentState,
+    RaiseAlert,
+    check_silence,
+    event_effects,
+    new_detector,
+    range_fault_effects,
+    status_effects,
+    step,
+)
 from alerts.metrics import AlertMetrics
 from alerts.store import (
+    Applied,
     EquipmentInfo,
-    apply_effects,
+    expire_shelves,
     load_active_conditions,
     load_equipment,
     load_equipment_by_codes,
+    load_equipment_of_gateway,
+    load_overrides,
+    load_registry_facts,
+    record_flood,
+    sync_equipment_status,
+    write_effects,
 )
 from safewatch.contract import (
     ContractError,
+    GatewayState,
     Kind,
     Limits,
+    ValueOutOfRange,
     decode_event,
+    decode_status,
     decode_telemetry,
     device_filter,
     equipment_codes,
     parse_topic,
 )
 from safewatch.db import connect
-from safewatch.metrics_server import serve_metrics
 from safewatch.mqtt import Delivery, Subscriber
 from safewatch.retry import backoff
 from safewatch.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SILENCE_TICK_MS = 10_000  # silence is judged each time the shard's event time passes a 10 s boundary
 
 
 class Engine:
-    """The worker's in-memory state: equipment it owns, rules, and one condition per (equipment, rule)."""
+    """The worker's in-memory state: equipment it owns, their rules, and one `EquipmentState` each.
 
-    def __init__(self, rules: tuple[Rule, ...] = DEFAULT_RULES) -> None:
+    Pure apart from holding state: `evaluate` takes decoded deliveries and returns effects; nothing
+    here touches the database, the broker or the wall clock.
+    """
+
+    def __init__(self, rules: tuple[Rule, ...] = DEFAULT_RULES, *, anomaly: AnomalyConfig = ENGINE_ANOMALY,
+                 anomaly_enabled: bool = True) -> None:
         self.equipment: dict[int, EquipmentInfo] = {}
         self.by_code: dict[str, EquipmentInfo] = {}
+        self.by_gateway: dict[str, set[int]] = defaultdict(set)
         self.rules_by_category: dict[str, list[Rule]] = defaultdict(list)
         for rule in rules:
-            self.rules_by_category[str(rule.category)].append(rule)
-        self.conditions: dict[int, dict[str, Condition]] = defaultdict(dict)
+            if anomaly_enabled or rule.kind is not RuleKind.ANOMALY:
+                self.rules_by_category[str(rule.category)].append(rule)
+        self.overrides: dict[int, dict[str, Override]] = {}
+        self.states: dict[int, EquipmentState] = {}
+        self._rules: dict[int, tuple[Rule, ...]] = {}
+        self.anomaly = anomaly
+        self.watermark_ms: int | None = None
+        self.floods: dict[str, FloodState] = {}
 
-    def add(self, infos: list[EquipmentInfo]) -> None:
+    # -- registry ---------------------------------------------------------------------------
+    def add(self, infos: Iterable[EquipmentInfo]) -> None:
         for info in infos:
+            old = self.equipment.get(info.id)
+            if old is not None and old.gateway_id:
+                self.by_gateway[old.gateway_id].discard(info.id)
+            if old is not None and (old.rated != info.rated or old.category != info.category):
+                self._rules.pop(info.id, None)
             self.equipment[info.id] = info
             self.by_code[info.code] = info
+            if info.gateway_id:
+                self.by_gateway[info.gateway_id].add(info.id)
 
-    def effects_for(self, deliveries: list[Delivery], now_ms: int,
-                    ) -> tuple[list[Effect], int, dict[int, dict[str, Condition]]]:
-        """Decode a batch and run the pure engine over it.
+    def set_overrides(self, overrides: dict[int, dict[str, Override]]) -> None:
+        if overrides != self.overrides:
+            changed = set(overrides) | set(self.overrides)
+            self.overrides = overrides
+            for eq_id in changed:
+                self._rules.pop(eq_id, None)
 
-        Returns the effects, the number of readings evaluated, and the condition changes to keep
-        once the effects are committed (`commit_conditions`).
+    def rules_for(self, eq_id: int) -> tuple[Rule, ...]:
+        """The equipment's rules: its category's defaults with its overrides applied."""
+        rules = self._rules.get(eq_id)
+        if rules is None:
+            info = self.equipment[eq_id]
+            mine = self.overrides.get(eq_id, {})
+            applied = (apply_override(r, mine.get(r.key)) for r in self.rules_by_category.get(info.category, ()))
+            rules = tuple(r for r in applied if r is not None)
+            self._rules[eq_id] = rules
+        return rules
+
+    def state_of(self, eq_id: int) -> EquipmentState:
+        state = self.states.get(eq_id)
+        if state is None:
+            state = EquipmentState(detector=new_detector(self.rules_for(eq_id), self.anomaly))
+            self.states[eq_id] = state
+        return state
+
+    def restore_active(self, pairs: Iterable[tuple[int, str]]) -> None:
+        """Mark conditions whose alert is open and active (after a restart) so they clear, not re-raise."""
+        for eq_id, rule_key in pairs:
+            if eq_id in self.equipment:
+                state = self.state_of(eq_id)
+                self.states[eq_id] = EquipmentState({**state.conditions, rule_key: Condition(active=True)},
+                                                    state.windows, state.changes, state.suppressed,
+                                                    state.last_seen_ms, state.detector)
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate(self, deliveries: list[Delivery], now_ms: int) -> tuple[list[Effect], int]:
+        """Decode a batch and run the pure engine over it; return the effects and the readings evaluated.
+
+        ``now_ms`` only bounds which timestamps the decoder accepts (as ingest does); the rules run on
+        the readings' own timestamps.
         """
         limits = Limits(now_ms)
         per_equipment: dict[int, list[tuple[str, int, float]]] = defaultdict(list)
@@ -70,34 +161,97 @@ class Engine:
             try:
                 topic = parse_topic(d.topic)
                 if topic.kind is Kind.TELEMETRY:
-                    for r in decode_telemetry(d.payload, limits).readings:
+                    msg = decode_telemetry(d.payload, limits)
+                    for r in msg.readings:
                         info = self.by_code.get(r.equipment)
                         if info is not None and info.gateway_id == topic.gateway_id:
                             per_equipment[info.id].append((r.metric, r.ts_ms, r.value))
+                    for rej in msg.rejected:
+                        self._range_fault(rej, topic.gateway_id, effects)
                 elif topic.kind is Kind.EVENT:
                     event = decode_event(d.payload, limits)
                     info = self.by_code.get(event.equipment)
                     if info is not None and info.gateway_id == topic.gateway_id:
-                        effects.append(event_effect(info.id, event.type, event.active, event.ts_ms))
+                        self.states[info.id], new = event_effects(
+                            info.id, self.rules_for(info.id), self.state_of(info.id), event_type=event.type,
+                            active=event.active, ts_ms=event.ts_ms)
+                        effects.extend(new)
+                elif topic.kind is Kind.STATUS:
+                    status = decode_status(d.payload, limits)
+                    # The last will carries no time: it is placed at the shard's event time.
+                    ts = status.ts_ms or self.watermark_ms or int(d.received_at * 1000)
+                    for eq_id in sorted(self.by_gateway.get(topic.gateway_id, ())):
+                        self.states[eq_id], new = status_effects(
+                            eq_id, self.rules_for(eq_id), self.state_of(eq_id),
+                            online=status.state is GatewayState.ONLINE, ts_ms=ts)
+                        effects.extend(new)
             except ContractError:
                 continue  # the ingest dead-letters it; nothing to evaluate here
         evaluated = 0
-        pending: dict[int, dict[str, Condition]] = {}
         for eq_id, readings in per_equipment.items():
             info = self.equipment[eq_id]
-            if info.status != "in_use":
-                continue
-            changed, eq_effects = step(eq_id, info.rated, self.rules_by_category.get(info.category, ()),
-                                       self.conditions.get(eq_id, {}), readings)
-            if changed:
-                pending[eq_id] = changed
+            self.states[eq_id], eq_effects = step(eq_id, info.rated, self.rules_for(eq_id), self.state_of(eq_id),
+                                                  readings)
             effects.extend(eq_effects)
             evaluated += len(readings)
-        return effects, evaluated, pending
+            newest = max(ts for _, ts, _ in readings)
+            effects.extend(self._advance_watermark(newest))
+        return effects, evaluated
 
-    def commit_conditions(self, pending: dict[int, dict[str, Condition]]) -> None:
-        for eq_id, changed in pending.items():
-            self.conditions[eq_id].update(changed)
+    def _range_fault(self, rej: object, gateway_id: str, effects: list[Effect]) -> None:
+        reason, detail, code, entry = rej  # type: ignore[misc]
+        if reason != ValueOutOfRange.reason or code is None:
+            return
+        info = self.by_code.get(code)
+        values = entry.get("values") if isinstance(entry, dict) else None
+        ts = entry.get("ts") if isinstance(entry, dict) else None
+        if info is None or info.gateway_id != gateway_id or not isinstance(values, dict) or not values:
+            return
+        ts_ms = ts if isinstance(ts, int) else self.watermark_ms
+        if ts_ms is None:
+            return
+        metric = next(iter(values))
+        self.states[info.id], new = range_fault_effects(info.id, self.state_of(info.id), metric=metric,
+                                                        ts_ms=ts_ms, detail=detail)
+        effects.extend(new)
+
+    def _advance_watermark(self, ts_ms: int) -> list[Effect]:
+        """Move the shard's event time forward; at each 10 s boundary passed, judge silence."""
+        before = self.watermark_ms
+        if before is not None and ts_ms <= before:
+            return []
+        self.watermark_ms = ts_ms
+        if before is None or ts_ms // SILENCE_TICK_MS == before // SILENCE_TICK_MS:
+            return []
+        tick = (ts_ms // SILENCE_TICK_MS) * SILENCE_TICK_MS
+        return self.check_silence(tick)
+
+    def check_silence(self, now_ms: int) -> list[Effect]:
+        """No-data alerts for every equipment silent too long at event time ``now_ms``."""
+        effects: list[Effect] = []
+        for eq_id, state in self.states.items():
+            if state.last_seen_ms is None:
+                continue
+            info = self.equipment[eq_id]
+            self.states[eq_id], new = check_silence(eq_id, info.rated, self.rules_for(eq_id), state, now_ms)
+            effects.extend(new)
+        return effects
+
+    def floods_after(self, applied: list[Applied]) -> list[tuple[str, FloodChange, int, int]]:
+        """Feed new annunciated alerts to the per-division flood windows; return (division, change, ts, peak)."""
+        new: dict[str, list[int]] = defaultdict(list)
+        for a in applied:
+            if a.created and a.state == "active_unack":
+                new[a.division_code].append(a.ts_ms)
+        changes = []
+        for division in sorted(set(new) | {d for d, s in self.floods.items() if s.flooding}):
+            times = new.get(division, [])
+            now = max([*times, self.watermark_ms or 0])
+            state, change = flood_step(self.floods.get(division, FloodState()), times, now)
+            self.floods[division] = state
+            if change is not None:
+                changes.append((division, change, now, state.peak))
+        return changes
 
 
 def _codes(deliveries: list[Delivery]) -> set[str]:
@@ -107,6 +261,19 @@ def _codes(deliveries: list[Delivery]) -> set[str]:
     return codes
 
 
+def housekeeping(conn: psycopg.Connection, engine: Engine, *, now: datetime, leagues: list[str]) -> list[Applied]:
+    """The periodic job, at an explicit ``now``; runs in the caller's transaction."""
+    engine.add(load_equipment(conn, leagues))
+    engine.set_overrides(load_overrides(conn, leagues))
+    sync_equipment_status(conn, leagues=leagues)
+    expire_shelves(conn, now=now, leagues=leagues)
+    effects: list[Effect] = []
+    for facts, _category, open_keys in load_registry_facts(conn, leagues):
+        if facts.equipment_id in engine.equipment:
+            effects.extend(registry_effects(facts, engine.rules_for(facts.equipment_id), open_keys, now))
+    return write_effects(conn, effects, engine.equipment)
+
+
 def run(settings: Settings, *, stop: threading.Event | None = None,
         registry: CollectorRegistry = REGISTRY, ready: threading.Event | None = None) -> None:
     """Run an alert worker for ``settings.alerts.leagues`` (all when empty) until ``stop`` is set."""
@@ -114,17 +281,17 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     cfg = settings.alerts
     metrics = AlertMetrics(registry)
     if cfg.metrics_port and registry is REGISTRY:
-        serve_metrics(cfg.metrics_port, settings.api.host)
+        start_http_server(cfg.metrics_port, addr=settings.api.host)
     engine = Engine()
     conn: psycopg.Connection | None = None
     delays = backoff()
     while conn is None and not stop.is_set():
         try:
             conn = connect(settings.db.url)
-            engine.add(load_equipment(conn, cfg.leagues))
-            for eq_id, rule_key in load_active_conditions(conn, cfg.leagues):
-                engine.conditions[eq_id][rule_key] = Condition(active=True)
-            conn.commit()
+            with conn.transaction():
+                engine.add(load_equipment(conn, cfg.leagues))
+                engine.set_overrides(load_overrides(conn, cfg.leagues))
+                engine.restore_active(load_active_conditions(conn, cfg.leagues))
         except psycopg.OperationalError as exc:
             log.error("database unavailable at start; retrying", extra={"error": str(exc).strip()[:200]})
             conn = None
@@ -134,12 +301,18 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     filters = [device_filter(league) for league in cfg.leagues] or [device_filter()]
     sub = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=filters,
                      max_inflight=settings.ingest.max_inflight, protocol5=settings.mqtt.protocol5)
+    next_housekeeping = time.monotonic()
     with sub:
         log.info("alert worker started", extra={"worker": cfg.worker_id, "equipment": len(engine.equipment),
                                                 "filters": filters})
         while not stop.is_set():
             if ready is not None and not ready.is_set() and sub.subscribed.is_set():
                 ready.set()
+            if time.monotonic() >= next_housekeeping:
+                conn = _housekeep(conn, engine, settings, metrics, stop)
+                if conn is None:
+                    break
+                next_housekeeping = time.monotonic() + cfg.housekeeping_s
             deliveries = sub.get_batch(settings.ingest.batch_max_messages, settings.ingest.batch_max_ms / 1000)
             if not deliveries:
                 continue
@@ -150,34 +323,81 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     log.info("alert worker stopped", extra={"worker": cfg.worker_id})
 
 
-def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine, settings: Settings,
-            metrics: AlertMetrics, stop: threading.Event) -> psycopg.Connection | None:
-    """Evaluate and commit one batch, retrying the database until it succeeds or we are stopped."""
+def _with_db(conn: psycopg.Connection, settings: Settings, stop: threading.Event,
+             work: Callable[[psycopg.Connection], T], what: str) -> tuple[psycopg.Connection | None, T | None]:
+    """Run ``work(conn)`` in one transaction, reconnecting with back-off until it commits or we stop."""
     delays = backoff()
     while not stop.is_set():
         try:
             if conn.closed:
                 conn = connect(settings.db.url)
-            with conn.transaction():  # one real transaction: the lookup must not open an outer one
-                missing = [c for c in _codes(deliveries) if c not in engine.by_code]
-                if missing:
-                    engine.add(load_equipment_by_codes(conn, missing, settings.alerts.leagues))
-                effects, evaluated, pending = engine.effects_for(deliveries, int(time.time() * 1000))
-                apply_effects(conn, effects, engine.equipment)
-            engine.commit_conditions(pending)  # only after commit: a failed batch is evaluated again
+            with conn.transaction():
+                result = work(conn)
+            return conn, result
         except psycopg.OperationalError as exc:
-            log.error("database error; retrying batch", extra={"error": str(exc).strip()[:200]})
+            log.error("database error; retrying", extra={"what": what, "error": str(exc).strip()[:200]})
             stop.wait(next(delays))
-            continue
-        committed = time.time()
-        metrics.evaluated.inc(evaluated)
-        for e in effects:
-            if isinstance(e, RaiseAlert):
-                metrics.raised.labels(severity=str(e.severity)).inc()
-                metrics.latency.labels(severity=str(e.severity)).observe(max(0.0, committed - e.ts_ms / 1000))
-                log.info("alert raised", extra={"equipment_id": e.equipment_id, "rule": e.rule_key,
-                                                "severity": str(e.severity)})
-            else:
-                metrics.cleared.inc()
-        return conn
-    return None
+    return None, None
+
+
+def _housekeep(conn: psycopg.Connection, engine: Engine, settings: Settings, metrics: AlertMetrics,
+               stop: threading.Event) -> psycopg.Connection | None:
+    leagues = settings.alerts.leagues
+    conn2, applied = _with_db(conn, settings, stop,
+                              lambda c: housekeeping(c, engine, now=datetime.now(UTC), leagues=leagues),
+                              "housekeeping")
+    if conn2 is not None and applied:
+        log.info("registry alerts changed", extra={"alerts": len(applied)})
+    return conn2
+
+
+def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine, settings: Settings,
+            metrics: AlertMetrics, stop: threading.Event) -> psycopg.Connection | None:
+    """Evaluate one batch once, then commit its effects, retrying the database until it succeeds or we stop."""
+    leagues = settings.alerts.leagues
+
+    def preload(c: psycopg.Connection) -> None:
+        missing = [code for code in _codes(deliveries) if code not in engine.by_code]
+        if missing:
+            engine.add(load_equipment_by_codes(c, missing, leagues))
+        for d in deliveries:
+            if d.topic.endswith("/status"):
+                try:
+                    gateway = parse_topic(d.topic).gateway_id
+                except ContractError:
+                    continue
+                if gateway not in engine.by_gateway:
+                    engine.add(load_equipment_of_gateway(c, gateway, leagues))
+                    engine.by_gateway.setdefault(gateway, set())
+
+    conn2, _ = _with_db(conn, settings, stop, preload, "load equipment")
+    if conn2 is None:
+        return None
+    effects, evaluated = engine.evaluate(deliveries, int(time.time() * 1000))
+    conn2, applied = _with_db(conn2, settings, stop, lambda c: write_effects(c, effects, engine.equipment),
+                              "write alerts")
+    if conn2 is None:
+        return None
+    committed = time.time()
+    floods = engine.floods_after(applied)
+    if floods:
+        def write_floods(c: psycopg.Connection) -> None:
+            for division, change, ts_ms, peak in floods:
+                record_flood(c, division=division, started=change is FloodChange.STARTED, ts_ms=ts_ms, peak=peak)
+        conn2, _ = _with_db(conn2, settings, stop, write_floods, "record floods")
+        for division, change, _, peak in floods:
+            log.warning("alert flood %s", change, extra={"division": division, "peak": peak})
+        if conn2 is None:
+            return None
+    metrics.evaluated.inc(evaluated)
+    received = {d.payload: d.received_at for d in deliveries} if effects else {}
+    first_received = min(received.values()) if received else committed
+    for e in effects:
+        if isinstance(e, RaiseAlert):
+            info = engine.equipment[e.equipment_id]
+            metrics.raised.labels(severity=str(e.severity), rule_kind=str(e.kind), league=info.league_code).inc()
+            metrics.latency.labels(severity=str(e.severity)).observe(max(0.0, committed - first_received))
+            log.info("alert raised", extra={"equipment": info.code, "rule": e.rule_key, "severity": str(e.severity)})
+        else:
+            metrics.cleared.inc()
+    return conn2

@@ -88,6 +88,8 @@ class AlertSettings(BaseModel):
     # League codes this worker owns (empty: all). Each equipment's state lives in one worker.
     leagues: list[str] = Field(default_factory=list)
     metrics_port: int | None = 9102
+    # Wall-clock seconds between housekeeping runs: registry reload, shelving expiry, inspection alerts.
+    housekeeping_s: float = Field(30.0, gt=0)
 
 
 class ApiSettings(BaseModel):

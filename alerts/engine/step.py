@@ -1,12 +1,30 @@
-"""One step of the engine: readings of one equipment in, effects out (pure)."""
+"""One step of the engine: readings of one equipment in, effects out (pure, event time).
+
+`step` advances an `EquipmentState` by a batch of readings of one equipment and returns the new
+state and the `Effect`s (raise / clear) to carry out. Everything it decides on is in its arguments:
+the reading timestamps are the only clock. `check_silence` is the same for the passage of event
+time without readings (``now_ms`` is the shard's event-time watermark, passed in explicitly);
+`status_effects` turns a gateway's online/offline status into alerts; `event_effect` a discrete event.
+
+The state is a frozen value except ``detector``, the anomaly detector, which `step` advances in place:
+copying its ~10 KB of tables on every reading would dominate the cost. The shell therefore runs a
+batch through `step` once and keeps the result, rather than re-running a batch after a failure.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import groupby
 
-from alerts.engine.rules import Change, Condition, Rule, evaluate
+from alerts.engine.anomaly import AnomalyConfig, EquipmentDetector
+from alerts.engine.rules import Change, Condition, Direction, Rule, RuleKind, evaluate, resolve_limits
 from safewatch.contract import EVENTS_BY_TYPE, Severity
+
+CHATTER_WINDOW_MS = 60_000
+CHATTER_TRANSITIONS = 3  # ISA-18.2 / EEMUA 191: 3 or more transitions a minute is chattering (DOMAIN.md)
+CHATTER_HOLD_S = 60.0  # while chattering, a clear waits this long (an automatic off-delay)
+WINDOW_BUCKETS = 32  # rate / flatline windows keep at most this many buckets (+ 1 anchor) per rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +40,9 @@ class RaiseAlert:
     ts_ms: int
     message: str
     latched: bool = False
+    kind: RuleKind = RuleKind.THRESHOLD
+    suppressed_by: str | None = None  # a cause's rule key: the alert is suppressed by design
+    chattering: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,37 +54,287 @@ class ClearAlert:
     metric: str | None
     value: float | None
     ts_ms: int
+    chattering: bool = False
 
 
 Effect = RaiseAlert | ClearAlert
 
 
-def step(equipment_id: int, rated: Mapping[str, float], rules: Iterable[Rule],
-         conditions: Mapping[str, Condition], readings: Iterable[tuple[str, int, float]],
-         ) -> tuple[dict[str, Condition], list[Effect]]:
-    """Evaluate ``readings`` (metric, ts_ms, value), in timestamp order, against ``rules``.
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Readings of one metric in one slice of a rate / flatline window."""
 
-    Returns the conditions that changed (by rule key) and the effects to carry out.
+    start_ms: int
+    lo: float
+    hi: float
+    last: float
+    last_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentState:
+    """Everything the engine remembers of one equipment; bounded whatever the number of readings."""
+
+    conditions: Mapping[str, Condition] = field(default_factory=dict)
+    windows: Mapping[str, tuple[Bucket, ...]] = field(default_factory=dict)  # by rule key
+    changes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # recent raise/clear times by rule
+    suppressed: frozenset[str] = frozenset()  # rule keys raised while covered by their cause
+    last_seen_ms: int | None = None
+    detector: EquipmentDetector | None = None
+
+
+def new_detector(rules: Iterable[Rule], config: AnomalyConfig) -> EquipmentDetector | None:
+    """The anomaly detector an equipment needs for its anomaly rules (None when it has none)."""
+    metrics = sorted({r.metric for r in rules if r.kind is RuleKind.ANOMALY and not r.metric.startswith("_")})
+    return EquipmentDetector(metrics, config) if metrics else None
+
+
+_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+
+
+# ---------------------------------------------------------------------------------- windows
+
+def push_window(buckets: tuple[Bucket, ...], value: float, ts_ms: int, window_ms: int) -> tuple[Bucket, ...]:
+    """Add a reading to a window of buckets and drop what is older than the window's anchor."""
+    width = max(1, window_ms // WINDOW_BUCKETS)
+    items = list(buckets)
+    if items and ts_ms - items[-1].start_ms < width:
+        b = items[-1]
+        items[-1] = Bucket(b.start_ms, min(b.lo, value), max(b.hi, value), value, ts_ms)
+    else:
+        items.append(Bucket(ts_ms, value, value, value, ts_ms))
+    # Keep one bucket that ends at or before the window start: it anchors the rate and coverage.
+    horizon = ts_ms - window_ms
+    while len(items) > 1 and items[1].last_ms <= horizon:
+        items.pop(0)
+    return tuple(items)
+
+
+def window_rate_per_min(buckets: tuple[Bucket, ...], window_ms: int) -> float | None:
+    """Change per minute from the anchor to the newest reading; None until the window is covered."""
+    if len(buckets) < 2:
+        return None
+    anchor, newest = buckets[0], buckets[-1]
+    if anchor.last_ms > newest.last_ms - window_ms:
+        return None
+    return (newest.last - anchor.last) * 60_000 / (newest.last_ms - anchor.last_ms)
+
+
+def window_span(buckets: tuple[Bucket, ...], window_ms: int) -> float | None:
+    """max − min over the window; None until readings cover the whole window."""
+    if len(buckets) < 2:
+        return None
+    anchor, newest = buckets[0], buckets[-1]
+    if anchor.last_ms > newest.last_ms - window_ms:
+        return None
+    rest = buckets[1:]
+    lo = min(anchor.last, *(b.lo for b in rest))
+    hi = max(anchor.last, *(b.hi for b in rest))
+    return hi - lo
+
+
+# ---------------------------------------------------------------------------------- chattering
+
+def recent_changes(times: tuple[int, ...], ts_ms: int) -> tuple[int, ...]:
+    """The change times still inside the chatter window at ``ts_ms`` (at most a handful are kept)."""
+    return tuple(t for t in times if ts_ms - t < CHATTER_WINDOW_MS)[-2 * CHATTER_TRANSITIONS:]
+
+
+def is_chattering(times: tuple[int, ...], ts_ms: int) -> bool:
+    """Three or more raise/clear transitions of one rule within a minute of event time."""
+    return len(recent_changes(times, ts_ms)) >= CHATTER_TRANSITIONS
+
+
+# ---------------------------------------------------------------------------------- step
+
+class _Run:
+    """The mutable scratch of one `step` call (local to it; the result is a new frozen state)."""
+
+    def __init__(self, equipment_id: int, state: EquipmentState, rules: Iterable[Rule]) -> None:
+        self.equipment_id = equipment_id
+        self.conditions = dict(state.conditions)
+        self.windows = dict(state.windows)
+        self.changes = dict(state.changes)
+        self.suppressed = set(state.suppressed)
+        self.effects: list[Effect] = []
+        self.covers: dict[str, list[Rule]] = {}  # cause rule key → the rules it covers
+        for rule in rules:
+            for cause in rule.covered_by:
+                self.covers.setdefault(cause, []).append(rule)
+
+    def advance(self, rule: Rule, limit: float, value: float, ts_ms: int, *, metric: str | None,
+                reported: float | None, message: str, shown_limit: float | None = None) -> None:
+        before = self.conditions.get(rule.key) or Condition()
+        times = recent_changes(self.changes.get(rule.key, ()), ts_ms)
+        chatter = len(times) >= CHATTER_TRANSITIONS
+        off_delay = max(rule.off_delay_s, CHATTER_HOLD_S) if chatter else None
+        after, change = evaluate(rule, limit, before, value, ts_ms, off_delay_s=off_delay)
+        if after != before:
+            self.conditions[rule.key] = after
+        if change is None:
+            return
+        times = (*times, ts_ms)
+        self.changes[rule.key] = times
+        chatter = len(times) >= CHATTER_TRANSITIONS
+        if change is Change.RAISE:
+            cause = next((k for k in rule.covered_by if self._active(k)), None)
+            if cause is not None:
+                self.suppressed.add(rule.key)
+            self.effects.append(RaiseAlert(self.equipment_id, rule.key, rule.severity, metric, reported,
+                                           limit if shown_limit is None else shown_limit, ts_ms, message,
+                                           kind=rule.kind, suppressed_by=cause, chattering=chatter))
+        else:
+            self.suppressed.discard(rule.key)
+            self.effects.append(ClearAlert(self.equipment_id, rule.key, metric, reported, ts_ms, chatter))
+            self._release_children(rule.key, ts_ms)
+
+    def _active(self, key: str) -> bool:
+        cond = self.conditions.get(key)
+        return cond is not None and cond.active
+
+    def _release_children(self, cause_key: str, ts_ms: int) -> None:
+        """A cause has cleared: children it suppressed that are still active are annunciated now."""
+        for child in self.covers.get(cause_key, ()):
+            if child.key in self.suppressed and self._active(child.key):
+                if any(self._active(k) for k in child.covered_by):
+                    continue  # still covered by another cause
+                self.suppressed.discard(child.key)
+                self.effects.append(RaiseAlert(self.equipment_id, child.key, child.severity, child.metric, None, None,
+                                               ts_ms, f"{child.message} (no longer covered by {cause_key})",
+                                               kind=child.kind))
+
+    def state(self, last_seen_ms: int | None, detector: EquipmentDetector | None) -> EquipmentState:
+        return EquipmentState(self.conditions, self.windows, self.changes, frozenset(self.suppressed), last_seen_ms,
+                              detector)
+
+
+def _message(rule: Rule, metric: str, observed: float, limit: float, reading: float) -> str:
+    if rule.kind is RuleKind.THRESHOLD:
+        return f"{rule.message}: {metric}={reading:g} (limit {limit:g})"
+    if rule.kind is RuleKind.RATE_OF_CHANGE:
+        return f"{rule.message}: {metric} changing {observed:+.3g}/min (limit {limit:g}/min)"
+    if rule.kind is RuleKind.FLATLINE:
+        return f"{rule.message}: {metric} moved {observed:.3g} in {rule.window_s:g} s (expected > {limit:g})"
+    if rule.kind is RuleKind.OUT_OF_RANGE:
+        return f"{rule.message}: {metric}={reading:g}"
+    if rule.kind is RuleKind.ANOMALY:
+        return f"{rule.message}: {metric} anomaly score {observed:.2f}"
+    return rule.message
+
+
+def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule], state: EquipmentState,
+         readings: Iterable[tuple[str, int, float]]) -> tuple[EquipmentState, list[Effect]]:
+    """Evaluate ``readings`` (metric, ts_ms, value) of one equipment, in event-time order, against ``rules``.
+
+    ``rules`` are this equipment's rules (defaults with its overrides applied). Returns the new state
+    and the effects to carry out, in the order they happened.
     """
-    by_metric: dict[str, list[tuple[Rule, float]]] = {}
+    run = _Run(equipment_id, state, rules)
+    by_metric: dict[str, list[tuple[Rule, float, float | None]]] = {}
+    anomaly: list[tuple[Rule, float]] = []
+    silence: list[tuple[Rule, float]] = []
     for rule in rules:
-        limit = rule.limit.resolve(rated)
-        if limit is not None:
-            by_metric.setdefault(rule.metric, []).append((rule, limit))
-    changed: dict[str, Condition] = {}
-    effects: list[Effect] = []
-    for metric, ts_ms, value in sorted(readings, key=lambda r: r[1]):
-        for rule, limit in by_metric.get(metric, ()):
-            before = changed.get(rule.key) or conditions.get(rule.key) or Condition()
-            after, change = evaluate(rule, limit, before, value, ts_ms)
-            if after != before:
-                changed[rule.key] = after
-            if change is Change.RAISE:
-                effects.append(RaiseAlert(equipment_id, rule.key, rule.severity, metric, value, limit, ts_ms,
-                                          f"{rule.message}: {metric}={value:g} (limit {limit:g})"))
-            elif change is Change.CLEAR:
-                effects.append(ClearAlert(equipment_id, rule.key, metric, value, ts_ms))
-    return changed, effects
+        limits = resolve_limits(rule, rated)
+        if limits is None:
+            continue
+        if rule.kind is RuleKind.ANOMALY:
+            anomaly.append((rule, limits[0]))
+        elif rule.kind is RuleKind.NO_DATA:
+            silence.append((rule, limits[0]))
+        elif rule.kind is not RuleKind.EVENT and rule.kind is not RuleKind.INSPECTION:
+            by_metric.setdefault(rule.metric, []).append((rule, limits[0], limits[1]))
+    for entries in by_metric.values():  # causes first, so a child breaching on the same reading is covered
+        entries.sort(key=lambda e: _SEVERITY_RANK[e[0].severity])
+    detector = state.detector
+    last_seen = state.last_seen_ms
+    ordered = sorted(readings, key=lambda r: (r[1], r[0]))
+    for ts_ms, group in groupby(ordered, key=lambda r: r[1]):
+        values = {metric: value for metric, _, value in group}
+        for metric, value in values.items():
+            for rule, limit, low in by_metric.get(metric, ()):
+                _observe(run, rule, limit, low, metric, value, ts_ms)
+            fault = run.conditions.get(sensor_fault_key(metric))
+            if fault is not None and fault.active:  # a valid reading again: the sensor is back
+                run.conditions[sensor_fault_key(metric)] = Condition(False, None, None, ts_ms)
+                run.effects.append(ClearAlert(equipment_id, sensor_fault_key(metric), metric, value, ts_ms))
+        if detector is not None and anomaly:
+            known = {m: v for m, v in values.items() if m in detector.metrics}
+            if known:
+                scores = detector.update(known, ts_ms / 1000)
+                for rule, limit in anomaly:
+                    if rule.metric in scores:
+                        score = scores[rule.metric]
+                        run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score,
+                                    message=_message(rule, rule.metric, score, limit, score))
+        for rule, limit in silence:  # a reading ends any silence
+            cond = run.conditions.get(rule.key)
+            if cond is not None and cond.active:
+                run.advance(rule, limit, 0.0, max(ts_ms, cond.last_ts_ms or ts_ms), metric=None, reported=0.0,
+                            message=rule.message)
+        last_seen = ts_ms if last_seen is None else max(last_seen, ts_ms)
+    return run.state(last_seen, detector), run.effects
+
+
+def _observe(run: _Run, rule: Rule, limit: float, low: float | None, metric: str, value: float, ts_ms: int) -> None:
+    """Reduce one reading to the rule's observed value and advance its condition."""
+    observed: float | None
+    if rule.kind is RuleKind.THRESHOLD:
+        observed = value
+    elif rule.kind is RuleKind.OUT_OF_RANGE:
+        assert low is not None
+        outside = 0.0 if low <= value <= limit else 1.0
+        run.advance(rule, 0.5, outside, ts_ms, metric=metric, reported=value,
+                    shown_limit=limit if value > limit else low, message=_message(rule, metric, outside, limit, value))
+        return
+    else:
+        window_ms = int(rule.window_s * 1000)
+        buckets = push_window(run.windows.get(rule.key, ()), value, ts_ms, window_ms)
+        run.windows[rule.key] = buckets
+        if rule.kind is RuleKind.RATE_OF_CHANGE:
+            rate = window_rate_per_min(buckets, window_ms)
+            # A "low" rate rule watches falls: the fall is observed as a positive number (see evaluate).
+            observed = None if rate is None else (rate if rule.direction is Direction.HIGH else -rate)
+            if observed is not None:
+                run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value,
+                            message=_message(rule, metric, rate if rate is not None else 0.0, limit, value))
+            return
+        observed = window_span(buckets, window_ms)
+    if observed is not None:
+        run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value,
+                    message=_message(rule, metric, observed, limit, value))
+
+
+def check_silence(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule], state: EquipmentState,
+                  now_ms: int) -> tuple[EquipmentState, list[Effect]]:
+    """Raise no-data alerts for an equipment silent longer than its rules allow at event time ``now_ms``.
+
+    An equipment never heard from has no baseline and raises nothing (the gateway status covers it).
+    """
+    if state.last_seen_ms is None:
+        return state, []
+    run = _Run(equipment_id, state, rules)
+    for rule in rules:
+        if rule.kind is not RuleKind.NO_DATA or rule.metric != "readings":
+            continue
+        limits = resolve_limits(rule, rated)
+        if limits is None:
+            continue
+        silent_s = (now_ms - state.last_seen_ms) / 1000
+        run.advance(rule, limits[0], silent_s, now_ms, metric=None, reported=silent_s,
+                    message=f"{rule.message}: nothing for {silent_s:.0f} s (expected every {limits[0]:g} s at most)")
+    return run.state(state.last_seen_ms, state.detector), run.effects
+
+
+def status_effects(equipment_id: int, rules: Sequence[Rule], state: EquipmentState, *, online: bool,
+                   ts_ms: int) -> tuple[EquipmentState, list[Effect]]:
+    """A gateway's status (its last will says offline at once) as the no-data alert of each equipment on it."""
+    run = _Run(equipment_id, state, rules)
+    for rule in rules:
+        if rule.kind is RuleKind.NO_DATA and rule.metric == "gateway_status":
+            cond = run.conditions.get(rule.key) or Condition()
+            run.advance(rule, 0.5, 0.0 if online else 1.0, max(ts_ms, cond.last_ts_ms or ts_ms), metric=None,
+                        reported=None, message=rule.message)
+    return run.state(state.last_seen_ms, state.detector), run.effects
 
 
 def event_rule_key(event_type: str) -> str:
@@ -79,4 +350,43 @@ def event_effect(equipment_id: int, event_type: str, active: bool, ts_ms: int) -
         return ClearAlert(equipment_id, key, None, None, ts_ms)
     code = f" (fault {spec.fault_code})" if spec.fault_code else ""
     return RaiseAlert(equipment_id, key, spec.severity, None, None, None, ts_ms,
-                      f"{spec.name_zh} {event_type}{code}", latched=spec.latched)
+                      f"{spec.name_zh} {event_type}{code}", latched=spec.latched, kind=RuleKind.EVENT)
+
+
+def event_effects(equipment_id: int, rules: Sequence[Rule], state: EquipmentState, *, event_type: str,
+                  active: bool, ts_ms: int) -> tuple[EquipmentState, list[Effect]]:
+    """`event_effect`, keeping the event's condition so it can cover its children (over-speed, low-water cut-off).
+
+    A repeated report of an event already in that condition changes nothing.
+    """
+    key = event_rule_key(event_type)
+    before = state.conditions.get(key) or Condition()
+    if before.active == active:
+        return state, []
+    run = _Run(equipment_id, state, rules)
+    run.conditions[key] = Condition(active, None, None, ts_ms)
+    run.effects.append(event_effect(equipment_id, event_type, active, ts_ms))
+    if not active:
+        run._release_children(key, ts_ms)
+    return run.state(state.last_seen_ms, state.detector), run.effects
+
+
+def sensor_fault_key(metric: str) -> str:
+    """The rule key of a metric's physically impossible readings (the contract's valid range)."""
+    return f"sensor.{metric}.out_of_range"
+
+
+def range_fault_effects(equipment_id: int, state: EquipmentState, *, metric: str, ts_ms: int,
+                        detail: str) -> tuple[EquipmentState, list[Effect]]:
+    """A reading the contract rejected as physically impossible: the sensor (or its scaling) is broken.
+
+    The alert clears at the next valid reading of that metric (see `step`).
+    """
+    key = sensor_fault_key(metric)
+    cond = state.conditions.get(key)
+    if cond is not None and cond.active:
+        return state, []
+    conditions = {**state.conditions, key: Condition(True, None, None, ts_ms)}
+    effect = RaiseAlert(equipment_id, key, Severity.MINOR, metric, None, None, ts_ms, f"sensor fault: {detail}",
+                        kind=RuleKind.OUT_OF_RANGE)
+    return replace(state, conditions=conditions), [effect]

@@ -1,0 +1,208 @@
+"""The engine step over plain data: each rule kind, chattering, suppression by design, events, silence."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from alerts.engine.anomaly import AnomalyConfig
+from alerts.engine.defaults import BOILER_RULES, ELEVATOR_RULES, ENGINE_ANOMALY, VESSEL_RULES
+from alerts.engine.rules import Direction, Limit, Rule, RuleKind
+from alerts.engine.step import (
+    WINDOW_BUCKETS,
+    ClearAlert,
+    EquipmentState,
+    RaiseAlert,
+    check_silence,
+    event_effects,
+    new_detector,
+    range_fault_effects,
+    status_effects,
+    step,
+)
+from safewatch.contract import Category, Severity
+
+BOILER = {"rated_pressure": 1.25, "safety_valve_low": 1.3, "safety_valve_high": 1.325}
+ELEVATOR = {"rated_speed": 1.5}
+T0 = 1_764_000_000_000
+
+
+def feed(rules, rated, series, state=None):  # type: ignore[no-untyped-def]
+    """Run (metric, ts, value) readings one at a time, as batches of one; return state and effects."""
+    state = state or EquipmentState(detector=new_detector(rules, ENGINE_ANOMALY))
+    effects = []
+    for reading in series:
+        state, new = step(1, rated, rules, state, [reading])
+        effects.extend(new)
+    return state, effects
+
+
+def keys(effects, kind=RaiseAlert):  # type: ignore[no-untyped-def]
+    return [e.rule_key for e in effects if isinstance(e, kind)]
+
+
+def test_threshold_high_and_high_high_from_rated_parameters() -> None:
+    series = [("drum_pressure", T0 + i * 1000, 1.0 + 0.02 * i) for i in range(20)]  # 1.0 → 1.38 MPa
+    _, effects = feed(BOILER_RULES, BOILER, series)
+    raised = {e.rule_key: e for e in effects if isinstance(e, RaiseAlert)}
+    # High at 0.96 × 1.25 = 1.2 after its 5 s on-delay; high-high at the lower safety valve 1.3 at once.
+    assert raised["boiler.drum_pressure.high"].limit == 1.2
+    assert raised["boiler.drum_pressure.high"].ts_ms == T0 + 16_000  # first > 1.2 at 11 s, + 5 s
+    assert raised["boiler.drum_pressure.high_high"].ts_ms == T0 + 16_000  # 1.32 > 1.3
+    assert raised["boiler.drum_pressure.high_high"].severity is Severity.CRITICAL
+
+
+def test_batching_does_not_change_the_result() -> None:
+    """Event time only: one batch of 20 readings or 20 batches of one give the same effects."""
+    series = [("drum_pressure", T0 + i * 1000, 1.0 + 0.02 * i) for i in range(20)]
+    _, one_by_one = feed(BOILER_RULES, BOILER, series)
+    _, at_once = step(1, BOILER, BOILER_RULES, EquipmentState(), list(reversed(series)))
+    assert one_by_one == at_once
+
+
+def test_rate_of_change_uses_the_event_time_window() -> None:
+    # Level falls 2 mm per second = 120 mm/min > 60 mm/min; the 30 s window must be covered first.
+    series = [("drum_level", T0 + i * 1000, 0.0 - (2.0 * (i - 40) if i > 40 else 0.0)) for i in range(80)]
+    _, effects = feed([r for r in BOILER_RULES if r.kind is RuleKind.RATE_OF_CHANGE], BOILER, series)
+    raise_ = next(e for e in effects if isinstance(e, RaiseAlert))
+    assert raise_.rule_key == "boiler.drum_level.falling"
+    assert T0 + 41_000 <= raise_.ts_ms <= T0 + 71_000  # within one window of the fall starting
+
+
+def test_slow_change_does_not_trip_the_rate_rule() -> None:
+    series = [("drum_level", T0 + i * 1000, -0.5 * i) for i in range(200)]  # 30 mm/min
+    _, effects = feed([r for r in BOILER_RULES if r.kind is RuleKind.RATE_OF_CHANGE], BOILER, series)
+    assert effects == []
+
+
+def test_flatline_needs_the_whole_window_unchanged() -> None:
+    rng = random.Random(1)
+    live = [("drum_pressure", T0 + i * 5000, 1.06 + rng.gauss(0, 0.004)) for i in range(200)]
+    stuck = [("drum_pressure", T0 + (200 + i) * 5000, 1.0612) for i in range(200)]
+    rules = [r for r in BOILER_RULES if r.key == "boiler.drum_pressure.flatline"]
+    state, effects = feed(rules, BOILER, live)
+    assert effects == []
+    state, effects = feed(rules, BOILER, stuck, state)
+    raise_ = next(e for e in effects if isinstance(e, RaiseAlert))
+    # Stuck from 1000 s; the window is 600 s, so not before 1600 s of event time (and within two of the
+    # window's 32 buckets after it).
+    assert T0 + 1_600_000 <= raise_.ts_ms <= T0 + 1_600_000 + 2 * 600_000 // 32
+    # Moving again clears it.
+    _, effects = feed(rules, BOILER, [("drum_pressure", T0 + 2_100_000, 1.1)], state)
+    assert keys(effects, ClearAlert) == ["boiler.drum_pressure.flatline"]
+
+
+def test_window_state_is_bounded() -> None:
+    rules = [r for r in BOILER_RULES if r.key == "boiler.drum_pressure.flatline"]
+    state, _ = feed(rules, BOILER, [("drum_pressure", T0 + i * 100, 1.0 + i * 1e-3) for i in range(20_000)])
+    assert len(state.windows["boiler.drum_pressure.flatline"]) <= WINDOW_BUCKETS + 2
+
+
+def test_out_of_range_rule_and_contract_rejections() -> None:
+    rules = [r for r in ELEVATOR_RULES if r.kind is RuleKind.OUT_OF_RANGE]
+    state, effects = feed(rules, ELEVATOR, [("speed", T0, 1.0), ("speed", T0 + 1000, 3.5), ("speed", T0 + 2000, 1.0)])
+    assert [(type(e).__name__, e.rule_key) for e in effects] == [("RaiseAlert", "elevator.speed.implausible"),
+                                                                 ("ClearAlert", "elevator.speed.implausible")]
+    # A value the contract rejected (outside the catalogue's physical range) is a sensor fault ...
+    state, effects = range_fault_effects(1, state, metric="speed", ts_ms=T0 + 3000, detail="speed=99 m/s")
+    assert keys(effects) == ["sensor.speed.out_of_range"]
+    state, again = range_fault_effects(1, state, metric="speed", ts_ms=T0 + 3500, detail="speed=99 m/s")
+    assert again == []
+    # ... until the next valid reading of that metric.
+    _, effects = step(1, ELEVATOR, rules, state, [("speed", T0 + 4000, 1.0)])
+    assert keys(effects, ClearAlert) == ["sensor.speed.out_of_range"]
+
+
+def test_silence_and_gateway_last_will() -> None:
+    rules = [r for r in VESSEL_RULES if r.kind is RuleKind.NO_DATA]
+    rated = {"design_pressure": 0.8, "report_interval_s": 5.0}  # silent after 15 s
+    state, _ = step(1, rated, rules, EquipmentState(), [("vessel_pressure", T0, 0.6)])
+    state, effects = check_silence(1, rated, rules, state, T0 + 10_000)
+    assert effects == []
+    state, effects = check_silence(1, rated, rules, state, T0 + 20_000)
+    assert keys(effects) == ["no_data.silent"] and effects[0].suppressed_by is None
+    state, effects = step(1, rated, rules, state, [("vessel_pressure", T0 + 21_000, 0.6)])
+    assert keys(effects, ClearAlert) == ["no_data.silent"]
+    # The last will says offline at once; silence after that is covered by it (suppressed by design).
+    state, effects = status_effects(1, rules, state, online=False, ts_ms=T0 + 22_000)
+    assert keys(effects) == ["no_data.gateway_offline"]
+    state, effects = check_silence(1, rated, rules, state, T0 + 60_000)
+    assert effects[0].rule_key == "no_data.silent" and effects[0].suppressed_by == "no_data.gateway_offline"
+    state, effects = status_effects(1, rules, state, online=True, ts_ms=T0 + 61_000)
+    # Back online: the offline alert clears and the still-silent child is annunciated.
+    assert [(type(e).__name__, e.rule_key, getattr(e, "suppressed_by", None)) for e in effects] == [
+        ("ClearAlert", "no_data.gateway_offline", None), ("RaiseAlert", "no_data.silent", None)]
+
+
+def test_never_heard_equipment_is_not_silent() -> None:
+    rules = [r for r in VESSEL_RULES if r.kind is RuleKind.NO_DATA]
+    assert check_silence(1, {}, rules, EquipmentState(), T0 + 10**9)[1] == []
+
+
+def test_high_high_covers_high_on_the_same_reading() -> None:
+    _, effects = feed(ELEVATOR_RULES, ELEVATOR, [("speed", T0, 1.9)])  # > 1.2 × 1.5: both breach
+    raised = {e.rule_key: e for e in effects if isinstance(e, RaiseAlert)}
+    assert raised["elevator.speed.high_high"].suppressed_by is None
+    assert raised["elevator.speed.high"].suppressed_by == "elevator.speed.high_high"
+
+
+def test_latched_event_covers_its_child_and_repeats_change_nothing() -> None:
+    rules = ELEVATOR_RULES
+    state, effects = event_effects(1, rules, EquipmentState(), event_type="overspeed", active=True, ts_ms=T0)
+    assert effects[0].latched and effects[0].severity is Severity.CRITICAL
+    state, effects = event_effects(1, rules, state, event_type="overspeed", active=True, ts_ms=T0 + 1)
+    assert effects == []
+    state, effects = step(1, ELEVATOR, rules, state, [("speed", T0 + 1000, 1.9)])
+    assert {e.rule_key: e.suppressed_by for e in effects if isinstance(e, RaiseAlert)}[
+        "elevator.speed.high_high"] == "event.overspeed"
+
+
+def test_passenger_trapped_is_critical_and_latched() -> None:
+    _, effects = event_effects(1, ELEVATOR_RULES, EquipmentState(), event_type="passenger_trapped", active=True,
+                               ts_ms=T0)
+    [e] = effects
+    assert isinstance(e, RaiseAlert) and e.severity is Severity.CRITICAL and e.latched
+    assert e.kind is RuleKind.EVENT and e.rule_key == "event.passenger_trapped"
+
+
+def test_chattering_is_flagged_and_the_clear_held() -> None:
+    rule = Rule("c", Category.BOILER, "drum_pressure", Direction.HIGH, Limit(absolute=1.2), Severity.MAJOR)
+    flapping = [("drum_pressure", T0 + i * 5000, 1.3 if i % 2 == 0 else 1.1) for i in range(8)]
+    state, effects = feed([rule], BOILER, flapping)
+    # raise, clear, raise (the third transition within a minute is flagged); from then on a clear waits
+    # while the rule is chattering: until fewer than 3 changes lie in the last minute (at 60 s).
+    assert [type(e).__name__ for e in effects] == ["RaiseAlert", "ClearAlert", "RaiseAlert"]
+    assert [e.chattering for e in effects] == [False, False, True]
+    quiet = [("drum_pressure", T0 + 40_000 + i * 5000, 1.1) for i in range(14)]
+    _, effects = feed([rule], BOILER, quiet, state)
+    [clear] = effects
+    assert isinstance(clear, ClearAlert) and clear.ts_ms == T0 + 60_000 and clear.chattering
+
+
+def test_anomaly_rule_raises_a_warning_on_a_change_of_behaviour() -> None:
+    rng = random.Random(3)
+    config = AnomalyConfig(learning_period=200, table_slots=2048, tod_buckets=0, rest_period=50)
+    rules = [r for r in VESSEL_RULES if r.kind is RuleKind.ANOMALY]
+    normal = [(T0 + i * 5000, 0.7 + 0.05 * math.sin(i / 5) + rng.gauss(0, 0.003), 40 + rng.gauss(0, 0.3))
+              for i in range(600)]
+    odd = [(T0 + (600 + i) * 5000, 0.7 + rng.gauss(0, 0.08), 40 + rng.gauss(0, 0.3)) for i in range(100)]
+    state = EquipmentState(detector=new_detector(rules, config))
+    effects = []
+    for ts, p, t in normal + odd:
+        state, new = step(1, {"design_pressure": 0.8}, rules, state, [("vessel_pressure", ts, p),
+                                                                      ("vessel_temp", ts, t)])
+        effects.extend(new)
+    raised = [e for e in effects if isinstance(e, RaiseAlert)]
+    assert raised and all(e.ts_ms >= T0 + 600 * 5000 for e in raised), [(e.rule_key, e.ts_ms) for e in raised]
+    assert {e.severity for e in raised} <= {Severity.WARNING, Severity.MINOR}
+    assert state.detector is not None and state.detector.nbytes() < 64 * 1024
+
+
+def test_same_input_same_effects() -> None:
+    rng = random.Random(5)
+    series = [(m, T0 + i * 1000, v) for i in range(400)
+              for m, v in (("drum_pressure", 1.05 + rng.gauss(0, 0.05)), ("drum_level", rng.gauss(0, 30)),
+                           ("steam_temp", 160 + rng.gauss(0, 2)))]
+    _, a = feed(BOILER_RULES, BOILER, series)
+    _, b = feed(BOILER_RULES, BOILER, series)
+    assert a and a == b
