@@ -11,18 +11,23 @@ from prometheus_client import CollectorRegistry
 
 from api.app import create_app
 from api.auth.users import upsert_user
-from safewatch.settings import ApiSettings, Settings
+from safewatch.settings import ApiSettings, DbSettings, Settings
 
 
 @pytest.fixture
 def api_as(settings: Settings, uid: str) -> Iterator[Callable[[str, str], TestClient]]:
-    """``api_as(role, division)``: a client of a fresh app, logged in as a new user of that role."""
-    app_settings = settings.model_copy(update={"api": ApiSettings(jwt_secret="test-secret-" + uid * 4)})
+    """``api_as(role, division)``: a client of a fresh app, logged in as a new user of that role.
+
+    ``db_url`` points the app at another database than the session's (e.g. a plain-storage one).
+    """
     clients: list[TestClient] = []
 
-    def login(role: str, division: str) -> TestClient:
+    def login(role: str, division: str, *, db_url: str | None = None) -> TestClient:
+        url = db_url or settings.db.url
+        app_settings = settings.model_copy(update={"api": ApiSettings(jwt_secret="test-secret-" + uid * 4),
+                                                   "db": DbSettings(url=url)})
         name = f"{role[:8]}-{division}-{uid}-{len(clients)}"
-        with psycopg.connect(settings.db.url) as c:
+        with psycopg.connect(url) as c:
             upsert_user(c, name, "pw-" + uid, role, division)
         client = TestClient(create_app(app_settings, registry=CollectorRegistry()))
         client.__enter__()

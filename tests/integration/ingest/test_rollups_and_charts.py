@@ -1,0 +1,95 @@
+"""Rollups and charts on both storages: the same API query reads raw, 1-minute or 1-hour data by span."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from ingest.batching import Batch, ReadingRow
+from ingest.rollups import refresh_rollups
+from ingest.writer import prepare, write_batch
+from safewatch.contract import METRICS_BY_KEY
+from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
+from safewatch.registry.seed import demo_registry, insert_registry
+from tests.services import create_database, drop_database
+
+SPEED = METRICS_BY_KEY["speed"].id
+
+
+@pytest.fixture(params=["plain", "timescale"])
+def storage_url(request):  # type: ignore[no-untyped-def]
+    url = create_database(storage=request.param)
+    with psycopg.connect(url) as c:
+        chosen = c.execute("SELECT value FROM safewatch_meta WHERE key = 'storage'").fetchone()[0]
+    if chosen != request.param:
+        drop_database(url)
+        pytest.skip(f"TimescaleDB is not available on this server (got {chosen} storage)")
+    yield url
+    drop_database(url)
+
+
+def _refresh(conn: psycopg.Connection, storage: str, now: datetime) -> None:
+    if storage == "plain":
+        assert refresh_rollups(conn, now) > 0
+    else:  # what the continuous-aggregate policies do on their schedule
+        conn.autocommit = True
+        conn.execute("CALL refresh_continuous_aggregate('readings_1m', NULL, NULL)")
+        conn.execute("CALL refresh_continuous_aggregate('readings_1h', NULL, NULL)")
+        conn.autocommit = False
+
+
+def test_charts_pick_the_resolution_and_rollups_are_exact(storage_url, api_as, request):
+    storage = request.node.callspec.params["storage_url"]
+    registry = demo_registry(parse_divisions(shipped_divisions_text()), 40, seed=5, gateway_prefix="roll")
+    with psycopg.connect(storage_url) as c:
+        insert_registry(c, registry)
+        eq = next(e for e in registry.equipment if e["category"] == "3000")
+        eq_id = c.execute("SELECT id FROM equipment WHERE code = %s", (eq["code"],)).fetchone()[0]
+    now = datetime.now(UTC).replace(second=30, microsecond=0)
+    # Two minutes an hour and a half ago (0, 1 … 5 and 10, 20), then a redelivered copy of the first.
+    base = now - timedelta(minutes=90)
+    minute_a = base.replace(second=0)
+    minute_b = minute_a + timedelta(minutes=1)
+    ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
+    rows = [ReadingRow(eq_id, SPEED, ms(minute_a) + i * 1000, float(i)) for i in range(6)]
+    rows += [ReadingRow(eq_id, SPEED, ms(minute_b) + 1000, 10.0), ReadingRow(eq_id, SPEED, ms(minute_b) + 2000, 20.0)]
+    rows.append(ReadingRow(eq_id, SPEED, ms(now) - 60_000, 1.5))  # recent: in the last hour's raw chart
+    with psycopg.connect(storage_url) as c:
+        plain = prepare(c)
+        assert plain is (storage == "plain")
+        assert write_batch(c, Batch(readings=rows), mark_rollups=plain) == len(rows)
+        assert write_batch(c, Batch(readings=rows[:3]), mark_rollups=plain) == 0  # idempotent
+        _refresh(c, storage, now)
+        got = c.execute("SELECT bucket, avg, min, max, n FROM readings_1m WHERE equipment_id = %s AND bucket < %s "
+                        "ORDER BY bucket", (eq_id, now - timedelta(minutes=30))).fetchall()
+        assert got == [(minute_a, 2.5, 0.0, 5.0, 6), (minute_b, 15.0, 10.0, 20.0, 2)]
+        hour = c.execute("SELECT avg, min, max, n FROM readings_1h WHERE equipment_id = %s AND bucket = %s",
+                         (eq_id, minute_a.replace(minute=0))).fetchone()
+        hour_start = ms(minute_a.replace(minute=0))
+        in_hour = [r.value for r in rows if hour_start <= r.ts_ms < hour_start + 3_600_000]
+        assert hour == (pytest.approx(sum(in_hour) / len(in_hour)), min(in_hour), max(in_hour), len(in_hour))
+
+    client = api_as("region_inspector", "150000", db_url=storage_url)
+    hour_chart = client.get(f"/api/v1/telemetry/{eq['code']}", params={"window": "hour"}).json()
+    assert hour_chart["resolution"] == "readings"
+    assert hour_chart["series"][0]["metric"] == "speed"
+    assert [p[1] for p in hour_chart["series"][0]["points"]] == [1.5]
+    day_chart = client.get(f"/api/v1/telemetry/{eq['code']}", params={"window": "day", "metric": "speed"}).json()
+    assert day_chart["resolution"] == "readings_1m"
+    day_points = [(p[1], p[2], p[3]) for p in day_chart["series"][0]["points"]]
+    assert day_points[:2] == [(2.5, 0.0, 5.0), (15.0, 10.0, 20.0)]
+    week_chart = client.get(f"/api/v1/telemetry/{eq['code']}", params={"window": "week"}).json()
+    assert week_chart["resolution"] == "readings_1h"
+    assert sum(1 for _ in week_chart["series"][0]["points"]) >= 1
+    bad = client.get(f"/api/v1/telemetry/{eq['code']}", params={"from": now.isoformat(),
+                                                                "to": (now - timedelta(hours=1)).isoformat()})
+    assert bad.status_code == 422 and "must be before" in bad.json()["detail"][0]["msg"]
+    # Outside the caller's jurisdiction: 404, as if it did not exist.
+    own_league = next(g["league_code"] for g in registry.gateways if g["id"] == eq["gateway_id"])
+    other_league = next(g["league_code"] for g in registry.gateways if g["league_code"] != own_league)
+    outsider = api_as("league_inspector", other_league, db_url=storage_url)
+    assert outsider.get(f"/api/v1/telemetry/{eq['code']}").status_code == 404
+    insider = api_as("league_inspector", own_league, db_url=storage_url)
+    assert insider.get(f"/api/v1/telemetry/{eq['code']}").status_code == 200
