@@ -16,11 +16,14 @@ import safewatch
 from api import errors
 from api.alerts.routes import router as alerts_router
 from api.auth.routes import router as auth_router
+from api.contacts.routes import router as contacts_router
 from api.dashboard.routes import router as dashboard_router
 from api.deadletters.routes import router as deadletters_router
 from api.divisions.routes import router as divisions_router
 from api.equipment.routes import router as equipment_router
 from api.metrics import BodyLimit, RequestMetrics
+from api.policies.routes import router as policies_router
+from api.responses.routes import router as responses_router
 from api.telemetry.routes import router as telemetry_router
 from safewatch.db import open_pool
 from safewatch.settings import Settings
@@ -58,6 +61,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
     for router in (auth_router, divisions_router, equipment_router, alerts_router, dashboard_router):
         app.include_router(router)
     for router in (telemetry_router, deadletters_router):  # ingest (issue 5)
+        app.include_router(router)
+    for router in (policies_router, contacts_router, responses_router):  # escalation (issue 7)
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

@@ -92,6 +92,33 @@ class AlertSettings(BaseModel):
     housekeeping_s: float = Field(30.0, gt=0)
 
 
+class NotifierSettings(BaseModel):
+    """The notifier: escalation timers and delivery of the outbox (webhook, SMS webhook, MQTT, e-mail)."""
+
+    worker_id: str = Field(default_factory=lambda: _host_id("notifier"))
+    metrics_port: int | None = 9103
+    # Longest wait between two looks at the timers and the outbox when no NOTIFY arrives.
+    poll_s: float = Field(1.0, gt=0, le=60)
+    batch: int = Field(100, ge=1)  # timers per transaction; outbox rows per claim
+    senders: int = Field(4, ge=1, le=64)  # deliveries in parallel (a slow receiver must not stall the rest)
+    claim_s: float = Field(60.0, ge=1)  # a crashed sender's claim lapses after this
+    retry_base_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
+    expires_s: int = Field(24 * 3600, ge=1)  # give up on a notification this long after it was written
+    group_interval_s: float = Field(30.0, ge=0)  # 0: no grouping
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    mqtt_timeout_s: float = Field(5.0, gt=0)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "safewatch@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = Field(10.0, gt=0)
+    # Where the API is reachable, for links in notifications (Alertmanager's externalURL).
+    external_url: str = "http://127.0.0.1:8000"
+
+
 class ApiSettings(BaseModel):
     """The HTTP API and dashboard."""
 
@@ -111,6 +138,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
