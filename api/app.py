@@ -21,10 +21,13 @@ from api.dashboard.routes import router as dashboard_router
 from api.deadletters.routes import router as deadletters_router
 from api.divisions.routes import router as divisions_router
 from api.equipment.routes import router as equipment_router
+from api.gateways.routes import router as gateways_router
 from api.metrics import BodyLimit, RequestMetrics
 from api.policies.routes import router as policies_router
 from api.responses.routes import router as responses_router
 from api.telemetry.routes import router as telemetry_router
+from api.units.routes import router as units_router
+from api.users.routes import router as users_router
 from safewatch.db import open_pool
 from safewatch.settings import Settings
 
@@ -59,6 +62,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
     app.add_middleware(RequestMetrics, registry=registry)
     Info("safewatch_build", "SafeWatch build", registry=registry).info({"version": safewatch.__version__})
     for router in (auth_router, divisions_router, equipment_router, alerts_router, dashboard_router):
+        app.include_router(router)
+    for router in (units_router, gateways_router, users_router):  # the registry (issue 3)
         app.include_router(router)
     for router in (telemetry_router, deadletters_router):  # ingest (issue 5)
         app.include_router(router)

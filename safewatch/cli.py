@@ -251,5 +251,101 @@ def deadletters_reprocess(ids: tuple[int, ...], reason: str | None, gateway: str
     click.echo(f"{len(outcomes)} re-processed: {stored} stored, {len(outcomes) - stored} failed again", err=True)
 
 
+# --- registry (issue 3): bulk import/export and broker files -------------------------------------------------------
+
+@main.group()
+def registry() -> None:
+    """Bulk import and export of the equipment registry."""
+
+
+@registry.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--actor", default="cli", show_default=True, help="Name recorded in the audit trail.")
+@click.option("--division", default=None, help="Refuse rows outside this division (default: no limit).")
+@click.option("--show-errors", default=50, show_default=True, help="How many bad rows to print.")
+def registry_import(path: Path, actor: str, division: str | None, show_errors: int) -> None:
+    """Import equipment from a CSV or XLSX file: every row, or none and every bad row listed."""
+    import psycopg
+
+    from safewatch.registry.importing import ImportFormatError, import_file
+
+    settings = _settings("registry-import")
+
+    def progress(phase: str, done: int, total: int) -> None:
+        # One line per phase, redrawn in place: "validate  40,000 / 100,000 rows".
+        click.echo(f"\r{phase:9} {done:>10,} / {total:,} rows", nl=done >= total, err=True)
+
+    started = time.perf_counter()
+    try:
+        with psycopg.connect(settings.db.url) as conn:
+            result = import_file(conn, path, actor=actor, scope=division, progress=progress)
+    except ImportFormatError as exc:
+        raise click.ClickException(str(exc)) from None
+    except psycopg.errors.UniqueViolation:
+        raise click.ClickException("another change registered one of these codes during the import; nothing was "
+                                   "written: run the import again") from None
+    elapsed = time.perf_counter() - started
+    if not result.ok:
+        for error in result.errors[:show_errors]:
+            click.echo(str(error), err=True)
+        more = result.errors_total - min(show_errors, len(result.errors))
+        if more > 0:
+            click.echo(f"... and {more} more", err=True)
+        raise click.ClickException(f"{result.errors_total} problems in {result.rows} rows; nothing was written. "
+                                   "Fix the rows listed and import the whole file again.")
+    click.echo(f"imported {result.inserted} equipment from {path.name} in {elapsed:.1f} s "
+               f"({result.inserted / max(elapsed, 1e-9):,.0f} rows/s)")
+
+
+@registry.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.option("--division", default=None, help="Only this division and what lies under it.")
+def registry_export(path: Path, division: str | None) -> None:
+    """Export equipment to PATH (.csv or .xlsx) in the import's column layout."""
+    import psycopg
+
+    from safewatch.registry.importing import export_csv, export_xlsx
+
+    settings = _settings("registry-export")
+    with psycopg.connect(settings.db.url) as conn, path.open("wb") as out:
+        writer = export_xlsx if path.suffix.lower() == ".xlsx" else export_csv
+        rows = writer(conn, out, scope=division)
+    click.echo(f"exported {rows} equipment to {path}")
+
+
+@main.group()
+def gateways() -> None:
+    """Gateway credentials and broker configuration."""
+
+
+@gateways.command("broker-files")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the generated passwd and acl files.")
+@click.option("--service", "services", multiple=True, metavar="NAME",
+              help="A service account (ingest, alerts …) that reads se/v1/#; its password is read from the "
+                   "environment variable SAFEWATCH_BROKER_PASSWORD_<NAME> (repeatable).")
+def gateways_broker_files(out_dir: Path, services: tuple[str, ...]) -> None:
+    """Write Mosquitto password and ACL files from the registry: each gateway publishes only under its prefix."""
+    import os
+
+    import psycopg
+
+    from safewatch.registry.broker import BrokerAccount, gateway_accounts, mosquitto_hash, write_broker_files
+
+    settings = _settings("broker-files")
+    accounts = []
+    for name in services:
+        env = "SAFEWATCH_BROKER_PASSWORD_" + name.upper().replace("-", "_").replace(".", "_")
+        password = os.environ.get(env)
+        if not password:
+            raise click.BadParameter(f"set {env} to the password of service account {name}", param_hint="--service")
+        accounts.append(BrokerAccount(name, mosquitto_hash(password)))
+    with psycopg.connect(settings.db.url) as conn:
+        gateway_list = gateway_accounts(conn)
+    passwd, acl = write_broker_files(out_dir, accounts + gateway_list)
+    click.echo(f"wrote {passwd} and {acl}: {len(gateway_list)} gateways, {len(accounts)} service accounts. "
+               "Reload the broker (kill -HUP <mosquitto pid>) to apply.")
+
+
 if __name__ == "__main__":
     main()

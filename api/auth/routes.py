@@ -14,7 +14,9 @@ from api.deps import Conn, CurrentUser
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
-SELECT_USER_BY_NAME = "SELECT id, username, password_hash, role, division_code FROM users WHERE username = %s"
+SELECT_USER_BY_NAME = """
+SELECT id, username, password_hash, role, division_code FROM users WHERE username = %s AND retired_at IS NULL
+"""
 
 
 class Token(BaseModel):

@@ -16,7 +16,10 @@ _VARIETY = re.compile(r"^[1-9][0-9A-Z]{3}$")
 _CODE18 = re.compile(r"^([1-9][0-9A-Z]{3})([0-9A-Z]{5})(\d{4})([0-9A-Z]{5})$")
 _CODE19 = re.compile(r"^([1-9][0-9A-Z]{3})(\d{6})(\d{4})([0-9A-Z]{5})$")
 _CODE20 = re.compile(r"^([1-9]\d{3})(\d{6})(\d{4})(\d{2})(\d{4})$")
-_CERT = re.compile(r"^[锅容瓶梯起索游管车]\d{2}蒙[A-M]\d{5}\(\d{2}\)$")
+# 使用登记证编号: category character, 2-digit 品种 feature, province abbreviation, plate letter, serial, (yy).
+_CERT = re.compile(r"^([锅容瓶梯起索游管车])(\d{2})([\u4e00-\u9fff])([A-Z])(\d{4,6})\((\d{2})\)$")
+_CERT_CATEGORY = {"锅": "1", "容": "2", "瓶": "2", "梯": "3"}
+_RESCUE = re.compile(r"^\d{6}$")
 MIN_YEAR, MAX_YEAR = 1950, 2100
 
 
@@ -76,4 +79,39 @@ def parse_equipment_code(code: str) -> EquipmentCode:
 
 def is_registration_certificate(number: str) -> bool:
     """True for the 使用登记证编号 form ``梯11蒙A00001(24)`` or a 20-digit 注册代码."""
-    return bool(_CERT.match(number)) or bool(_CODE20.match(number))
+    try:
+        normalize_registration_no(number)
+    except CodeError:
+        return False
+    return True
+
+
+def normalize_registration_no(number: str, *, category: str | None = None) -> str:
+    """A 使用登记证编号 (``梯11蒙A00001(24)``, full-width brackets accepted) or a 20-digit 注册代码.
+
+    With ``category`` (``3000`` …) the certificate's category character must agree with it.
+    Returns the number with ASCII brackets, or raises `CodeError` saying what is wrong.
+    """
+    number = number.strip().replace("（", "(").replace("）", ")").upper()
+    if _CODE20.match(number):
+        if category is not None and number[0] != category[0]:
+            raise CodeError(f"registration code {number!r} starts with category {number[0]}000, "
+                            f"but the equipment is {category}")
+        return number
+    m = _CERT.match(number)
+    if not m:
+        raise CodeError(f"registration number {number!r} is neither a certificate number like 梯11蒙A00001(24) "
+                        "nor a 20-digit 注册代码")
+    expected = _CERT_CATEGORY.get(m[1])
+    if category is not None and expected is not None and expected != category[0]:
+        raise CodeError(f"registration number {number!r}: character {m[1]!r} is for category {expected}000, "
+                        f"but the equipment is {category}")
+    return number
+
+
+def validate_rescue_code(code: str) -> str:
+    """The 6-digit 电梯救援识别码 on an elevator car plate, or raise `CodeError`."""
+    code = code.strip()
+    if not _RESCUE.match(code):
+        raise CodeError(f"rescue code {code!r} must be 6 digits (电梯救援识别码)")
+    return code

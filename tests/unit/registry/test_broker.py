@@ -1,0 +1,50 @@
+"""Broker files (pure): Mosquitto-compatible PBKDF2 hashes, one ACL prefix per gateway."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from safewatch.registry.broker import (
+    BrokerAccount,
+    acl_file,
+    mosquitto_hash,
+    password_file,
+    verify_mosquitto_hash,
+)
+
+# Written by `mosquitto_passwd -b` (Mosquitto 2.0.11) for user gw1, password "secret".
+MOSQUITTO_PASSWD_LINE = ("gw1:$7$101$mnaH54/o2dN2ytGJ$GsPWshAb+HXCT78rnkI9PXx7u05lKJ1fKlxTbK0N1fESY6jnmObzt9JSnJdhO4"
+                         "fv2xdXePBj7upBtrNfG+s4fA==")
+
+
+def test_hash_matches_mosquitto_passwd() -> None:
+    encoded = MOSQUITTO_PASSWD_LINE.split(":", 1)[1]
+    salt = base64.b64decode(encoded.split("$")[3])
+    assert mosquitto_hash("secret", salt=salt, iterations=101) == encoded
+    assert verify_mosquitto_hash(encoded, "secret")
+    assert not verify_mosquitto_hash(encoded, "Secret")
+
+
+def test_fresh_hashes_are_salted() -> None:
+    a, b = mosquitto_hash("pw"), mosquitto_hash("pw")
+    assert a != b and a.startswith("$7$10000$")
+    assert verify_mosquitto_hash(a, "pw") and verify_mosquitto_hash(b, "pw")
+    assert not verify_mosquitto_hash("$6$abc$def", "pw")
+
+
+def test_files() -> None:
+    accounts = [BrokerAccount("gw-a", "$7$1$x$y", "150100"), BrokerAccount("ingest", "$7$1$p$q")]
+    assert password_file(accounts) == "gw-a:$7$1$x$y\ningest:$7$1$p$q\n"
+    acl = acl_file(accounts)
+    assert "user gw-a\ntopic write se/v1/150100/gw-a/#\n" in acl
+    assert "user ingest\ntopic read se/v1/#\ntopic read $share/+/se/v1/#\ntopic write se/v1/alerts/#\n" in acl
+    # Gateways get nothing but their own prefix.
+    gateway_block = acl.split("user gw-a\n")[1].split("\n\n")[0]
+    assert gateway_block == "topic write se/v1/150100/gw-a/#"
+
+
+def test_unsafe_username_refused() -> None:
+    with pytest.raises(ValueError, match="not a valid id"):
+        password_file([BrokerAccount("bad:name", "$7$1$x$y", "150100")])
