@@ -137,39 +137,83 @@ def api() -> None:
 @main.command()
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between two readings of one equipment.")
 @click.option("--fault-rate", default=0.0, show_default=True, help="Random faults per equipment-hour.")
+@click.option("--gateway-fault-rate", default=0.0, show_default=True,
+              help="Random gateway misbehaviour (disconnect, clock skew, duplicates, reordering, bursts) "
+                   "per gateway-hour.")
 @click.option("--limit", default=1_000_000, show_default=True, help="Simulate at most this many equipment.")
 @click.option("--gateway-prefix", default=None, help="Only gateways whose id starts with this.")
-@click.option("--duration", default=None, type=float, help="Stop after this many seconds.")
-@click.option("--fault", "faults", multiple=True, metavar="CODE:KIND:START_S:DURATION_S",
-              help="Inject a fault, e.g. 110015...:overpressure:10:30 (repeatable).")
+@click.option("--demo", "demo_size", type=int, default=None,
+              help="Simulate a generated fleet of this many equipment instead of the registry's (no database).")
+@click.option("--gateways", "gateway_count", type=int, default=None,
+              help="With --demo: how many gateways to spread it over (default: 50 equipment each).")
+@click.option("--start", "start", default="now", show_default=True,
+              help="Simulated start: 'now', a time ago ('-2h', '-30m', '-1d') or an ISO 8601 time.")
+@click.option("--speed", default=1.0, show_default=True,
+              help="Simulated seconds per wall second (0: as fast as the broker acks); never ahead of now.")
+@click.option("--duration", default=None, type=float, help="Stop after this many simulated seconds.")
+@click.option("--fault", "faults", multiple=True, metavar="CODE:KIND:START_S:DURATION_S[:METRIC][:MAGNITUDE]",
+              help="Inject an equipment fault, START_S after the start (repeatable); kinds: docs/simulators.md.")
+@click.option("--gateway-fault", "gateway_faults", multiple=True, metavar="GATEWAY:KIND:START_S:DURATION_S[:MAGNITUDE]",
+              help="Make a gateway misbehave: disconnect, clock_skew, duplicate, out_of_order, burst.")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--ground-truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the injected faults (JSON lines) here.")
-def simulate(interval: float, fault_rate: float, limit: int, gateway_prefix: str | None, duration: float | None,
-             faults: tuple[str, ...], seed: int, ground_truth: Path | None) -> None:
-    """Run a simulated fleet of the registry's equipment, publishing over MQTT."""
-    import psycopg
-
-    from simulators.faults import Fault
-    from simulators.fleet import load_fleet, run
+              help="Write the injected faults here (CSV when the name ends in .csv, else JSON lines).")
+@click.option("--progress-every", default=5.0, show_default=True, help="Seconds between progress lines.")
+def simulate(interval: float, fault_rate: float, gateway_fault_rate: float, limit: int, gateway_prefix: str | None,
+             demo_size: int | None, gateway_count: int | None, start: str, speed: float, duration: float | None,
+             faults: tuple[str, ...], gateway_faults: tuple[str, ...], seed: int, ground_truth: Path | None,
+             progress_every: float) -> None:
+    """Run a simulated fleet (the registry's, or --demo N), publishing the wire contract over MQTT."""
+    from simulators.faults import parse_fault_spec
+    from simulators.fleet import demo_fleet, load_fleet, run
+    from simulators.replay import parse_time
 
     settings = _settings("simulate")
-    with psycopg.connect(settings.db.url) as conn:
-        fleet = load_fleet(conn, limit=limit, gateway_prefix=gateway_prefix)
+    if demo_size is not None:
+        fleet = demo_fleet(demo_size, gateways=gateway_count or max(1, demo_size // 50), seed=seed)
+    else:
+        import psycopg
+
+        with psycopg.connect(settings.db.url) as conn:
+            fleet = load_fleet(conn, limit=limit, gateway_prefix=gateway_prefix)
     if not fleet:
-        raise click.ClickException("no equipment bound to gateways in the registry; run `safewatch seed-demo`")
+        raise click.ClickException("no equipment bound to gateways in the registry; run `safewatch seed-demo` "
+                                   "or simulate a generated fleet with --demo 1000")
     now_ms = int(time.time() * 1000)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if start == "now":
+            start_ms = now_ms
+        elif start.startswith("-") and start[-1:] in units:
+            start_ms = now_ms - int(float(start[1:-1]) * units[start[-1]] * 1000)
+        else:
+            start_ms = parse_time(start)
+    except ValueError:
+        raise click.BadParameter(f"{start!r} is not 'now', '-2h'-style or ISO 8601", param_hint="--start") from None
+    if now_ms - start_ms > 7 * 86_400_000:
+        click.echo("warning: ingest rejects readings older than 7 days; start later than that", err=True)
+    categories = {e.code: e.category for e in fleet}
     planned = []
-    for spec in faults:
+    for spec, scope in [*((f, "equipment") for f in faults), *((f, "gateway") for f in gateway_faults)]:
         try:
-            code, kind, start_s, length_s = spec.split(":")
-            planned.append(Fault(code, kind, now_ms + int(float(start_s) * 1000),
-                                 now_ms + int((float(start_s) + float(length_s)) * 1000)))
-        except ValueError:
-            raise click.BadParameter(f"{spec!r} is not CODE:KIND:START_S:DURATION_S", param_hint="--fault") from None
+            fault = parse_fault_spec(spec, start_ms=start_ms, scope=scope)
+            if scope == "equipment" and fault.code not in categories:
+                raise ValueError(f"{fault.code} is not in the simulated fleet")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--fault" if scope == "equipment" else "--gateway-fault") \
+                from None
+        planned.append(fault)
+    gateways_n = len({e.gateway_id for e in fleet})
+    click.echo(f"simulating {len(fleet)} equipment behind {gateways_n} gateways every {interval:g} s "
+               f"from {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(start_ms / 1000))}Z at speed "
+               f"{speed:g}{' (max)' if speed == 0 else ''}", err=True)
     result = run(settings, equipment=fleet, interval_s=interval, faults=planned, fault_rate_per_hour=fault_rate,
-                 seed=seed, duration_s=duration, stop=_stop_on_signals(), ground_truth=ground_truth)
-    click.echo(f"published {result['published']} messages; {result['faults']} faults injected")
+                 gateway_fault_rate_per_hour=gateway_fault_rate, seed=seed, duration_s=duration,
+                 stop=_stop_on_signals(), ground_truth=ground_truth, start_ms=start_ms, speed=speed,
+                 progress=lambda p: click.echo(p.line(), err=True), progress_every_s=progress_every)
+    click.echo(f"published {result.messages} messages ({result.acked} acknowledged), {result.readings} readings, "
+               f"{result.events} events in {result.elapsed_s:.1f} s"
+               + (f"; ground truth in {ground_truth}" if ground_truth else ""))
 
 
 @main.command()
@@ -345,6 +389,56 @@ def gateways_broker_files(out_dir: Path, services: tuple[str, ...]) -> None:
     passwd, acl = write_broker_files(out_dir, accounts + gateway_list)
     click.echo(f"wrote {passwd} and {acl}: {len(gateway_list)} gateways, {len(accounts)} service accounts. "
                "Reload the broker (kill -HUP <mosquitto pid>) to apply.")
+
+
+@main.command()
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--equipment", "code", required=True, help="The equipment code the series belongs to (in the registry).")
+@click.option("--map", "mapping", multiple=True, required=True, metavar="COLUMN=METRIC",
+              help="Publish COLUMN as catalogue METRIC (repeatable).")
+@click.option("--time-column", default="ts", show_default=True, help="The column with the time of each row.")
+@click.option("--speed", default=1.0, show_default=True, help="Replay speed (10: ten times faster; 0: at once).")
+@click.option("--shift-to-now/--keep-timestamps", default=False, show_default=True,
+              help="Shift the times so the replay ends in the present (ingest keeps 7 days back, 5 min ahead).")
+@click.option("--gateway", default=None, help="Gateway id and --league instead of looking the equipment up.")
+@click.option("--league", default=None, help="League code of --gateway.")
+@click.option("--category", default=None, help="Equipment category with --gateway (checks the mapped metrics).")
+def replay(csv_file: Path, code: str, mapping: tuple[str, ...], time_column: str, speed: float, shift_to_now: bool,
+           gateway: str | None, league: str | None, category: str | None) -> None:
+    """Publish a recorded CSV time series through the wire contract as CODE's gateway."""
+    from simulators.replay import find_equipment, parse_mapping, plan_replay, read_csv, shift_offset
+    from simulators.replay import replay as run_replay
+    from simulators.simulation import SimEquipment
+
+    settings = _settings("replay")
+    if gateway:
+        if not league:
+            raise click.BadParameter("give the gateway's --league too", param_hint="--league")
+        equipment = SimEquipment(code, category or "", {}, gateway, league)
+    else:
+        import psycopg
+
+        with psycopg.connect(settings.db.url) as conn:
+            found = find_equipment(conn, code)
+        if found is None:
+            raise click.BadParameter(f"{code} is not in the registry; register it or give --gateway and --league",
+                                     param_hint="--equipment")
+        equipment = found
+    try:
+        columns = parse_mapping(mapping, equipment.category or None)
+        points = plan_replay(read_csv(csv_file), time_column=time_column, mapping=columns)
+    except ValueError as exc:
+        raise click.ClickException(f"{csv_file}: {exc}") from None
+    if not points:
+        raise click.ClickException(f"{csv_file}: no rows with values in the mapped columns")
+    shift = shift_offset(points, now_ms=int(time.time() * 1000), speed=speed) if shift_to_now else 0
+    click.echo(f"replaying {len(points)} rows of {csv_file} as {code} via {equipment.gateway_id} at speed {speed:g}"
+               + (f", shifted by {shift / 3_600_000:+.2f} h" if shift else ""), err=True)
+    stop = _stop_on_signals()
+    sent = run_replay(settings, equipment=equipment, points=points, speed=speed, shift_ms=shift,
+                      progress=lambda done, total: click.echo(f"  {done}/{total} rows published", err=True),
+                      stop=stop.is_set)
+    click.echo(f"published {sent} rows ({sum(len(p.values) for p in points[:sent])} readings)")
 
 
 if __name__ == "__main__":

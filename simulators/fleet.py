@@ -1,30 +1,42 @@
-"""The simulated fleet: equipment from the registry, one MQTT connection per gateway, faults on demand."""
+"""The simulated fleet over MQTT: a `Simulation` (pure) driven on a clock, published through `MqttMux`.
+
+- `load_fleet` reads the equipment to simulate from the registry; `demo_fleet` generates it from
+  `safewatch.registry.seed.demo_registry` (no database) regrouped onto a chosen number of gateways.
+- `Fleet` is the shell the tests use: `connect()`, `tick(t_ms, dt_s, faults)`, `flush()`, `close()`.
+- `run` paces ticks on the simulated clock: in real time (``speed`` 1), faster (``speed`` 60: a
+  minute a second), or as fast as the broker acknowledges (``speed`` 0) — but never ahead of the
+  wall clock, since ingest rejects timestamps more than 5 minutes in the future. A fast run therefore
+  starts in the past (``start_ms``), catches up, and then carries on in real time.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as paho
 import psycopg
 
-from safewatch.contract import Event, GatewayState, Kind, build_topic, encode_event, encode_status, encode_telemetry
-from safewatch.mqtt import connect_publisher
 from safewatch.settings import Settings
-from simulators.faults import EVENT_OF_FAULT, Fault, random_faults
-from simulators.profiles import Model, model_for
+from simulators.faults import Fault, ground_truth_text, random_faults, random_gateway_faults
+from simulators.gateway import Outgoing
+from simulators.profiles import Model
+from simulators.simulation import Counters, SimEquipment, Simulation
+from simulators.transport import MqttMux
+
+__all__ = ["Fleet", "Progress", "SimEquipment", "demo_fleet", "load_fleet", "plan_faults", "run",
+           "write_ground_truth"]
 
 log = logging.getLogger(__name__)
 
 SELECT_FLEET = """
-SELECT e.code, e.category, e.rated, e.gateway_id, g.league_code
+SELECT e.code, e.category, e.rated, e.gateway_id, g.league_code, e.variety
 FROM equipment e JOIN gateways g ON g.id = e.gateway_id
 WHERE e.status = 'in_use' AND (%(gateway_prefix)s::text IS NULL OR e.gateway_id LIKE %(gateway_prefix)s || '%%')
 ORDER BY e.gateway_id, e.code
@@ -32,126 +44,168 @@ LIMIT %(limit)s
 """
 
 
-@dataclass(frozen=True, slots=True)
-class SimEquipment:
-    code: str
-    category: str
-    rated: dict[str, float]
-    gateway_id: str
-    league: str
-
-
 def load_fleet(conn: psycopg.Connection, *, limit: int = 1_000_000, gateway_prefix: str | None = None,
                ) -> list[SimEquipment]:
     """The equipment to simulate, as the registry binds them to gateways."""
     rows = conn.execute(SELECT_FLEET, {"limit": limit, "gateway_prefix": gateway_prefix}).fetchall()
-    return [SimEquipment(code, cat, {k: float(v) for k, v in (rated or {}).items()}, gw, league)
-            for code, cat, rated, gw, league in rows]
+    return [SimEquipment(code, cat, {k: float(v) for k, v in (rated or {}).items()}, gw, league, variety or "")
+            for code, cat, rated, gw, league, variety in rows]
+
+
+def demo_fleet(n: int, *, gateways: int, seed: int = 1, gateway_prefix: str = "sim") -> list[SimEquipment]:
+    """``n`` equipment of a generated demo registry, bound to about ``gateways`` gateways per league."""
+    from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
+    from safewatch.registry.seed import demo_registry
+
+    registry = demo_registry(parse_divisions(shipped_divisions_text()), n, seed=seed, gateway_prefix=gateway_prefix)
+    league_of = {g["id"]: g["league_code"] for g in registry.gateways}
+    by_league: dict[str, list[dict]] = defaultdict(list)  # type: ignore[type-arg]
+    for e in registry.equipment:
+        by_league[league_of[e["gateway_id"]]].append(e)
+    per_gateway = max(1, math.ceil(n / max(1, gateways)))
+    fleet = []
+    for league, members in sorted(by_league.items()):
+        for i, e in enumerate(members):
+            gw = f"{gateway_prefix}-{league}-{i // per_gateway + 1:04d}"
+            fleet.append(SimEquipment(e["code"], e["category"], e["rated"], gw, league, e["variety"]))
+    return fleet
+
+
+def plan_faults(equipment: Sequence[SimEquipment], *, seed: int, start_ms: int, horizon_ms: int,
+                per_equipment_hour: float = 0.0, per_gateway_hour: float = 0.0,
+                explicit: Iterable[Fault] = ()) -> list[Fault]:
+    """The fault plan of a run: the explicit faults plus random ones drawn from ``seed``."""
+    rng = random.Random(f"faults:{seed}")
+    planned = list(explicit)
+    planned += random_faults([(e.code, e.category) for e in equipment], rng=rng, start_ms=start_ms,
+                             horizon_ms=horizon_ms, per_equipment_hour=per_equipment_hour)
+    planned += random_gateway_faults(sorted({e.gateway_id for e in equipment}), rng=rng, start_ms=start_ms,
+                                     horizon_ms=horizon_ms, per_gateway_hour=per_gateway_hour)
+    return sorted(planned, key=lambda f: (f.start_ms, f.code, f.kind))
+
+
+def write_ground_truth(path: Path, faults: Iterable[Fault]) -> None:
+    """Write the faults as CSV when ``path`` ends in .csv, else as JSON lines."""
+    path.write_text(ground_truth_text(faults, fmt="csv" if path.suffix.lower() == ".csv" else "jsonl"))
 
 
 class Fleet:
-    """Models and gateways; `tick` advances every model and publishes one message per gateway."""
+    """A simulation published over MQTT, one connection per gateway multiplexed in the calling thread."""
 
-    def __init__(self, settings: Settings, equipment: list[SimEquipment], *, seed: int = 1,
+    def __init__(self, settings: Settings, equipment: Sequence[SimEquipment], *, seed: int = 1,
                  client_prefix: str = "sim") -> None:
         self.settings = settings
-        rng = random.Random(seed)
-        self.models: dict[str, Model] = {e.code: model_for(e.category, e.rated, random.Random(rng.random()))
-                                         for e in equipment}
+        self.sim = Simulation(equipment, seed=seed)
+        self.models: dict[str, Model] = self.sim.models
         self.by_gateway: dict[str, list[SimEquipment]] = defaultdict(list)
         for e in equipment:
             self.by_gateway[e.gateway_id].append(e)
-        self.clients: dict[str, paho.Client] = {}
-        self._client_prefix = client_prefix
-        self.pending: list[paho.MQTTMessageInfo] = []
-        self.published = 0
+        self.mux = MqttMux(settings.mqtt, client_prefix=client_prefix, protocol5=settings.mqtt.protocol5)
 
-    def connect(self) -> None:
-        for gw, members in self.by_gateway.items():
-            status_topic = build_topic(members[0].league, gw, Kind.STATUS)
-            client = connect_publisher(self.settings.mqtt, client_id=f"{self._client_prefix}-{gw}",
-                                       protocol5=self.settings.mqtt.protocol5,
-                                       will=(status_topic, encode_status(GatewayState.OFFLINE)))
-            client.publish(status_topic, encode_status(GatewayState.ONLINE, int(time.time() * 1000)), qos=1,
-                           retain=True)
-            self.clients[gw] = client
+    @property
+    def counters(self) -> Counters:
+        return self.sim.counters
 
-    def close(self, *, timeout_s: float = 30.0) -> None:
-        self.flush(timeout_s)
-        for client in self.clients.values():
-            client.disconnect()  # a clean disconnect: no last will, status left as it was
-            client.loop_stop()
+    @property
+    def published(self) -> int:
+        return self.mux.published
+
+    def connect(self, t_ms: int | None = None) -> None:
+        """Connect every gateway (with its last will) and publish its retained ``online`` status."""
+        self.mux.connect((gw_id, gw.will()) for gw_id, gw in self.sim.gateways.items())
+        self.mux.send(self.sim.connect(t_ms if t_ms is not None else int(time.time() * 1000)))
+
+    def tick(self, t_ms: int, dt_s: float, faults: Iterable[Fault] = ()) -> list[Outgoing]:
+        """Advance the fleet to ``t_ms`` and publish what its gateways send."""
+        out = self.sim.tick(t_ms, dt_s, faults)
+        self.mux.send(out)
+        self.mux.service(0)
+        return out
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for the broker's acks of everything published; return how many are still unacked."""
-        deadline = time.monotonic() + timeout_s
-        for info in self.pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            info.wait_for_publish(remaining)
-        left = sum(1 for info in self.pending if not info.is_published())
-        self.pending.clear()
-        return left
+        return self.mux.flush(timeout_s)
 
-    def tick(self, t_ms: int, dt_s: float, faults: list[Fault]) -> None:
-        active: dict[str, set[str]] = defaultdict(set)
-        for f in faults:
-            if f.active(t_ms):
-                active[f.code].add(f.kind)
-        for gw, members in self.by_gateway.items():
-            readings = {e.code: self.models[e.code].step(t_ms / 1000, dt_s, active.get(e.code, ())) for e in members}
-            topic = build_topic(members[0].league, gw, Kind.TELEMETRY)
-            self.pending.append(self.clients[gw].publish(topic, encode_telemetry(readings, t_ms), qos=1))
-            self.published += 1
-        if len(self.pending) > 10_000:
-            self.flush()
-
-    def publish_event(self, code: str, event_type: str, active: bool, t_ms: int) -> None:
-        e = next(x for xs in self.by_gateway.values() for x in xs if x.code == code)
-        topic = build_topic(e.league, e.gateway_id, Kind.EVENT)
-        self.pending.append(self.clients[e.gateway_id].publish(
-            topic, encode_event(Event(code, event_type, t_ms, active)), qos=1))
+    def close(self, *, timeout_s: float = 30.0) -> None:
+        self.flush(timeout_s)
+        self.mux.close()
 
 
-def run(settings: Settings, *, equipment: list[SimEquipment], interval_s: float = 5.0,
-        faults: list[Fault] | None = None, fault_rate_per_hour: float = 0.0, seed: int = 1,
-        duration_s: float | None = None, stop: threading.Event | None = None,
-        ground_truth: Path | None = None) -> dict[str, Any]:
-    """Publish the fleet in real time until ``duration_s`` passes or ``stop`` is set."""
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a run is: simulated time, wall time spent, and what was produced and acknowledged."""
+
+    sim_ms: int
+    elapsed_s: float
+    ticks: int
+    messages: int
+    readings: int
+    events: int
+    acked: int
+    pending: int
+
+    def line(self) -> str:
+        rate = self.readings / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.sim_ms / 1000))
+        return (f"sim {at}Z  ticks {self.ticks}  messages {self.messages} (acked {self.acked}, pending "
+                f"{self.pending})  readings {self.readings} ({rate:,.0f}/s)  events {self.events}")
+
+
+def run(settings: Settings, *, equipment: Sequence[SimEquipment], interval_s: float = 5.0,
+        faults: Sequence[Fault] | None = None, fault_rate_per_hour: float = 0.0,
+        gateway_fault_rate_per_hour: float = 0.0,
+        seed: int = 1, duration_s: float | None = None, stop: threading.Event | None = None,
+        ground_truth: Path | None = None, start_ms: int | None = None, speed: float = 1.0,
+        progress: Callable[[Progress], None] | None = None, progress_every_s: float = 5.0,
+        client_prefix: str = "sim", max_pending: int = 20_000) -> Progress:
+    """Publish the fleet from ``start_ms`` (default now) for ``duration_s`` simulated seconds (default: until stopped).
+
+    ``speed`` is simulated seconds per wall second (0: as fast as acks allow); the simulated clock
+    never runs ahead of the wall clock.
+    """
     stop = stop or threading.Event()
-    fleet = Fleet(settings, equipment, seed=seed)
-    fleet.connect()
-    start_ms = int(time.time() * 1000)
-    horizon_ms = int((duration_s or 24 * 3600) * 1000)
-    rng = random.Random(seed)
-    planned = list(faults or []) + random_faults([(e.code, e.category) for e in equipment], rng=rng,
-                                                 start_ms=start_ms, horizon_ms=horizon_ms,
-                                                 per_equipment_hour=fault_rate_per_hour)
+    wall0 = time.time()
+    start = start_ms if start_ms is not None else int(wall0 * 1000)
+    horizon_ms = int((duration_s if duration_s is not None else 24 * 3600) * 1000)
+    planned = plan_faults(equipment, seed=seed, start_ms=start, horizon_ms=horizon_ms,
+                          per_equipment_hour=fault_rate_per_hour, per_gateway_hour=gateway_fault_rate_per_hour,
+                          explicit=faults or ())
     if ground_truth is not None:
-        ground_truth.write_text("".join(json.dumps({"code": f.code, "kind": f.kind, "start_ms": f.start_ms,
-                                                    "end_ms": f.end_ms}) + "\n" for f in planned))
+        write_ground_truth(ground_truth, planned)
+    fleet = Fleet(settings, equipment, seed=seed, client_prefix=client_prefix)
+    fleet.connect(start)
     log.info("fleet started", extra={"equipment": len(equipment), "gateways": len(fleet.by_gateway),
-                                     "faults": len(planned)})
-    events_sent: set[tuple[str, str, bool]] = set()
-    next_tick = time.monotonic()
+                                     "faults": len(planned), "speed": speed})
+    step_ms = int(interval_s * 1000)
+    t_ms = start
+    last_report = time.monotonic()
+    t0 = time.monotonic()
+
+    def snapshot() -> Progress:
+        c = fleet.counters
+        return Progress(t_ms, time.monotonic() - t0, c.ticks, fleet.mux.published, c.readings, c.events,
+                        fleet.mux.acked, fleet.mux.pending)
+
     try:
-        while not stop.is_set():
-            t_ms = int(time.time() * 1000)
-            if duration_s is not None and t_ms - start_ms > duration_s * 1000:
-                break
-            fleet.tick(t_ms, interval_s, planned)
-            for f in planned:
-                event = EVENT_OF_FAULT.get(f.kind)
-                if event is None:
-                    continue
-                for active in (True, False):
-                    due = f.start_ms if active else f.end_ms
-                    if t_ms >= due and (f.code, f.kind + str(f.start_ms), active) not in events_sent:
-                        fleet.publish_event(f.code, event, active, due)
-                        events_sent.add((f.code, f.kind + str(f.start_ms), active))
-            next_tick += interval_s
-            stop.wait(max(0.0, next_tick - time.monotonic()))
+        while not stop.is_set() and (duration_s is None or t_ms - start <= duration_s * 1000):
+            live = [f for f in planned if f.start_ms <= t_ms and f.end_ms > t_ms - step_ms]
+            fleet.tick(t_ms, interval_s, live)
+            while fleet.mux.pending > max_pending and not stop.is_set():  # QoS 1 flow control
+                fleet.mux.service(0.05)
+            t_ms += step_ms
+            # When the next tick is due: on the scaled clock, and never before its own time.
+            due = max(wall0 + (t_ms - start) / 1000 / speed if speed > 0 else 0.0, t_ms / 1000)
+            while not stop.is_set():
+                remaining = due - time.time()
+                if remaining <= 0:
+                    break
+                fleet.mux.service(min(remaining, 0.25))
+            if progress is not None and time.monotonic() - last_report >= progress_every_s:
+                last_report = time.monotonic()
+                progress(snapshot())
     finally:
         fleet.close()
-    return {"published": fleet.published, "faults": len(planned)}
+    final = snapshot()
+    if progress is not None:
+        progress(final)
+    return final
