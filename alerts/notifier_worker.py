@@ -228,8 +228,17 @@ def fire_due_timers(conn: psycopg.Connection, settings: Settings, metrics: Notif
                     continue
                 timer = Timer(TimerKind(kind), due_at, Level(level) if level else None)
                 decision = next_escalation(policy, view, timer, now)
-                written += _carry_out(conn, timer_id, alert, decision, notify_parent=notify_parent, now=now,
-                                      settings=settings)
+                try:
+                    with conn.transaction():  # a savepoint: one bad timer must not hold up the others
+                        written += _carry_out(conn, timer_id, alert, decision, notify_parent=notify_parent, now=now,
+                                              settings=settings)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    log.exception("escalation step failed; timer dropped", extra={"alert_id": alert_id,
+                                                                                 "timer_id": timer_id})
+                    conn.execute(MARK_FIRED, (f"failed: {exc}"[:1000], timer_id))
+                    continue
                 conn.execute(MARK_FIRED, (decision.reason, timer_id))
                 kinds.append(kind)
                 if decision.new_level is not None:
@@ -330,6 +339,9 @@ def _loop(name: str, channel: str, settings: Settings, stop: threading.Event,
                 down_since = time.monotonic()
                 log.error("database unavailable; retrying with back-off",
                           extra={"loop": name, "error": str(exc).strip()[:200]})
+            stop.wait(next(delays))
+        except Exception:  # the top of a worker loop: log, back off, carry on
+            log.exception("notifier loop failed; restarting it", extra={"loop": name})
             stop.wait(next(delays))
 
 

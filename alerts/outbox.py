@@ -110,7 +110,7 @@ class Recipient:
 
 
 def _key(seed: str, channel: str, target: str) -> str:
-    digest = hashlib.sha256(f"{channel}\0{target}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{channel}|{target}".encode()).hexdigest()[:16]
     return f"sw-{seed}-{channel}-{digest}"
 
 
@@ -125,7 +125,7 @@ def enqueue(conn: psycopg.Connection, *, recipient: Recipient, alert: dict[str, 
               "interval_s": group_interval_s}
     if group_interval_s > 0:
         # Two notifiers placing alerts of one group at once must agree on one row.
-        conn.execute(LOCK_GROUP, (f"{recipient.channel}\0{recipient.target}\0{group_key}",))
+        conn.execute(LOCK_GROUP, (f"{recipient.channel}|{recipient.target}|{group_key}",))
         open_row = conn.execute(SELECT_OPEN_GROUP_ROW, params).fetchone()
         last = conn.execute(SELECT_LAST_GROUP_ROW, params).fetchone()
         placement = place_notification(now=now, interval_s=group_interval_s,

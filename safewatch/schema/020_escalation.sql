@@ -45,7 +45,7 @@ VALUES ('150781', '满洲里市: county-level city with prefecture-level powers;
 -- A timer fires once: the notifier sets fired_at in the transaction that writes its notifications.
 CREATE TABLE escalation_timers (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    alert_id     bigint NOT NULL REFERENCES alerts (id),
+    alert_id     bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
     kind         text NOT NULL CHECK (kind IN ('open', 'climb', 'renotify', 'resolve')),
     level        text CHECK (level IN ('banner', 'league', 'region')),  -- climb: the level climbed to
     due_at       timestamptz NOT NULL,
@@ -61,7 +61,7 @@ CREATE INDEX escalation_timers_alert_idx ON escalation_timers (alert_id);
 -- The audit of alerts.level: every climb (and the levels set at opening), who, when, why.
 CREATE TABLE alert_escalations (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    alert_id        bigint NOT NULL REFERENCES alerts (id),
+    alert_id        bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
     at              timestamptz NOT NULL DEFAULT clock_timestamp(),
     from_level      text CHECK (from_level IN ('banner', 'league', 'region')),
     to_level        text NOT NULL CHECK (to_level IN ('banner', 'league', 'region')),

@@ -11,7 +11,7 @@ CREATE INDEX outbox_alert_idx ON outbox (alert_id);
 
 CREATE TABLE outbox_attempts (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    outbox_id   bigint NOT NULL REFERENCES outbox (id),
+    outbox_id   bigint NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
     at          timestamptz NOT NULL DEFAULT clock_timestamp(),
     attempt     integer NOT NULL,
     outcome     text NOT NULL CHECK (outcome IN ('delivered', 'failed', 'expired')),
@@ -22,8 +22,8 @@ CREATE INDEX outbox_attempts_outbox_idx ON outbox_attempts (outbox_id, id);
 
 -- One grouped notification carries many alerts; each alert knows which notifications named it.
 CREATE TABLE notification_alerts (
-    outbox_id bigint NOT NULL REFERENCES outbox (id),
-    alert_id  bigint NOT NULL REFERENCES alerts (id),
+    outbox_id bigint NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+    alert_id  bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
     level     text NOT NULL CHECK (level IN ('banner', 'league', 'region')),
     PRIMARY KEY (outbox_id, alert_id)
 );

@@ -129,7 +129,8 @@ class Sink:
         with self._cond:
             return [r for r in self.requests if r.path == path]
 
-    def wait(self, done: Callable[[list[Received]], bool], timeout: float = 15, what: str = "requests") -> list[Received]:
+    def wait(self, done: Callable[[list[Received]], bool], timeout: float = 15,
+             what: str = "requests") -> list[Received]:
         """Return the requests once ``done(requests)`` holds (checked on each arrival)."""
         with self._cond:
             if not self._cond.wait_for(lambda: done(list(self.requests)), timeout):
