@@ -66,7 +66,6 @@ UPDATE alerts SET state = %(state)s, active = %(active)s, latched = %(latched)s,
     value = coalesce(%(value)s, value),
     raise_count = raise_count + %(raised)s::int,
     chattering = chattering OR %(chattering)s,
-    suppressed_by = CASE WHEN %(state)s = 'suppressed' THEN suppressed_by END,
     updated_at = greatest(updated_at, timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond'),
     cleared_at = CASE WHEN %(active)s THEN NULL
                       ELSE timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond' END,
@@ -90,13 +89,13 @@ SELECT a.id, a.state, a.active, a.latched, a.severity, e.status FROM alerts a JO
 WHERE a.closed_at IS NULL
   AND (cardinality(%(leagues)s::text[]) = 0 OR a.league_code = ANY(%(leagues)s::text[]))
   AND ((e.status <> 'in_use' AND a.state NOT IN ('suppressed', 'out_of_service'))
-       OR (e.status = 'in_use' AND a.suppressed_by = 'equipment_status')
+       OR (e.status = 'in_use' AND a.state = 'suppressed' AND a.suppressed_by = 'equipment_status')
        OR (e.status = 'in_use' AND a.state = 'out_of_service'))
 FOR UPDATE OF a SKIP LOCKED
 """
 UPDATE_ALERT_STATE = """
 UPDATE alerts SET state = %(state)s, active = %(active)s, latched = %(latched)s,
-    suppressed_by = %(suppressed_by)s,
+    suppressed_by = coalesce(%(suppressed_by)s, suppressed_by),
     shelved_until = CASE WHEN %(state)s = 'shelved' THEN shelved_until END,
     shelved_by = CASE WHEN %(state)s = 'shelved' THEN shelved_by END,
     closed_at = CASE WHEN %(state)s = 'normal' THEN clock_timestamp() END

@@ -22,6 +22,7 @@ from api.deadletters.routes import router as deadletters_router
 from api.divisions.routes import router as divisions_router
 from api.equipment.routes import router as equipment_router
 from api.gateways.routes import router as gateways_router
+from api.kpis.routes import router as kpis_router
 from api.metrics import BodyLimit, RequestMetrics
 from api.policies.routes import router as policies_router
 from api.responses.routes import router as responses_router
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
     Info("safewatch_build", "SafeWatch build", registry=registry).info({"version": safewatch.__version__})
     for router in (auth_router, divisions_router, equipment_router, alerts_router, dashboard_router):
         app.include_router(router)
+    app.include_router(kpis_router)  # alarm-load KPIs (issue 6)
     for router in (units_router, gateways_router, users_router):  # the registry (issue 3)
         app.include_router(router)
     for router in (telemetry_router, deadletters_router):  # ingest (issue 5)

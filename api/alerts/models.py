@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class AlertRead(BaseModel):
@@ -12,6 +12,7 @@ class AlertRead(BaseModel):
     equipment_code: str
     category: str
     rule_key: str
+    kind: str
     severity: str
     state: str
     active: bool
@@ -27,6 +28,12 @@ class AlertRead(BaseModel):
     updated_at: datetime
     cleared_at: datetime | None
     closed_at: datetime | None
+    shelved_until: datetime | None
+    shelved_by: str | None
+    assignee: str | None
+    suppressed_by: str | None
+    chattering: bool
+    raise_count: int
 
 
 class TransitionRead(BaseModel):
@@ -37,8 +44,16 @@ class TransitionRead(BaseModel):
     reason: str
 
 
+class NoteRead(BaseModel):
+    at: datetime
+    author: str
+    kind: str
+    text: str
+
+
 class AlertDetail(AlertRead):
     transitions: list[TransitionRead]
+    comments: list[NoteRead]  # comments and assignments, oldest first
 
 
 class AlertPage(BaseModel):
@@ -48,3 +63,67 @@ class AlertPage(BaseModel):
 
 class AlertActionBody(BaseModel):
     reason: str = Field("", max_length=2000)
+
+
+class ShelveBody(BaseModel):
+    reason: str = Field("", max_length=2000)
+    minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="how long the alert stays shelved (at most 7 days)")
+
+
+class AssignBody(BaseModel):
+    assignee: str = Field(min_length=1, max_length=100, description="username of the person handling it")
+
+
+class CommentBody(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class RuleRead(BaseModel):
+    key: str
+    category: str
+    kind: str
+    metric: str
+    direction: str
+    severity: str
+    limit: str  # e.g. "0.96 × rated_pressure" or "-50"
+    low: str | None
+    deadband: float
+    on_delay_s: float
+    off_delay_s: float
+    window_s: float
+    covered_by: list[str]
+    message: str
+
+
+class OverrideBody(BaseModel):
+    """A per-equipment change of one rule; every field left out keeps the default rule's value."""
+
+    limit_value: float | None = Field(None, allow_inf_nan=False)
+    low_value: float | None = Field(None, allow_inf_nan=False)
+    deadband: float | None = Field(None, ge=0, allow_inf_nan=False)
+    on_delay_s: float | None = Field(None, ge=0, le=86400)
+    off_delay_s: float | None = Field(None, ge=0, le=86400)
+    enabled: bool = True
+    reason: str = Field(min_length=1, max_length=2000, description="why this equipment differs (audit)")
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> OverrideBody:
+        values = (self.limit_value, self.low_value, self.deadband, self.on_delay_s, self.off_delay_s)
+        if self.enabled and all(v is None for v in values):
+            raise ValueError("an override must change a value or set enabled=false; to go back to the default, "
+                             "DELETE the override")
+        return self
+
+
+class OverrideRead(BaseModel):
+    equipment_code: str
+    rule_key: str
+    limit_value: float | None
+    low_value: float | None
+    deadband: float | None
+    on_delay_s: float | None
+    off_delay_s: float | None
+    enabled: bool
+    reason: str
+    updated_by: str
+    updated_at: datetime

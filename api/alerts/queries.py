@@ -9,9 +9,9 @@ import psycopg
 from api.deps import IN_SCOPE
 
 _COLUMNS = """
-a.id, e.code AS equipment_code, e.category, a.rule_key, a.severity, a.state, a.active, a.latched, a.level,
+a.id, e.code AS equipment_code, e.category, a.rule_key, a.kind, a.severity, a.state, a.active, a.latched, a.level,
 a.division_code, a.league_code, a.metric, a.value, a.limit_value, a.message, a.opened_at, a.updated_at,
-a.cleared_at, a.closed_at
+a.cleared_at, a.closed_at, a.shelved_until, a.shelved_by, a.assignee, a.suppressed_by, a.chattering, a.raise_count
 """
 _FROM = "FROM alerts a JOIN equipment e ON e.id = a.equipment_id JOIN divisions d ON d.code = a.division_code"
 SELECT_ALERT_PAGE = f"""
@@ -23,23 +23,68 @@ WHERE {IN_SCOPE}
   AND (%(state)s::text IS NULL OR a.state = %(state)s)
   AND (%(open)s::boolean IS NULL OR (a.closed_at IS NULL) = %(open)s)
   AND (%(equipment)s::text IS NULL OR e.code = %(equipment)s)
+  AND (%(kind)s::text IS NULL OR a.kind = %(kind)s)
+  AND (%(rule)s::text IS NULL OR a.rule_key = %(rule)s)
+  AND (%(assignee)s::text IS NULL OR a.assignee = %(assignee)s)
   AND (%(before)s::bigint IS NULL OR a.id < %(before)s)
 ORDER BY a.id DESC
 LIMIT %(limit)s
 """
 SELECT_ALERT = f"SELECT {_COLUMNS} {_FROM} WHERE {IN_SCOPE} AND a.id = %(id)s"
 SELECT_ALERT_FOR_UPDATE = f"""
-SELECT a.id, a.state, a.active, a.latched FROM alerts a JOIN divisions d ON d.code = a.division_code
+SELECT a.id, a.state, a.active, a.latched, a.severity FROM alerts a JOIN divisions d ON d.code = a.division_code
 WHERE {IN_SCOPE} AND a.id = %(id)s FOR UPDATE OF a
 """
-SELECT_TRANSITIONS = "SELECT at, from_state, to_state, actor, reason FROM alert_transitions WHERE alert_id = %s ORDER BY id"
+SELECT_TRANSITIONS = """
+SELECT at, from_state, to_state, actor, reason FROM alert_transitions WHERE alert_id = %s ORDER BY id
+"""
+SELECT_NOTES = "SELECT at, author, kind, body AS text FROM alert_notes WHERE alert_id = %s ORDER BY id"
 UPDATE_ALERT_STATE = """
 UPDATE alerts SET state = %(state)s, active = %(active)s, latched = %(latched)s,
+    shelved_until = CASE WHEN %(state)s = 'shelved' THEN %(shelved_until)s::timestamptz END,
+    shelved_by = CASE WHEN %(state)s = 'shelved' THEN %(shelved_by)s::text END,
     closed_at = CASE WHEN %(state)s = 'normal' THEN clock_timestamp() END
 WHERE id = %(id)s
 """
 INSERT_TRANSITION = """
 INSERT INTO alert_transitions (alert_id, from_state, to_state, actor, reason) VALUES (%s, %s, %s, %s, %s)
+"""
+NOTIFY_ALERT = "SELECT pg_notify('safewatch_alerts', %s)"
+# An assignee must be a person who can see the alert: their jurisdiction contains its division.
+SELECT_ASSIGNABLE = """
+SELECT u.username FROM users u, divisions d
+WHERE u.username = %(username)s AND d.code = %(division)s
+  AND (d.code = u.division_code OR d.league_code = u.division_code OR d.region_code = u.division_code)
+"""
+UPDATE_ASSIGNEE = "UPDATE alerts SET assignee = %(assignee)s WHERE id = %(id)s RETURNING division_code"
+INSERT_NOTE = "INSERT INTO alert_notes (alert_id, author, kind, body) VALUES (%s, %s, %s, %s)"
+
+SELECT_EQUIPMENT_IN_SCOPE = """
+SELECT e.id, e.category FROM equipment e JOIN divisions d ON d.code = e.banner_code
+WHERE e.code = %(code)s AND (d.code = %(scope)s OR d.league_code = %(scope)s OR d.region_code = %(scope)s)
+"""
+SELECT_OVERRIDES = """
+SELECT e.code AS equipment_code, o.rule_key, o.limit_value, o.low_value, o.deadband, o.on_delay_s, o.off_delay_s,
+       o.enabled, o.reason, o.updated_by, o.updated_at
+FROM alert_rule_overrides o JOIN equipment e ON e.id = o.equipment_id JOIN divisions d ON d.code = e.banner_code
+WHERE (d.code = %(scope)s OR d.league_code = %(scope)s OR d.region_code = %(scope)s)
+  AND (%(code)s::text IS NULL OR e.code = %(code)s)
+ORDER BY e.code, o.rule_key
+LIMIT 1000
+"""
+UPSERT_OVERRIDE = """
+INSERT INTO alert_rule_overrides (equipment_id, rule_key, limit_value, low_value, deadband, on_delay_s, off_delay_s,
+                                  enabled, reason, updated_by)
+VALUES (%(equipment_id)s, %(rule_key)s, %(limit_value)s, %(low_value)s, %(deadband)s, %(on_delay_s)s,
+        %(off_delay_s)s, %(enabled)s, %(reason)s, %(updated_by)s)
+ON CONFLICT (equipment_id, rule_key) DO UPDATE SET
+    limit_value = EXCLUDED.limit_value, low_value = EXCLUDED.low_value, deadband = EXCLUDED.deadband,
+    on_delay_s = EXCLUDED.on_delay_s, off_delay_s = EXCLUDED.off_delay_s, enabled = EXCLUDED.enabled,
+    reason = EXCLUDED.reason, updated_by = EXCLUDED.updated_by, updated_at = clock_timestamp()
+"""
+DELETE_OVERRIDE = "DELETE FROM alert_rule_overrides WHERE equipment_id = %s AND rule_key = %s"
+INSERT_EQUIPMENT_AUDIT = """
+INSERT INTO equipment_audit (equipment_id, actor, action, changes) VALUES (%s, %s, %s, %s)
 """
 
 
@@ -53,3 +98,15 @@ def get_alert(conn: psycopg.Connection, *, scope: str, alert_id: int) -> dict[st
 
 def transitions_of(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
     return conn.execute(SELECT_TRANSITIONS, (alert_id,)).fetchall()
+
+
+def notes_of(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_NOTES, (alert_id,)).fetchall()
+
+
+def get_equipment_in_scope(conn: psycopg.Connection, *, scope: str, code: str) -> dict[str, Any] | None:
+    return conn.execute(SELECT_EQUIPMENT_IN_SCOPE, {"scope": scope, "code": code}).fetchone()
+
+
+def list_overrides(conn: psycopg.Connection, *, scope: str, code: str | None) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_OVERRIDES, {"scope": scope, "code": code}).fetchall()
