@@ -5,17 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
-
-class MapCell(BaseModel):
-    """Equipment counted on a 0.1° grid cell."""
-
-    lat: float
-    lon: float
-    league_code: str
-    equipment: int
-    offline: int
+from pydantic import BaseModel, Field
 
 
 class MapAlert(BaseModel):
@@ -26,9 +16,29 @@ class MapAlert(BaseModel):
     equipment_code: str
 
 
-class MapRead(BaseModel):
-    cells: list[MapCell]
+class OverviewDivision(BaseModel):
+    """Counts of one division; banners carry their own, the page rolls them up the tree."""
+
+    code: str
+    name: str
+    name_en: str | None
+    parent_code: str | None
+    level: str
+    equipment: int
+    online: int
+    inspections_overdue: int
+    critical: int
+    major: int
+    minor: int
+    warning: int
+
+
+class OverviewRead(BaseModel):
+    divisions: list[OverviewDivision]
+    cells: list[tuple[float, float, str, int, int]] = Field(
+        description="map cells of 0.1°: [lat, lon, league_code, equipment, offline]")
     alerts: list[MapAlert]
+    registry_age_s: float = Field(description="age of the equipment/online/overdue counts (alerts are live)")
 
 
 class EmergencyAlert(BaseModel):

@@ -1,4 +1,4 @@
-"""SQL of the dashboard's own read models: map bins, the emergency console, live values of one equipment.
+"""SQL of the dashboard's own read models: alerts on the map, the emergency console, live values of one equipment.
 
 Everything is scoped by the caller's jurisdiction with the shared IN_SCOPE test.
 """
@@ -11,17 +11,6 @@ import psycopg
 
 from api.deps import IN_SCOPE
 
-# Equipment aggregated on a 0.1° grid (about 11 km × 8 km here): the map stays a few thousand
-# points however large the registry is (200,000 equipment → ~1,000 cells for the demo data).
-SELECT_MAP_CELLS = f"""
-SELECT round(e.lat * 10) / 10 AS lat, round(e.lon * 10) / 10 AS lon, d.league_code,
-       count(*) AS equipment, count(*) FILTER (WHERE gs.state IS DISTINCT FROM 'online') AS offline
-FROM equipment e
-JOIN divisions d ON d.code = e.banner_code
-LEFT JOIN gateway_status gs ON gs.gateway_id = e.gateway_id
-WHERE {IN_SCOPE} AND e.lat IS NOT NULL AND e.lon IS NOT NULL
-GROUP BY 1, 2, 3
-"""
 # Open alerts are few (hundreds); they are drawn one by one on top of the cells.
 SELECT_MAP_ALERTS = f"""
 SELECT a.id, a.severity, e.lat, e.lon, e.code AS equipment_code
@@ -73,10 +62,6 @@ SELECT a.id, a.severity, a.state, a.active, a.level, a.rule_key, a.division_code
 FROM alerts a JOIN divisions d ON d.code = a.division_code
 WHERE a.id = ANY(%(ids)s::bigint[])
 """
-
-
-def map_cells(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
-    return conn.execute(SELECT_MAP_CELLS, {"scope": scope}).fetchall()
 
 
 def map_alerts(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:

@@ -7,21 +7,22 @@ files under ``static/`` (no build step).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sse_starlette import EventSourceResponse
 
-from api.dashboard.models import EmergencyAlert, EquipmentEvent, EquipmentLive, LatestValue, MapAlert, MapCell, MapRead
+from api.dashboard.models import EmergencyAlert, EquipmentEvent, EquipmentLive, LatestValue, OverviewRead
+from api.dashboard.overview import RegistryCounts, divisions_in_scope, fold_overview, open_alert_counts
 from api.dashboard.queries import (
     emergency_alerts,
     equipment_id_in_scope,
     latest_values,
     map_alerts,
-    map_cells,
     recent_events,
 )
 from api.dashboard.stream import AlertHub
@@ -29,7 +30,16 @@ from api.deps import Conn, CurrentUser
 from api.errors import NotFound
 from safewatch.contract import METRICS_BY_KEY
 
-router = APIRouter(tags=["dashboard"])
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Runs inside the app's own lifespan (the pool exists by now): count the registry ahead of the first visit.
+    counts = app.state.dashboard_registry_counts = RegistryCounts()
+    counts.warm_in_background(app.state.pool)
+    yield
+
+
+router = APIRouter(tags=["dashboard"], lifespan=_lifespan)
 
 STATIC_TYPES = {"app.js": "text/javascript", "i18n.js": "text/javascript", "style.css": "text/css"}
 SSE_PING_S = 15
@@ -51,11 +61,27 @@ def static(name: str) -> Response:
     return Response(_static(name), media_type=STATIC_TYPES[name], headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/api/v1/dashboard/map", response_model=MapRead)
-def map_(conn: Conn, user: CurrentUser) -> MapRead:
-    """Equipment counts on a 0.1° grid and the open alerts with a position, within the caller's jurisdiction."""
-    return MapRead(cells=[MapCell(**c) for c in map_cells(conn, scope=user.division_code)],
-                   alerts=[MapAlert(**a) for a in map_alerts(conn, scope=user.division_code)])
+def _registry_counts(request: Request) -> RegistryCounts:
+    counts = getattr(request.app.state, "dashboard_registry_counts", None)
+    if counts is None:
+        counts = request.app.state.dashboard_registry_counts = RegistryCounts()
+    return counts
+
+
+@router.get("/api/v1/dashboard/overview", response_model=OverviewRead)
+def overview(request: Request, conn: Conn, user: CurrentUser) -> Response:
+    """The jurisdiction tree with counts per division, the map cells and the open alerts on the map.
+
+    Equipment/online/overdue counts may be up to ~10 s old (``registry_age_s``); alert counts are live.
+    """
+    counts = _registry_counts(request)
+    registry = counts.get(request.app.state.pool)
+    body = fold_overview(divisions_in_scope(conn, scope=user.division_code), registry,
+                         open_alert_counts(conn, scope=user.division_code))
+    body["alerts"] = map_alerts(conn, scope=user.division_code)
+    body["registry_age_s"] = round(counts.age_s, 1)
+    # Thousands of cells: serialised directly (the shape is the documented OverviewRead).
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/api/v1/dashboard/emergency", response_model=list[EmergencyAlert])

@@ -100,7 +100,9 @@ function rollUp(divisions) {
 }
 const roots = () => Object.values(S.byCode).filter(d => !S.byCode[d.parent_code]);
 async function loadDivisions() {
-  S.divisions = await api("/api/v1/divisions");
+  // One call carries the tree with its counts and the map (the overview endpoint is built for it).
+  S.overview = await api("/api/v1/dashboard/overview");
+  S.divisions = S.overview.divisions;
   S.byCode = rollUp(S.divisions);
 }
 function divisionOptions(selected) {
@@ -177,7 +179,7 @@ async function render(refresh = false) {
   if (!S.me || !S.page) return;
   const section = $("#page-" + S.page);
   try {
-    if (refresh || !S.divisions.length) await loadDivisions();
+    if ((refresh && S.page === "overview") || !S.divisions.length) await loadDivisions();
     await ({ overview: renderOverview, alerts: renderAlerts, equipment: renderEquipment,
              emergency: renderEmergency, kpis: renderKpis })[S.page]();
     section.dataset.ready = "1";
@@ -190,7 +192,7 @@ async function render(refresh = false) {
 
 // ---------- overview ----------
 async function renderOverview() {
-  const map = await api("/api/v1/dashboard/map");
+  if (!S.overview) await loadDivisions();
   const rs = roots();
   const sum = k => rs.reduce((n, d) => n + d[k], 0);
   const total = sum("equipment"), online = sum("online");
@@ -201,7 +203,7 @@ async function renderOverview() {
     (k === "critical" && v) ? "bad" : ""}">${v.toLocaleString()}</div><div class="k">${esc(t(k))}${
     k === "minor" ? " / " + esc(t("warning")) : ""}</div></div>`).join("");
   renderTree();
-  renderMap(map);
+  renderMap(S.overview);
   if (!window.__overviewRenderedAt) {
     window.__overviewRenderedAt = performance.now();
     performance.mark("overview-rendered");
@@ -249,8 +251,9 @@ function hull(points) {   // Andrew's monotone chain; points [[x, y]]
   for (const q of p.reverse()) { while (upper.length >= 2 && cross(upper.at(-2), upper.at(-1), q) <= 0) upper.pop(); upper.push(q); }
   return lower.slice(0, -1).concat(upper.slice(0, -1));
 }
-function renderMap({ cells, alerts }) {
+function renderMap({ cells: raw, alerts }) {
   const box = $("#map-canvas");
+  const cells = raw.map(([lat, lon, league_code, equipment, offline]) => ({ lat, lon, league_code, equipment, offline }));
   if (!cells.length) { box.innerHTML = `<p class="note">${esc(t("no_values"))}</p>`; return; }
   const lats = cells.map(c => c.lat), lons = cells.map(c => c.lon);
   const [la0, la1, lo0, lo1] = [Math.min(...lats) - 0.3, Math.max(...lats) + 0.3, Math.min(...lons) - 0.4, Math.max(...lons) + 0.4];
@@ -578,6 +581,7 @@ async function renderKpis() {
 
 // ---------- start ----------
 async function start() {
+  const divisions = loadDivisions().catch(() => {});   // in parallel with who-am-I: the overview is the first page
   try { S.me = await api("/api/v1/me"); } catch { return; }
   $("#login").classList.add("hidden");
   ["#app", "#nav", "#logout", "#live"].forEach(s => $(s).classList.remove("hidden"));
@@ -585,7 +589,8 @@ async function start() {
   // Feature detection runs beside the first page load, not in front of it.
   fetch("/openapi.json").then(r => r.json()).then(o => { S.paths = new Set(Object.keys(o.paths || {})); })
     .catch(() => {}).finally(() => { if (S.page !== "overview") render(); });
-  await loadDivisions();
+  await divisions;
+  if (!S.overview) await loadDivisions();
   applyI18n(); fillSelects();
   connectLive();
   route();

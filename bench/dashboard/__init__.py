@@ -1,0 +1,1 @@
+"""Dashboard benchmark: the overview page's load time in a real browser over a 200,000-equipment registry."""
