@@ -148,8 +148,10 @@ async def import_(request: Request, user: CurrentUser) -> ImportReport:
         head = {"msg": f"{result.errors_total} problems in {result.rows} rows; nothing was written. Fix the rows "
                        "listed (loc: body, line, field) and import the whole file again",
                 "loc": ["body"], "type": "import_refused"}
-        raise HTTPException(422, detail=[head, *({"msg": e.message, "loc": ["body", e.line, e.field],
-                                                  "type": "bad_row"} for e in result.errors[:1000])])
+        # Rows outside the caller's jurisdiction make it a 403: no edit of those rows can make them acceptable.
+        status = 403 if any(e.kind == "forbidden" for e in result.errors) else 422
+        raise HTTPException(status, detail=[head, *({"msg": e.message, "loc": ["body", e.line, e.field],
+                                                     "type": "bad_row"} for e in result.errors[:1000])])
     return ImportReport(rows=result.rows, inserted=result.inserted, committed=True, errors_total=0, errors=[])
 
 

@@ -50,6 +50,7 @@ class RowError:
     line: int
     field: str
     message: str
+    kind: str = "invalid"  # or a `Problem` kind: unknown, forbidden, duplicate, retired, mismatch
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.field}: {self.message}"
@@ -166,11 +167,11 @@ def validate_rows(rows: Iterable[tuple[int, dict[str, str]]], refs: References, 
     total_errors = 0
     first_line: dict[str, int] = {}
 
-    def report(line: int, field_: str, message: str) -> None:
+    def report(line: int, field_: str, message: str, kind: str = "invalid") -> None:
         nonlocal total_errors
         total_errors += 1
         if len(errors) < MAX_ERRORS_KEPT:
-            errors.append(RowError(line, field_, message))
+            errors.append(RowError(line, field_, message, kind))
 
     n = 0
     for n, (line, row) in enumerate(rows, start=1):
@@ -188,11 +189,11 @@ def validate_rows(rows: Iterable[tuple[int, dict[str, str]]], refs: References, 
         problems = reference_problems(record, refs)
         duplicate = record.code in first_line
         if duplicate:
-            report(line, "code", f"{record.code} also appears on line {first_line[record.code]}")
+            report(line, "code", f"{record.code} also appears on line {first_line[record.code]}", "duplicate")
         else:
             first_line[record.code] = line
         for p in problems:
-            report(line, p.field, p.message)
+            report(line, p.field, p.message, p.kind)
         if not problems and not duplicate:
             good.append((line, record))
     if progress is not None:
