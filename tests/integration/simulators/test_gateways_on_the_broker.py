@@ -123,3 +123,20 @@ def test_replay_rejects_what_it_cannot_read(tmp_path: Path):
     with pytest.raises(ValueError, match=r"row 3, column 'v': 'fast' is not a number"):
         plan_replay(read_csv(bad), time_column="ts", mapping={"v": "speed"})
     assert plan_replay(read_csv(bad), time_column="ts", mapping={})[:1] == []
+
+
+def test_a_fleet_loaded_from_the_registry_keeps_its_gateway_bindings(fleet, pg_url, uid):
+    import psycopg
+
+    from simulators.fleet import load_fleet
+    from simulators.simulation import Simulation
+
+    registry = fleet(30)
+    with psycopg.connect(pg_url) as conn:
+        loaded = load_fleet(conn, gateway_prefix=f"t{uid}")
+    assert {(e.code, e.gateway_id, e.variety) for e in loaded} == {
+        (e["code"], e["gateway_id"], e["variety"]) for e in registry.equipment}
+    leagues = {g["id"]: g["league_code"] for g in registry.gateways}
+    sent = Simulation(loaded, seed=1).tick(int(time.time() * 1000), 10.0)
+    assert {(o.gateway_id, o.topic.split("/")[2]) for o in sent} == {
+        (e["gateway_id"], leagues[e["gateway_id"]]) for e in registry.equipment}
