@@ -64,6 +64,16 @@ class EmergencyAlert(BaseModel):
     safety_manager: str | None
     unit_phone: str | None
     trapped: bool
+    next_escalation_at: datetime | None
+    next_level: str | None
+
+
+class NextEscalation(BaseModel):
+    """The escalation notifier's next pending climb of an open alert."""
+
+    alert_id: int
+    next_escalation_at: datetime
+    next_level: str | None
 
 
 class LatestValue(BaseModel):

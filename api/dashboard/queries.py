@@ -22,6 +22,19 @@ ORDER BY a.id DESC
 LIMIT 2000
 """
 
+# The escalation notifier's next pending climb of alert a (migration 020): when and to which level.
+NEXT_CLIMB = """
+SELECT t.due_at, t.level FROM escalation_timers t
+WHERE t.alert_id = a.id AND t.kind = 'climb' AND t.fired_at IS NULL AND t.cancelled_at IS NULL
+ORDER BY t.due_at LIMIT 1
+"""
+SELECT_NEXT_ESCALATIONS = f"""
+SELECT a.id AS alert_id, nx.due_at AS next_escalation_at, nx.level AS next_level
+FROM alerts a JOIN divisions d ON d.code = a.division_code
+JOIN LATERAL ({NEXT_CLIMB}) nx ON true
+WHERE {IN_SCOPE} AND a.closed_at IS NULL
+"""
+
 TRAPPED_RULE_KEY = "event.passenger_trapped"
 # Escalated (above banner level) or critical, open; trapped passengers first, then by severity, then
 # the longest-waiting first (their response clock has run the longest).
@@ -30,10 +43,12 @@ SELECT a.id, e.code AS equipment_code, e.category, a.rule_key, a.severity, a.sta
        a.level, a.division_code, d.name AS division_name, d.name_en AS division_name_en, a.league_code,
        a.message, a.opened_at, e.address, e.lat, e.lon, u.name AS unit_name, u.safety_manager,
        u.phone AS unit_phone, (a.rule_key = %(trapped)s) AS trapped
+       , nx.due_at AS next_escalation_at, nx.level AS next_level
 FROM alerts a
 JOIN equipment e ON e.id = a.equipment_id
 JOIN divisions d ON d.code = a.division_code
 LEFT JOIN units u ON u.id = e.unit_id
+LEFT JOIN LATERAL ({NEXT_CLIMB}) nx ON true
 WHERE {IN_SCOPE} AND a.closed_at IS NULL AND (a.severity = 'critical' OR a.level <> 'banner')
 ORDER BY (a.rule_key = %(trapped)s) DESC,
          array_position(ARRAY['critical', 'major', 'minor', 'warning'], a.severity),
@@ -66,6 +81,10 @@ WHERE a.id = ANY(%(ids)s::bigint[])
 
 def map_alerts(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
     return conn.execute(SELECT_MAP_ALERTS, {"scope": scope}).fetchall()
+
+
+def next_escalations(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_NEXT_ESCALATIONS, {"scope": scope}).fetchall()
 
 
 def emergency_alerts(conn: psycopg.Connection, *, scope: str, limit: int) -> list[dict[str, Any]]:

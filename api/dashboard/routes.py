@@ -16,13 +16,21 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sse_starlette import EventSourceResponse
 
-from api.dashboard.models import EmergencyAlert, EquipmentEvent, EquipmentLive, LatestValue, OverviewRead
+from api.dashboard.models import (
+    EmergencyAlert,
+    EquipmentEvent,
+    EquipmentLive,
+    LatestValue,
+    NextEscalation,
+    OverviewRead,
+)
 from api.dashboard.overview import RegistryCounts, divisions_in_scope, fold_overview, open_alert_counts
 from api.dashboard.queries import (
     emergency_alerts,
     equipment_id_in_scope,
     latest_values,
     map_alerts,
+    next_escalations,
     recent_events,
 )
 from api.dashboard.stream import AlertHub
@@ -89,6 +97,12 @@ def emergency(conn: Conn, user: CurrentUser,
               limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[EmergencyAlert]:
     """Open alerts that are critical or escalated above banner level: trapped passengers first."""
     return [EmergencyAlert(**r) for r in emergency_alerts(conn, scope=user.division_code, limit=limit)]
+
+
+@router.get("/api/v1/dashboard/escalations", response_model=list[NextEscalation])
+def escalations(conn: Conn, user: CurrentUser) -> list[NextEscalation]:
+    """When each open alert in your jurisdiction climbs next, unless someone acknowledges it first."""
+    return [NextEscalation(**r) for r in next_escalations(conn, scope=user.division_code)]
 
 
 @router.get("/api/v1/dashboard/equipment/{code}/live", response_model=EquipmentLive)

@@ -1,7 +1,9 @@
 """Live alert changes for the dashboard over server-sent events, scoped to the caller's jurisdiction.
 
-The alert worker (and the API's own workflow actions) ``pg_notify('safewatch_alerts', alert_id)`` in
-the transaction that changes an alert. One `AlertHub` per API process holds ONE ``LISTEN`` connection
+The alert worker and the notifier (on a climb) ``pg_notify('safewatch_alerts', alert_id)`` in the
+transaction that changes an alert; people's actions through the API (acknowledge, shelve, reset …) reach
+``safewatch_timers`` through the alert_transitions trigger, also with the alert id. One `AlertHub` per
+API process holds ONE connection listening on both
 (not one per browser), looks up where each notified alert belongs, and hands a small event to every
 subscriber whose jurisdiction holds it. A subscriber first receives ``ready`` once the hub is
 listening (the page refetches then, so nothing changed before that moment is missed), ``alert`` for
@@ -20,13 +22,14 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from alerts.notifier_worker import TIMERS_CHANNEL
 from alerts.store import NOTIFY_CHANNEL
 from api.dashboard.queries import SELECT_ALERT_PLACE
 from safewatch.retry import backoff
 
 log = logging.getLogger(__name__)
 
-LISTEN_ALERTS = "LISTEN " + NOTIFY_CHANNEL
+LISTEN_CHANNELS = tuple("LISTEN " + channel for channel in (NOTIFY_CHANNEL, TIMERS_CHANNEL))
 QUEUE_LIMIT = 256
 
 
@@ -106,7 +109,8 @@ class AlertHub:
         while True:
             try:
                 async with await self._connect() as listener, await self._connect() as reader:
-                    await listener.execute(LISTEN_ALERTS)
+                    for listen in LISTEN_CHANNELS:
+                        await listener.execute(listen)
                     self._listening = True
                     if failing:
                         log.info("alert hub listening again")

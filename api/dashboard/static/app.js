@@ -8,7 +8,6 @@ const S = {
   me: null,
   divisions: [],          // as the API returns them (banner-level counts)
   byCode: {},             // rolled-up copies, keyed by code
-  paths: new Set(),       // API paths this server offers (from /openapi.json): later features light up
   page: null, arg: null,
   alerts: [], expanded: new Set(), eqCursor: null, chartRange: "hour",
   collapsed: new Set(), refreshing: false, pending: false,
@@ -19,7 +18,6 @@ const RANK = Object.fromEntries(SEVERITIES.map((s, i) => [s, i]));
 const t = k => (I18N[S.lang] || I18N.zh)[k] ?? I18N.zh[k] ?? k;
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-const has = path => S.paths.has(path);
 const dname = d => (d ? (S.lang === "en" && d.name_en ? d.name_en : d.name) : "");
 const divName = code => dname(S.byCode[code]) || code;
 
@@ -125,6 +123,8 @@ function fillSelects() {
   f.elements.division.innerHTML = divisionOptions(div);
   const q = $("#eq-search");
   q.elements.division.innerHTML = divisionOptions(q.elements.division.value);
+  const kd = $("#kpi-form").elements.division;
+  kd.innerHTML = divisionOptions(kd.value);
   const cat = q.elements.category.value;
   q.elements.category.innerHTML = `<option value="">${esc(t("all"))}</option>` +
     ["1000", "2000", "3000"].map(c => `<option value="${c}" ${c === cat ? "selected" : ""}>${esc(t("cat_" + c))}</option>`).join("");
@@ -302,47 +302,56 @@ async function renderAlerts() {
   const qs = new URLSearchParams({ limit: "500" });
   if (f.open) qs.set("open", "true");
   for (const k of ["severity", "state", "division"]) if (f[k]) qs.set(k, f[k]);
-  S.alerts = (await api("/api/v1/alerts?" + qs)).items;
+  const [page, next] = await Promise.all([api("/api/v1/alerts?" + qs), api("/api/v1/dashboard/escalations")]);
+  const climbs = Object.fromEntries(next.map(n => [n.alert_id, n]));
+  S.alerts = page.items.map(a => ({ ...a, ...(climbs[a.id] || {}) }));
   drawAlerts();
   const details = [...S.expanded].filter(id => S.alerts.some(a => a.id === id));
   await Promise.all(details.map(loadAlertDetail));
 }
+const canShelve = a => !a.latched && a.severity !== "critical" && ["active_unack", "active_ack", "returned_unack"].includes(a.state);
 function actionsFor(a) {
   const b = [];
   const btn = (act, label) => `<button type="button" data-act="${act}" data-id="${a.id}">${esc(t(label))}</button>`;
   if (a.state === "active_unack" || a.state === "returned_unack") b.push(btn("acknowledge", "ack"));
   if (a.latched && !a.active && a.state !== "normal") b.push(btn("reset", "reset"));
-  if (has("/api/v1/alerts/{alert_id}/shelve") && !a.latched && a.severity !== "critical"
-      && ["active_unack", "active_ack", "returned_unack"].includes(a.state)) b.push(btn("shelve", "shelve"));
-  if (has("/api/v1/alerts/{alert_id}/unshelve") && a.state === "shelved") b.push(btn("unshelve", "unshelve"));
-  if (a.state !== "normal") b.push(`<button type="button" data-more="${a.id}">${esc(t("more"))}</button>`);
+  if (a.state === "shelved") b.push(btn("unshelve", "unshelve"));
+  b.push(`<button type="button" data-more="${a.id}">${esc(t("more"))}</button>`);
   return b.join("");
 }
 function nextEscalation(a) {
-  const at = a.next_escalation_at || a.escalation?.next_at;
-  return at ? `<span class="clock" data-until="${esc(at)}"></span>` : "";
+  return a.next_escalation_at
+    ? `<span class="clock" data-until="${esc(a.next_escalation_at)}"></span> → ${esc(t("lvl_" + (a.next_level || "league")))}` : "";
 }
 function drawAlerts() {
   const f = alertFilters();
   let items = S.alerts;
-  if (f.q) items = items.filter(a => [a.equipment_code, a.message, a.rule_key, divName(a.division_code)]
-    .some(v => String(v).toLowerCase().includes(f.q)));
+  if (f.q) items = items.filter(a => [a.equipment_code, a.message, a.rule_key, a.assignee, divName(a.division_code)]
+    .some(v => String(v ?? "").toLowerCase().includes(f.q)));
   const newest = (a, b) => Date.parse(b.opened_at) - Date.parse(a.opened_at);
   items = [...items].sort(f.sort === "newest" ? newest : (a, b) => RANK[a.severity] - RANK[b.severity] || newest(a, b));
-  const showEsc = items.some(a => a.next_escalation_at || a.escalation);
   const head = `<thead><tr><th>${esc(t("severity"))}</th><th>${esc(t("since_open"))}</th><th>${esc(t("equipment"))}</th>
     <th>${esc(t("division"))}</th><th>${esc(t("message"))}</th><th>${esc(t("state"))}</th><th>${esc(t("level"))}</th>
-    ${showEsc ? `<th>${esc(t("next_escalation"))}</th>` : ""}<th>${esc(t("actions"))}</th></tr></thead>`;
+    <th>${esc(t("next_escalation"))}</th><th>${esc(t("actions"))}</th></tr></thead>`;
   const rows = items.map(a => `<tr class="alert-row ${a.state.endsWith("unack") ? "unack" : ""} ${a.closed_at ? "closed" : ""}" data-alert="${a.id}" data-severity="${a.severity}">
     <td class="sev sev-${a.severity}">${esc(t(a.severity))}</td>
     <td class="clock" ${a.closed_at ? "" : `data-since="${esc(a.opened_at)}"`} title="${esc(fmtTime(a.opened_at))}">${a.closed_at ? esc(fmtTime(a.opened_at)) : ""}</td>
     <td><a href="#/equipment/${encodeURIComponent(a.equipment_code)}">${esc(a.equipment_code)}</a></td>
-    <td>${esc(divName(a.division_code))}</td><td>${esc(a.message)}</td>
-    <td class="state" data-state="${a.state}">${esc(t("st_" + a.state))}</td><td>${esc(t("lvl_" + a.level))}</td>
-    ${showEsc ? `<td>${nextEscalation(a)}</td>` : ""}
+    <td>${esc(divName(a.division_code))}</td>
+    <td>${esc(a.message)}${a.chattering ? ` <span class="badge esc">${esc(t("chattering"))}</span>` : ""}</td>
+    <td class="state" data-state="${a.state}">${esc(t("st_" + a.state))}${a.shelved_until && a.state === "shelved"
+      ? `<div class="note">${esc(t("until"))} ${esc(fmtTime(a.shelved_until))}</div>` : ""}${a.assignee
+      ? `<div class="note" data-assignee="${esc(a.assignee)}">${esc(t("assignee"))}: ${esc(a.assignee)}</div>` : ""}</td>
+    <td>${esc(t("lvl_" + a.level))}</td><td>${nextEscalation(a)}</td>
     <td class="actions">${actionsFor(a)}</td></tr>
     ${S.expanded.has(a.id) ? `<tr class="detail" data-detail="${a.id}"><td colspan="9"></td></tr>` : ""}`).join("");
+  // Live refreshes must not wipe what someone is typing: the open detail panels move over as they are.
+  const kept = {};
+  document.querySelectorAll("#alert-table tr[data-detail] > td > .detail-grid").forEach(el => {
+    kept[el.closest("tr").dataset.detail] = el;
+  });
   $("#alert-table").innerHTML = head + `<tbody>${rows || `<tr><td colspan="9" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody>`;
+  for (const [id, el] of Object.entries(kept)) $(`tr[data-detail="${id}"] > td`)?.append(el);
   S.expanded.forEach(id => { if (S.details?.[id]) fillDetail(id, S.details[id]); });
   tick();
 }
@@ -354,23 +363,39 @@ async function loadAlertDetail(id) {
 function fillDetail(id, d) {
   const cell = $(`tr[data-detail="${id}"] td`);
   if (!cell) return;
-  const rows = d.transitions.map(x => `<tr><td>${esc(fmtTime(x.at))}</td><td>${esc(x.actor)}</td>
-    <td>${esc(x.from_state ? t("st_" + x.from_state) : "")} → ${esc(t("st_" + x.to_state))}</td><td>${esc(x.reason)}</td></tr>`);
-  const comments = (d.comments || []).map(c => `<tr><td>${esc(fmtTime(c.at))}</td><td>${esc(c.author || c.actor)}</td>
-    <td>${esc(t("comment"))}</td><td>${esc(c.text || c.body)}</td></tr>`);
+  const history = d.transitions.map(x => ({ at: x.at, who: x.actor, what: `${x.from_state ? t("st_" + x.from_state) : ""} → ${t("st_" + x.to_state)}`, why: x.reason }))
+    .concat((d.comments || []).map(c => ({ at: c.at, who: c.author, what: t(c.kind === "assign" ? "assign" : "comment"), why: c.text, note: true })))
+    .sort((p, q) => Date.parse(p.at) - Date.parse(q.at));
+  const rows = history.map(h => `<tr ${h.note ? 'data-note="1"' : ""}><td>${esc(fmtTime(h.at))}</td><td>${esc(h.who)}</td><td>${esc(h.what)}</td><td>${esc(h.why)}</td></tr>`);
+  const grid = cell.querySelector(".detail-grid");
+  const formsKey = `${d.state}|${S.lang}`;
+  if (grid && grid.dataset.forms === formsKey) {   // keep the forms (and what is typed in them)
+    grid.querySelector(".history tbody").innerHTML = rows.join("");
+    return;
+  }
   const forms = [];
-  if (has("/api/v1/alerts/{alert_id}/comment") || has("/api/v1/alerts/{alert_id}/comments")) {
-    forms.push(`<form data-form="comment" data-id="${id}"><input name="text" required size="30" placeholder="${esc(t("comment"))}">
-      <button type="submit">${esc(t("comment"))}</button></form>`);
+  if (d.state !== "normal") {
+    forms.push(`<form data-form="assign" data-id="${id}"><input name="assignee" required size="14" placeholder="${esc(t("assignee"))}"
+      value="${esc(d.assignee || "")}"> <button type="submit">${esc(t("assign"))}</button></form>`);
   }
-  if (has("/api/v1/alerts/{alert_id}/assign")) {
-    forms.push(`<form data-form="assign" data-id="${id}"><input name="assignee" required size="16" placeholder="${esc(t("assignee"))}"
-      value="${esc(d.assignee || "")}"><button type="submit">${esc(t("assign"))}</button></form>`);
+  forms.push(`<form data-form="comment" data-id="${id}"><input name="text" required size="26" placeholder="${esc(t("comment"))}">
+    <button type="submit">${esc(t("comment"))}</button></form>`);
+  if (canShelve(d)) {
+    forms.push(`<form data-form="shelve" data-id="${id}"><select name="minutes">${[15, 60, 240, 480, 1440].map(m =>
+      `<option value="${m}" ${m === 60 ? "selected" : ""}>${m} ${esc(t("minutes"))}</option>`).join("")}</select>
+      <input name="reason" size="16" placeholder="${esc(t("reason"))}"> <button type="submit">${esc(t("shelve"))}</button></form>`);
   }
-  forms.push(`<form data-form="reason" data-id="${id}"><input name="reason" size="30" placeholder="${esc(t("reason"))}"></form>`);
-  cell.innerHTML = `<div class="detail-grid"><div><strong>${esc(t("history"))}</strong>
+  cell.innerHTML = `<div class="detail-grid" data-forms="${esc(formsKey)}"><div class="history"><strong>${esc(t("history"))}</strong>
     <table><thead><tr><th>${esc(t("at"))}</th><th>${esc(t("actor"))}</th><th>${esc(t("from_to"))}</th><th>${esc(t("reason"))}</th></tr></thead>
-    <tbody>${rows.concat(comments).join("")}</tbody></table></div><div>${forms.join("")}<p class="bad" data-error></p></div></div>`;
+    <tbody>${rows.join("")}</tbody></table></div><div class="forms">${forms.join("")}<p class="bad" data-error></p></div></div>`;
+}
+async function act(id, action, body = {}) {
+  try { await post(`/api/v1/alerts/${id}/${action}`, body); return true; }
+  catch (err) {
+    const p = $(`tr[data-detail="${id}"] [data-error]`);
+    if (p) p.textContent = t("action_failed") + ": " + err.message; else alert(t("action_failed") + ": " + err.message);
+    return false;
+  }
 }
 $("#alert-table").addEventListener("click", async e => {
   const more = e.target.closest("[data-more]");
@@ -380,30 +405,20 @@ $("#alert-table").addEventListener("click", async e => {
     drawAlerts(); if (S.expanded.has(id)) await loadAlertDetail(id);
     return;
   }
-  const act = e.target.closest("[data-act]");
-  if (!act) return;
-  const id = act.dataset.id;
-  const reason = $(`form[data-form="reason"][data-id="${id}"] input`)?.value || "";
-  act.disabled = true;
-  try {
-    await post(`/api/v1/alerts/${id}/${act.dataset.act}`, { reason });
-    await renderAlerts();
-  } catch (err) {
-    act.disabled = false;
-    act.title = t("action_failed") + ": " + err.message;
-    const p = $(`tr[data-detail="${id}"] [data-error]`); if (p) p.textContent = err.message; else alert(err.message);
-  }
+  const b = e.target.closest("[data-act]");
+  if (!b) return;
+  b.disabled = true;
+  if (await act(b.dataset.id, b.dataset.act)) await renderAlerts(); else b.disabled = false;
 });
 $("#alert-table").addEventListener("submit", async e => {
   e.preventDefault();
   const form = e.target, id = form.dataset.id, kind = form.dataset.form;
-  if (kind === "reason") return;
-  const path = kind === "comment"
-    ? (has("/api/v1/alerts/{alert_id}/comments") ? `/api/v1/alerts/${id}/comments` : `/api/v1/alerts/${id}/comment`)
-    : `/api/v1/alerts/${id}/assign`;
   const body = Object.fromEntries(new FormData(form));
-  try { await post(path, body); await loadAlertDetail(+id); await renderAlerts(); }
-  catch (err) { $(`tr[data-detail="${id}"] [data-error]`).textContent = err.message; }
+  if (kind === "shelve") body.minutes = +body.minutes;
+  if (await act(id, kind === "comment" ? "comments" : kind, body)) {
+    if (kind === "comment") form.reset();
+    await renderAlerts(); await loadAlertDetail(+id);
+  }
 });
 
 // ---------- equipment ----------
@@ -439,41 +454,32 @@ async function loadEquipmentPage(append) {
 }
 $("#eq-list").addEventListener("click", e => { if (e.target.id === "eq-more") loadEquipmentPage(true); });
 
-const RANGES = { hour: 3600e3, day: 86400e3, week: 7 * 86400e3 };
+const RANGES = ["hour", "day", "week"];
 async function loadSeries(code, range) {
-  // The telemetry rollups API, when this server offers it; otherwise no charts (never made-up data).
-  if (!has("/api/v1/telemetry/{code}/series") && !has("/api/v1/equipment/{code}/series")) return null;
-  const path = has("/api/v1/telemetry/{code}/series") ? `/api/v1/telemetry/${encodeURIComponent(code)}/series`
-                                                     : `/api/v1/equipment/${encodeURIComponent(code)}/series`;
-  const to = new Date(), from = new Date(to - RANGES[range]);
-  return api(`${path}?from=${from.toISOString()}&to=${to.toISOString()}`);
+  // The telemetry API picks raw readings, 1-minute or 1-hour rollups from the span.
+  return api(`/api/v1/telemetry/${encodeURIComponent(code)}?window=${range}`);
 }
 function lineChart(points, { w = 420, h = 120 } = {}) {
-  // points: [[ms, avg, min, max]] ; a band for min–max and a line for the mean.
+  // points: [[ms, avg, min, max]]: a band for min–max and a line for the mean.
   if (points.length < 2) return `<p class="note">${esc(t("no_chart"))}</p>`;
-  const xs = points.map(p => p[0]), lo = Math.min(...points.map(p => p[2] ?? p[1])), hi = Math.max(...points.map(p => p[3] ?? p[1]));
-  const x0 = Math.min(...xs), x1 = Math.max(...xs), pad = 28, span = hi - lo || 1;
+  const xs = points.map(p => p[0]), lo = Math.min(...points.map(p => p[2])), hi = Math.max(...points.map(p => p[3]));
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), pad = 34, span = hi - lo || 1;
   const X = v => (pad + (v - x0) / (x1 - x0 || 1) * (w - pad - 4)).toFixed(1);
   const Y = v => (4 + (hi - v) / span * (h - 20)).toFixed(1);
   const line = points.map((p, i) => `${i ? "L" : "M"}${X(p[0])},${Y(p[1])}`).join("");
-  const band = points.map((p, i) => `${i ? "L" : "M"}${X(p[0])},${Y(p[3] ?? p[1])}`).join("") +
-    [...points].reverse().map(p => `L${X(p[0])},${Y(p[2] ?? p[1])}`).join("") + "Z";
+  const band = points.map((p, i) => `${i ? "L" : "M"}${X(p[0])},${Y(p[3])}`).join("") +
+    [...points].reverse().map(p => `L${X(p[0])},${Y(p[2])}`).join("") + "Z";
   const fmt = ms => new Date(ms).toLocaleString(S.lang === "en" ? "en-GB" : "zh-CN", { hour12: false, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
   return `<svg viewBox="0 0 ${w} ${h}"><path class="band" d="${band}"/><path class="line" d="${line}"/>
     <text x="0" y="12">${+hi.toPrecision(4)}</text><text x="0" y="${h - 18}">${+lo.toPrecision(4)}</text>
     <text x="${pad}" y="${h - 3}">${esc(fmt(x0))}</text><text x="${w - 4}" y="${h - 3}" text-anchor="end">${esc(fmt(x1))}</text></svg>`;
 }
-function seriesToCharts(series) {
-  // Accepts {metrics: {key: [[t, avg, min, max]...]}} or {series: [{metric, points: [{t|time|bucket, avg|value, min, max}]}]}.
-  if (!series) return `<p class="note">${esc(t("feature_unavailable"))}</p>`;
-  let byMetric = series.metrics;
-  if (!byMetric && Array.isArray(series.series)) {
-    byMetric = Object.fromEntries(series.series.map(s => [s.metric, s.points.map(p => [
-      Date.parse(p.t ?? p.time ?? p.bucket), p.avg ?? p.mean ?? p.value, p.min, p.max])]));
-  }
-  const keys = Object.keys(byMetric || {});
-  if (!keys.length) return `<p class="note">${esc(t("no_chart"))}</p>`;
-  return keys.map(k => `<div class="chart" data-chart="${esc(k)}"><div class="note">${esc(k)}</div>${lineChart(byMetric[k])}</div>`).join("");
+function seriesToCharts(chart) {
+  if (!chart.series.length) return `<p class="note">${esc(t("no_chart"))}</p>`;
+  const name = key => (S.lang === "zh" && S.metricNames?.[key]) || key;
+  return `<p class="note">${esc(t("resolution"))}: ${esc(chart.resolution)}</p>` + chart.series.map(s =>
+    `<div class="chart" data-chart="${esc(s.metric)}"><div class="note">${esc(name(s.metric))} (${esc(s.unit)})</div>${
+      lineChart(s.points.map(([time, avg, min, max]) => [Date.parse(time), avg, min, max]))}</div>`).join("");
 }
 async function renderEquipmentDetail(code) {
   const enc = encodeURIComponent(code);
@@ -485,6 +491,7 @@ async function renderEquipmentDetail(code) {
   const today = new Date(); today.setHours(0, 0, 0, 0);
   const dueDays = e.next_inspection_on ? Math.round((Date.parse(e.next_inspection_on) - today) / 86400e3) : null;
   const rated = Object.entries(e.rated || {}).map(([k, v]) => `${esc(k)} = ${esc(v)}`).join("<br>");
+  S.metricNames = Object.fromEntries(live.values.map(v => [v.metric, v.name_zh]));
   const values = live.values.map(v => `<div class="value" data-metric="${esc(v.metric)}"><div class="m">${esc(S.lang === "zh" && v.name_zh ? v.name_zh : v.metric)}</div>
     <div class="x">${+v.value.toPrecision(5)} <small>${esc(v.unit)}</small></div><div class="note">${esc(fmtTime(v.time))}</div></div>`).join("");
   const hrows = hist.items.map(a => `<tr data-alert="${a.id}"><td class="sev sev-${a.severity}">${esc(t(a.severity))}</td>
@@ -508,7 +515,7 @@ async function renderEquipmentDetail(code) {
                                                : `<span class="note">${esc(t("due_in"))} ${dueDays} ${esc(t("days"))}</span>`}</dd></dl>
       <h3 style="margin-top:.8rem">${esc(t("live_values"))}</h3>
       <div class="values" id="eq-values">${values || `<p class="note">${esc(t("no_values"))}</p>`}</div></div>
-    <div class="panel" id="eq-charts"><h3>${esc(t("charts"))}</h3><div class="tabs">${Object.keys(RANGES).map(r =>
+    <div class="panel" id="eq-charts"><h3>${esc(t("charts"))}</h3><div class="tabs">${RANGES.map(r =>
       `<button type="button" data-range="${r}" class="${r === S.chartRange ? "active" : ""}">${esc(t("last_" + r))}</button>`).join(" ")}</div>
       <div id="eq-chart-body">${seriesToCharts(series)}</div></div>
     <div class="panel" id="eq-alerts"><h3>${esc(t("alert_history"))}</h3><table><thead><tr><th>${esc(t("severity"))}</th>
@@ -528,55 +535,60 @@ setInterval(() => { if (S.me && S.page === "equipment" && S.arg) refreshSoon(); 
 
 // ---------- emergency console ----------
 async function renderEmergency() {
-  const [items, contacts] = await Promise.all([api("/api/v1/dashboard/emergency"), loadContacts()]);
+  const [items, contacts] = await Promise.all([api("/api/v1/dashboard/emergency"), api("/api/v1/contacts?on_duty=true")]);
+  const byDivision = {};
+  for (const c of contacts) (byDivision[c.division_code] ||= []).push(c);
   const cards = items.map(a => {
-    const deadline = a.response_deadline_at || a.response?.deadline_at;
-    const people = (contacts[a.division_code] || contacts[a.league_code] || []).map(c =>
-      `<div>${esc(c.name)} · ${esc(c.role || "")} · <a href="tel:${esc(c.phone)}">${esc(c.phone)}</a></div>`).join("");
+    // Whoever is on duty where the alert stands, then up the tiers it has reached.
+    const tiers = [a.division_code, a.league_code, "150000"].slice(0, { banner: 1, league: 2, region: 3 }[a.level] || 1);
+    const people = tiers.flatMap(code => (byDivision[code] || []).map(c => `<div class="contact" data-contact="${c.id}">
+      ${esc(divName(code))} · ${esc(t("kind_" + c.kind))} · <strong>${esc(c.name)}</strong>${(c.channels || []).map(ch =>
+        ` · ${esc(ch.channel)} ${esc(ch.address)}`).join("")}</div>`)).join("");
     return `<div class="card ${a.trapped ? "trapped" : ""} ${a.severity}" data-emergency="${a.id}" data-trapped="${a.trapped ? 1 : 0}">
       <h4><span>${a.trapped ? `<span class="badge">${esc(t("trapped"))}</span>` : ""}${a.level !== "banner" ? `<span class="badge esc">${esc(t("escalated"))} · ${esc(t("lvl_" + a.level))}</span>` : ""}
-        <span class="sev sev-${a.severity}">${esc(t(a.severity))}</span></span><span class="note">#${a.id}</span></h4>
+        <span class="sev sev-${a.severity}">${esc(t(a.severity))}</span> <span class="note">${esc(t("st_" + a.state))}</span></span><span class="note">#${a.id}</span></h4>
       <div>${esc(a.message)}</div>
       <div class="note"><a href="#/equipment/${encodeURIComponent(a.equipment_code)}">${esc(a.equipment_code)}</a> · ${esc(S.lang === "en" && a.division_name_en ? a.division_name_en : a.division_name)} · ${esc(a.address)}</div>
-      <div style="display:flex;gap:1.5rem;margin:.4rem 0"><div><div class="note">${esc(t("response_clock"))}</div>
-        <div class="big clock" data-since="${esc(a.opened_at)}"></div></div>
-        ${deadline ? `<div><div class="note">${esc(t("deadline"))}</div><div class="big clock" data-until="${esc(deadline)}"></div></div>` : ""}</div>
+      <div class="clocks"><div><div class="note">${esc(t("response_clock"))}</div><div class="big clock" data-since="${esc(a.opened_at)}"></div></div>
+        ${a.next_escalation_at ? `<div><div class="note">${esc(t("next_escalation"))} → ${esc(t("lvl_" + (a.next_level || "league")))}</div>
+          <div class="big clock" data-until="${esc(a.next_escalation_at)}"></div></div>` : ""}</div>
       <div><strong>${esc(t("contacts"))}</strong>
-        <div>${esc(t("unit_contact"))}: ${esc(a.unit_name)}</div>
-        <div>${esc(t("safety_manager"))}: ${esc(a.safety_manager)} · <a href="tel:${esc(a.unit_phone)}">${esc(a.unit_phone)}</a></div>${people}</div>
-      <div class="actions" style="margin-top:.4rem">${actionsFor(a)}</div></div>`;
+        <div>${esc(t("unit_contact"))}: ${esc(a.unit_name)} · ${esc(t("safety_manager"))}: ${esc(a.safety_manager)} · <a href="tel:${esc(a.unit_phone)}">${esc(a.unit_phone)}</a></div>${people}</div>
+      <div class="actions" style="margin-top:.4rem">${actionsFor(a).replace(/<button type="button" data-more[^>]*>.*?<\/button>/, "")}</div></div>`;
   });
   $("#emergency-cards").innerHTML = cards.join("") || `<div class="panel note">${esc(t("no_emergency"))}</div>`;
 }
-async function loadContacts() {
-  // Contacts per division from the contacts API when this server offers it.
-  if (!has("/api/v1/contacts")) return {};
-  const list = await api("/api/v1/contacts");
-  const by = {};
-  for (const c of (list.items || list)) (by[c.division_code] ||= []).push(c);
-  return by;
-}
 $("#emergency-cards").addEventListener("click", async e => {
-  const act = e.target.closest("[data-act]");
-  if (!act) return;
-  act.disabled = true;
-  try { await post(`/api/v1/alerts/${act.dataset.id}/${act.dataset.act}`, {}); } catch (err) { alert(err.message); }
+  const b = e.target.closest("[data-act]");
+  if (!b) return;
+  b.disabled = true;
+  await act(b.dataset.id, b.dataset.act);
   renderEmergency();
 });
 
 // ---------- KPIs ----------
+$("#kpi-form").addEventListener("change", () => renderKpis());
 async function renderKpis() {
-  const body = $("#kpi-body");
-  if (!has("/api/v1/kpis")) { body.innerHTML = `<p class="note">${esc(t("kpi_unavailable"))}</p>`; return; }
-  const k = await api("/api/v1/kpis");
-  const rows = (k.divisions || k.items || []).map(d => `<tr data-kpi="${esc(d.division_code)}"><td>${esc(divName(d.division_code))}</td>
-    <td class="num">${esc(d.alerts_per_hour?.toFixed?.(2) ?? d.alerts_per_hour)}</td><td class="num">${esc(d.floods ?? d.flood_periods)}</td>
-    <td class="num">${esc(d.chattering ?? d.chattering_alerts)}</td>
-    <td>${(d.top_rules || []).slice(0, 5).map(r => `${esc(r.rule_key)} (${esc(r.count)})`).join("<br>")}</td></tr>`).join("");
-  body.innerHTML = `<p class="note">${esc(t("window"))}: ${esc(k.window_hours ?? "")} ${esc(t("hours"))}</p>
-    <table><thead><tr><th>${esc(t("division"))}</th><th class="num">${esc(t("alerts_per_hour"))}</th>
-    <th class="num">${esc(t("floods"))}</th><th class="num">${esc(t("chattering"))}</th><th>${esc(t("top_rules"))}</th></tr></thead>
-    <tbody>${rows}</tbody></table>`;
+  const f = $("#kpi-form").elements;
+  const qs = new URLSearchParams({ hours: f.hours.value });
+  if (f.division.value) qs.set("division", f.division.value);
+  const k = await api("/api/v1/kpis?" + qs);
+  const num = (v, digits = 0) => (v ?? 0).toLocaleString(undefined, { maximumFractionDigits: digits });
+  const rows = k.divisions.map(d => `<tr data-kpi="${esc(d.division_code)}"><td>${esc(divName(d.division_code))}</td>
+    <td class="num">${num(d.alerts)}</td><td class="num ${d.alerts_per_hour > 6 ? "bad" : ""}">${num(d.alerts_per_hour, 2)}</td>
+    <td class="num">${num(d.peak_10min)}</td><td class="num ${d.floods ? "bad" : ""}">${num(d.floods)} <span class="note">(${num(d.flood_minutes, 1)} ${esc(t("minutes"))})</span></td>
+    <td class="num ${d.chattering ? "bad" : ""}">${num(d.chattering)}</td><td class="num">${num(d.standing)}</td>
+    <td class="num">${num(d.stale)}</td><td class="num">${num(d.shelved)}</td>
+    <td>${d.top_rules.slice(0, 3).map(r => `${esc(r.rule_key)} <span class="note">×${r.count}</span>`).join("<br>")}</td></tr>`).join("");
+  const top = k.top_rules.map(r => `<tr><td>${esc(r.rule_key)}</td><td class="num">${r.count}</td><td class="num">${r.equipment}</td></tr>`).join("");
+  $("#kpi-body").innerHTML = `<p class="note">${esc(fmtTime(k.since))} – ${esc(fmtTime(k.until))} · ${esc(t("kpi_note"))}</p>
+    <table id="kpi-table"><thead><tr><th>${esc(t("division"))}</th><th class="num">${esc(t("alerts"))}</th>
+    <th class="num">${esc(t("alerts_per_hour"))}</th><th class="num">${esc(t("peak_10min"))}</th><th class="num">${esc(t("floods"))}</th>
+    <th class="num">${esc(t("chattering"))}</th><th class="num">${esc(t("standing"))}</th><th class="num">${esc(t("stale"))}</th>
+    <th class="num">${esc(t("st_shelved"))}</th><th>${esc(t("top_rules"))}</th></tr></thead>
+    <tbody>${rows || `<tr><td colspan="10" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody></table>
+    <h3 style="margin-top:1rem">${esc(t("top_rules"))}</h3><table><thead><tr><th>${esc(t("rule"))}</th>
+    <th class="num">${esc(t("count"))}</th><th class="num">${esc(t("equipment"))}</th></tr></thead><tbody>${top}</tbody></table>`;
 }
 
 // ---------- start ----------
@@ -586,9 +598,6 @@ async function start() {
   $("#login").classList.add("hidden");
   ["#app", "#nav", "#logout", "#live"].forEach(s => $(s).classList.remove("hidden"));
   setLive(false);
-  // Feature detection runs beside the first page load, not in front of it.
-  fetch("/openapi.json").then(r => r.json()).then(o => { S.paths = new Set(Object.keys(o.paths || {})); })
-    .catch(() => {}).finally(() => { if (S.page !== "overview") render(); });
   await divisions;
   if (!S.overview) await loadDivisions();
   applyI18n(); fillSelects();

@@ -35,6 +35,9 @@ window.I18N = {
     top_rules: "最频繁规则", kpi_unavailable: "告警负荷接口尚未提供", window: "统计区间",
     feature_unavailable: "该功能的接口尚未提供",
     rule: "规则", count: "次数", hours: "小时",
+    until: "至", resolution: "分辨率", alerts: "告警数", peak_10min: "10分钟峰值", standing: "在列告警", stale: "陈旧告警",
+    kpi_note: "EEMUA 191：每人每小时约 6 条可处理；10 分钟超过 10 条为泛滥；每分钟 3 次以上变化为抖动",
+    kind_duty_officer: "值班员", kind_inspector: "监察员", kind_emergency_team: "应急队伍", kind_maintenance: "维保单位",
   },
   en: {
     app_title: "Special Equipment Safety Monitoring", login: "Log in", username: "Username", password: "Password",
@@ -77,5 +80,10 @@ window.I18N = {
     chattering: "Chattering", top_rules: "Top noisy rules", kpi_unavailable: "The alarm-load API is not available yet",
     window: "Window", feature_unavailable: "The API for this is not available yet",
     rule: "Rule", count: "Count", hours: "hours",
+    until: "until", resolution: "Resolution", alerts: "Alerts", peak_10min: "Peak in 10 min", standing: "Standing",
+    stale: "Stale",
+    kpi_note: "EEMUA 191: about 6 per hour per operator is manageable; over 10 in 10 min is a flood; 3 or more changes a minute is chattering",
+    kind_duty_officer: "Duty officer", kind_inspector: "Inspector", kind_emergency_team: "Emergency team",
+    kind_maintenance: "Maintenance",
   },
 };

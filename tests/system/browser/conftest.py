@@ -1,6 +1,8 @@
 """A real API process (uvicorn in a thread, on a free port) and a real headless Chromium driven by Playwright.
 
-Browser tests skip, saying why, when Chromium or Playwright is missing. Screenshots go to
+Each module gets its own database, its own Mosquitto and the real escalation notifier (which opens,
+climbs and publishes alerts), so nothing here touches what other tests see. Browser tests skip,
+saying why, when Chromium or Playwright is missing. Screenshots go to
 test-artifacts/browser/ (gitignored), one per page.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,13 +24,16 @@ import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from alerts.notifier_worker import run as run_notifier
 from api.app import create_app
 from api.auth.users import upsert_user
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
-from safewatch.settings import ApiSettings, DbSettings, Settings
+from safewatch.settings import ApiSettings, DbSettings, MqttSettings, NotifierSettings, Settings
+from tests.services import create_database, drop_database
 from tests.waiting import wait_until
 
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 CHROMIUM = os.environ.get("SAFEWATCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -61,8 +67,40 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(pg_url: str) -> Iterator[Site]:
-    """The API and dashboard served over HTTP on a free port, with a fleet and three people."""
+def private_broker() -> Iterator[str]:
+    """A Mosquitto of this module's own: the notifier publishes alerts to it, not to the shared broker."""
+    if shutil.which(MOSQUITTO) is None:
+        pytest.skip(f"no mosquitto at {MOSQUITTO}: apt-get install -y mosquitto")
+    port = _free_port()
+    proc = subprocess.Popen([MOSQUITTO, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def accepting() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            assert proc.poll() is None, f"mosquitto exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+            return False
+
+    wait_until(accepting, bool, timeout=15, what="the private mosquitto to listen")
+    yield f"mqtt://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def site_db() -> Iterator[str]:
+    """A database of this module's own: the notifier below works on every alert it finds."""
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def site(site_db: str, private_broker: str) -> Iterator[Site]:
+    """The API and dashboard served over HTTP on a free port, the escalation notifier running beside it,
+    with a fleet and three people."""
+    pg_url = site_db
     tag = uuid.uuid4().hex[:8]
     registry = demo_registry(parse_divisions(shipped_divisions_text()), 309, seed=3, gateway_prefix=f"b{tag}",
                              serial_start=900_000 + int(tag[:4], 16))
@@ -77,8 +115,14 @@ def site(pg_url: str) -> Iterator[Site]:
             [(g["id"], "offline" if i % 7 == 0 else "online") for i, g in enumerate(registry.gateways)])
         for name, (role, division) in users.items():
             upsert_user(conn, name, PASSWORD, role, division)
-    settings = Settings(db=DbSettings(url=pg_url, pool_max=4),
-                        api=ApiSettings(port=_free_port(), jwt_secret="browser-test-secret-" + uuid.uuid4().hex))
+    settings = Settings(db=DbSettings(url=pg_url, pool_max=4), mqtt=MqttSettings(url=private_broker),
+                        api=ApiSettings(port=_free_port(), jwt_secret="browser-test-secret-" + uuid.uuid4().hex),
+                        notifier=NotifierSettings(worker_id=f"notifier-{tag}", metrics_port=None, poll_s=0.5))
+    stop_notifier, notifier_ready = threading.Event(), threading.Event()
+    notifier = threading.Thread(target=run_notifier, args=(settings,), daemon=True, kwargs={
+        "stop": stop_notifier, "registry": CollectorRegistry(), "ready": notifier_ready})
+    notifier.start()
+    assert notifier_ready.wait(20), "the notifier did not start within 20 s"
     app = create_app(settings, registry=CollectorRegistry())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.api.port, log_config=None,
                                            access_log=False, timeout_graceful_shutdown=5))
@@ -87,13 +131,17 @@ def site(pg_url: str) -> Iterator[Site]:
     wait_until(lambda: server.started, bool, timeout=30, what="the API to start")
     yield Site(f"http://127.0.0.1:{settings.api.port}", pg_url, registry, users)
     server.should_exit = True
+    stop_notifier.set()
     thread.join(timeout=20)
+    notifier.join(timeout=20)
     assert not thread.is_alive(), "the API server did not stop within 20 s"
+    assert not notifier.is_alive(), "the notifier did not stop within 20 s"
 
 
 @pytest.fixture(scope="module")
 def browser(sync_playwright_or_skip: Any, site: Site) -> Iterator[Any]:
     """Headless Chromium; closed before the server stops (so no event stream holds the server open)."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # only this run's screenshots are kept
     with sync_playwright_or_skip() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

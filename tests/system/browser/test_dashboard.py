@@ -17,6 +17,7 @@ from alerts.engine.step import RaiseAlert, event_effect
 from alerts.store import apply_effects, load_equipment_by_codes
 from safewatch.contract import Severity
 from tests.system.browser.conftest import Site, log_in, screenshot
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.system
 
@@ -105,20 +106,58 @@ def test_live_alert_arrives_and_is_acknowledged(site, new_page):
         last = conn.execute("SELECT to_state, actor FROM alert_transitions WHERE alert_id = %s "
                             "ORDER BY id DESC LIMIT 1", (inside,)).fetchone()
     assert last == ("active_ack", username)
+    # Assign it and leave a comment from the detail panel; both land in the alert's history.
     row.locator("button[data-more]").click()
-    playwright_expect(page.locator(f"tr[data-detail='{inside}'] tbody tr")).to_have_count(2)
+    detail = page.locator(f"tr[data-detail='{inside}']")
+    rescuer = user_with(site, "emergency_responder", "150000")
+    detail.locator("form[data-form=assign] input[name=assignee]").fill(rescuer)
+    detail.locator("form[data-form=assign] button").click()
+    playwright_expect(row.locator("[data-assignee]")).to_have_attribute("data-assignee", rescuer)
+    detail.locator("form[data-form=comment] input[name=text]").fill("已到现场 on site")
+    detail.locator("form[data-form=comment] button").click()
+    playwright_expect(detail.locator("tr[data-note]")).to_have_count(2)
+    with psycopg.connect(site.db_url) as conn:
+        assert conn.execute("SELECT assignee FROM alerts WHERE id = %s", (inside,)).fetchone() == (rescuer,)
     screenshot(page, "04-alerts-acknowledged")
+
+    # A major alert climbs to the league if nobody acknowledges it: the feed counts down to that.
+    major = raise_alert(site, inside_eq["code"], severity=Severity.MAJOR)
+    major_row = page.locator(f"#alert-table tr[data-alert='{major}']")
+    playwright_expect(major_row).to_have_count(1)
+    wait_until(lambda: _climb_due(site, major), lambda due: due is not None, timeout=20,
+               what="the notifier to schedule the climb")
+    page.click("#nav a[data-page=overview]")
+    page.click("#nav a[data-page=alerts]")
+    playwright_expect(major_row.locator("[data-until]")).to_have_count(1)
+    left = major_row.locator("[data-until]").inner_text()
+    assert left.startswith("00:1"), f"a major alert climbs after 15 min; the feed shows {left}"
+    # Shelve it (critical and latched alerts cannot be): the climb is cancelled with it.
+    major_row.locator("button[data-more]").click()
+    page.locator(f"tr[data-detail='{major}'] form[data-form=shelve] button").click()
+    playwright_expect(major_row.locator(".state")).to_have_attribute("data-state", "shelved")
+    playwright_expect(major_row.locator("[data-until]")).to_have_count(0)
+    screenshot(page, "05-alerts-shelved")
+
+
+def _climb_due(site: Site, alert_id: int) -> object:
+    with psycopg.connect(site.db_url) as conn:
+        row = conn.execute("SELECT min(due_at) FROM escalation_timers WHERE alert_id = %s AND kind = 'climb' "
+                           "AND fired_at IS NULL AND cancelled_at IS NULL", (alert_id,)).fetchone()
+    return row[0]
 
 
 def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     eq = equipment_in(site, "150200")
     elevator = next(e for e in site.registry.equipment if e["category"] == "3000")
     with psycopg.connect(site.db_url) as conn:
-        # A few readings so the live values show.
+        # Readings of the last minutes: live values and the last-hour chart come from them.
         conn.execute("INSERT INTO readings (time, equipment_id, metric_id, value) "
                      "SELECT now() - (g * interval '1 minute'), e.id, m.id, 1.0 + g / 100.0 "
                      "FROM equipment e, metrics m, generate_series(0, 5) g "
                      "WHERE e.code = %s AND m.category = e.category ON CONFLICT DO NOTHING", (eq["code"],))
+        # An on-duty emergency team where the elevator stands.
+        conn.execute("INSERT INTO contacts (division_code, name, kind) VALUES (%s, %s, 'emergency_team')",
+                     (elevator["banner_code"], "96333 救援队 rescue team"))
     critical = raise_alert(site, eq["code"])
     trapped = raise_alert(site, elevator["code"], trapped=True)
 
@@ -131,24 +170,28 @@ def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     playwright_expect(page.locator("#eq-registry h3")).to_contain_text(eq["code"])
     playwright_expect(page.locator(f"#eq-alerts tr[data-alert='{critical}']")).to_have_count(1)
     assert page.locator("#eq-values .value").count() >= 1
+    assert page.locator("#eq-charts .chart svg path.line").count() >= 1
     assert eq["next_inspection_on"].isoformat() in page.inner_text("#eq-inspections")
-    screenshot(page, "05-equipment")
+    screenshot(page, "06-equipment")
 
     page.click("#nav a[data-page=emergency]")
     first = page.locator("#emergency-cards .card").first
     playwright_expect(first).to_have_attribute("data-emergency", str(trapped))  # trapped passengers first
-    playwright_expect(first.locator(".clock")).not_to_have_text("")
-    screenshot(page, "06-emergency")
+    playwright_expect(first.locator(".clock").first).not_to_have_text("")
+    playwright_expect(first.locator(".contact")).to_contain_text("96333")
+    # The notifier sends a critical alert to league and region at once; the console shows it as it happens.
+    playwright_expect(page.locator(f"[data-emergency='{critical}'] .badge.esc")).to_have_count(1)
+    screenshot(page, "07-emergency")
 
     page.click("#nav a[data-page=kpis]")
-    page.wait_for_selector("#page-kpis[data-ready='1']")
-    screenshot(page, "07-kpis")
+    playwright_expect(page.locator("#kpi-table tr[data-kpi='150200']")).to_have_count(1)
+    screenshot(page, "08-kpis")
 
     # 中文 on a wall display.
     wall = new_page(width=3840, height=2160, lang="zh")
     log_in(wall, site, user_with(site, "region_inspector", "150000"))
     playwright_expect(wall.locator("#nav a[data-page=alerts]")).to_have_text("告警")
-    screenshot(wall, "08-overview-wall-zh")
+    screenshot(wall, "09-overview-wall-zh")
     wall.click("#nav a[data-page=emergency]")
     playwright_expect(wall.locator("#emergency-cards .card").first).to_have_attribute("data-trapped", "1")
-    screenshot(wall, "09-emergency-wall-zh")
+    screenshot(wall, "10-emergency-wall-zh")
