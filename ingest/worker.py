@@ -80,6 +80,10 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     subscriber = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=[topic_filter],
                             max_inflight=cfg.max_inflight, max_inflight_bytes=cfg.max_inflight_bytes,
                             protocol5=settings.mqtt.protocol5)
+    # Read at scrape time, so they stay true while the loop is held up by a database outage.
+    metrics.unacked.set_function(lambda: subscriber.unacked()[0])
+    metrics.unacked_bytes.set_function(lambda: subscriber.unacked()[1])
+    metrics.queue_depth.set_function(subscriber.queued)
     with subscriber:
         log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter,
                                                  "max_inflight": cfg.max_inflight,
@@ -88,7 +92,6 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             if ready is not None and not ready.is_set() and subscriber.subscribed.is_set():
                 ready.set()
             deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000)
-            _observe_window(subscriber, metrics)
             housekeeping.due()
             if not deliveries:
                 continue
@@ -96,17 +99,9 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
                 break  # stopped during a database outage: nothing acked, the broker redelivers
             subscriber.ack(deliveries)
             metrics.messages_stored.inc(len(deliveries))
-            _observe_window(subscriber, metrics)
         log.info("ingest worker stopped", extra={"worker": cfg.worker_id})
     if db.conn is not None:
         db.conn.close()
-
-
-def _observe_window(subscriber: Subscriber, metrics: IngestMetrics) -> None:
-    messages, payload_bytes = subscriber.unacked()
-    metrics.unacked.set(messages)
-    metrics.unacked_bytes.set(payload_bytes)
-    metrics.queue_depth.set(subscriber.queued())
 
 
 class Housekeeping:
