@@ -368,7 +368,8 @@ def gateways() -> None:
 @click.option("--service", "services", multiple=True, metavar="NAME",
               help="A service account (ingest, alerts …) that reads se/v1/#; its password is read from the "
                    "environment variable SAFEWATCH_BROKER_PASSWORD_<NAME> (repeatable).")
-def gateways_broker_files(out_dir: Path, services: tuple[str, ...]) -> None:
+@click.option("--emqx", is_flag=True, help="Also write emqx_users.csv and emqx_acl.conf (docs/broker-acl.md).")
+def gateways_broker_files(out_dir: Path, services: tuple[str, ...], emqx: bool) -> None:
     """Write Mosquitto password and ACL files from the registry: each gateway publishes only under its prefix."""
     import os
 
@@ -386,9 +387,9 @@ def gateways_broker_files(out_dir: Path, services: tuple[str, ...]) -> None:
         accounts.append(BrokerAccount(name, mosquitto_hash(password)))
     with psycopg.connect(settings.db.url) as conn:
         gateway_list = gateway_accounts(conn)
-    passwd, acl = write_broker_files(out_dir, accounts + gateway_list)
-    click.echo(f"wrote {passwd} and {acl}: {len(gateway_list)} gateways, {len(accounts)} service accounts. "
-               "Reload the broker (kill -HUP <mosquitto pid>) to apply.")
+    written = write_broker_files(out_dir, accounts + gateway_list, emqx=emqx)
+    click.echo(f"wrote {', '.join(str(p) for p in written)}: {len(gateway_list)} gateways, {len(accounts)} service "
+               "accounts. Reload the broker (kill -HUP <mosquitto pid>) to apply.")
 
 
 @main.command()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 
 from safewatch.registry.broker import (
     BrokerAccount,
     acl_file,
+    emqx_acl,
+    emqx_user_row,
     mosquitto_hash,
     password_file,
     verify_mosquitto_hash,
@@ -48,3 +51,14 @@ def test_files() -> None:
 def test_unsafe_username_refused() -> None:
     with pytest.raises(ValueError, match="not a valid id"):
         password_file([BrokerAccount("bad:name", "$7$1$x$y", "150100")])
+
+
+def test_emqx_equivalents() -> None:
+    encoded = mosquitto_hash("pw", iterations=10_000)
+    user, digest_hex, salt, superuser = emqx_user_row("gw-a", encoded)
+    assert (user, superuser) == ("gw-a", "false")
+    # What EMQX's pbkdf2 authenticator (sha512, 10000 iterations, dk_length 64) computes from the import row.
+    assert hashlib.pbkdf2_hmac("sha512", b"pw", salt.encode(), 10_000).hex() == digest_hex
+    acl = emqx_acl([BrokerAccount("gw-a", encoded, "150100"), BrokerAccount("ingest", encoded)])
+    assert '{allow, {username, "gw-a"}, publish, ["se/v1/150100/gw-a/#"]}.' in acl
+    assert acl.rstrip().endswith("{deny, all}.")
