@@ -43,9 +43,10 @@ from alerts.escalation import (
     select_policy,
     wants,
 )
-from alerts.notifiers.base import DeliveryError, Notification
+from alerts.notifiers.base import CHANNELS, DeliveryError, Notification
 from alerts.notifiers.mqtt import MqttSender
 from alerts.notifiers.smtp import EmailSender
+from alerts.notifiers.sse import SseSender
 from alerts.notifiers.webhook import WebhookSender
 from alerts.outbox import (
     OUTBOX_CHANNEL,
@@ -132,7 +133,7 @@ class NotifierMetrics:
             self.escalations.labels(level=str(level))
         for kind in TimerKind:
             self.timers.labels(kind=str(kind))
-        for channel in ("webhook", "sms", "email", "mqtt"):
+        for channel in CHANNELS:
             for outcome in ("delivered", "failed", "expired"):
                 self.sent.labels(channel=channel, outcome=outcome)
 
@@ -159,7 +160,8 @@ def _snapshot(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recipients(conn: psycopg.Connection, division: str, *, severity: str, category: str) -> list[Recipient]:
-    found = [Recipient("mqtt", alert_topic(division), division)]
+    # Every notified division hears it on its MQTT alert topic and on its dashboards, contacts or not.
+    found = [Recipient("mqtt", alert_topic(division), division), Recipient("sse", division, division)]
     for _cid, name, on_duty, categories, min_severity, channel, address, template in conn.execute(
             SELECT_RECIPIENTS, (division,)):
         view = ContactView(on_duty, frozenset(categories) if categories is not None else None, min_severity)
@@ -359,7 +361,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None, registry: Co
                                                                             "error": str(exc)})
     web = WebhookSender(timeout_s=cfg.webhook_timeout_s, external_url=cfg.external_url)
     mqtt = MqttSender(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", timeout_s=cfg.mqtt_timeout_s)
-    senders: dict[str, Sender] = {"webhook": web, "sms": web, "email": EmailSender(cfg), "mqtt": mqtt}
+    senders: dict[str, Sender] = {"webhook": web, "sms": web, "email": EmailSender(cfg), "mqtt": mqtt,
+                                  "sse": SseSender(settings.db.url)}
     pool = ThreadPoolExecutor(max_workers=cfg.senders, thread_name_prefix="notify-send")
     last_gauge = [0.0]
 

@@ -26,6 +26,7 @@ from api.kpis.routes import router as kpis_router
 from api.metrics import BodyLimit, RequestMetrics
 from api.policies.routes import router as policies_router
 from api.responses.routes import router as responses_router
+from api.stream.routes import router as stream_router
 from api.telemetry.routes import router as telemetry_router
 from api.units.routes import router as units_router
 from api.users.routes import router as users_router
@@ -69,7 +70,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
         app.include_router(router)
     for router in (telemetry_router, deadletters_router):  # ingest (issue 5)
         app.include_router(router)
-    for router in (policies_router, contacts_router, responses_router):  # escalation (issue 7)
+    for router in (policies_router, contacts_router, responses_router, stream_router):  # escalation (issue 7)
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

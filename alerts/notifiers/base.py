@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-CHANNELS = ("webhook", "sms", "email", "mqtt")
+CHANNELS = ("webhook", "sms", "email", "mqtt", "sse")
 
 
 class DeliveryError(Exception):

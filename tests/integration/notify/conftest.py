@@ -27,7 +27,6 @@ from alerts.engine.lifecycle import Action, AlarmState, AlarmStatus, transition
 from alerts.engine.step import ClearAlert, RaiseAlert
 from alerts.notifier_worker import run as run_notifier
 from alerts.store import EquipmentInfo, apply_effects
-from api.alerts.queries import INSERT_TRANSITION, UPDATE_ALERT_STATE
 from safewatch.contract import Severity
 from safewatch.settings import NotifierSettings, Settings
 from tests.services import create_database, drop_database
@@ -201,6 +200,14 @@ INSERT INTO contacts (division_code, name, kind, categories, min_severity) VALUE
 """
 INSERT_CHANNEL = "INSERT INTO contact_channels (contact_id, channel, address, template) VALUES (%s, %s, %s, %s)"
 SELECT_ALERT_STATUS = "SELECT state, active, latched FROM alerts WHERE id = %s FOR UPDATE"
+# What the API's acknowledge does to the row (api/alerts/), without its other workflow columns.
+UPDATE_ALERT_STATE = """
+UPDATE alerts SET state = %(state)s, active = %(active)s, closed_at = CASE WHEN %(state)s = 'normal'
+    THEN clock_timestamp() END WHERE id = %(id)s
+"""
+INSERT_TRANSITION = """
+INSERT INTO alert_transitions (alert_id, from_state, to_state, actor, reason) VALUES (%s, %s, %s, %s, %s)
+"""
 
 
 @dataclass(frozen=True)
@@ -237,6 +244,21 @@ def open_alert(url: str, eq: EquipmentInfo, *, severity: str = "major", rule_key
     return alert_id
 
 
+def open_alerts(url: str, equipment: list[EquipmentInfo], *, severity: str = "major", per_message: int = 10,
+                rule_key: str = "event.test") -> list[int]:
+    """A flood as the alert worker writes it: one transaction per gateway message of ``per_message`` alerts."""
+    ids: list[int] = []
+    with psycopg.connect(url) as conn:
+        for i in range(0, len(equipment), per_message):
+            chunk = equipment[i:i + per_message]
+            now_ms = int(time.time() * 1000)
+            effects = [RaiseAlert(eq.id, rule_key, Severity(severity), None, None, None, now_ms, f"测试 {rule_key}")
+                       for eq in chunk]
+            with conn.transaction():
+                ids += apply_effects(conn, effects, {eq.id: eq for eq in chunk})
+    return ids
+
+
 def clear_condition(url: str, eq: EquipmentInfo, *, rule_key: str = "event.test") -> None:
     with psycopg.connect(url) as conn:
         apply_effects(conn, [ClearAlert(eq.id, rule_key, None, None, int(time.time() * 1000))], {eq.id: eq})
@@ -247,8 +269,7 @@ def acknowledge(url: str, alert_id: int, *, actor: str = "inspector-1") -> None:
     with psycopg.connect(url) as conn:
         state, active, latched = conn.execute(SELECT_ALERT_STATUS, (alert_id,)).fetchone()
         after = transition(AlarmStatus(AlarmState(state), active, latched), Action.ACKNOWLEDGE)
-        conn.execute(UPDATE_ALERT_STATE, {"id": alert_id, "state": str(after.state), "active": after.active,
-                                          "latched": after.latched})
+        conn.execute(UPDATE_ALERT_STATE, {"id": alert_id, "state": str(after.state), "active": after.active})
         conn.execute(INSERT_TRANSITION, (alert_id, state, str(after.state), actor, "on my way"))
 
 

@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from safewatch.contract import alert_topic
-from tests.integration.notify.conftest import add_contact, make_site, open_alert, query, set_policy
+from tests.integration.notify.conftest import add_contact, make_site, open_alert, open_alerts, query, set_policy
 from tests.waiting import wait_until
 
 # The outage is ten minutes; the logic does not depend on its length (bench/notify runs the real one).
@@ -65,7 +65,7 @@ def test_a_flood_at_one_site_sends_one_lead_and_one_grouped_follow_up(notify_url
     site = make_site(notify_url, "150122", n=60)
     add_contact(notify_url, "150122", "duty", [("webhook", sink.url("/flood"), None)])
     notifier(settings).start()
-    alerts = [open_alert(notify_url, eq, severity="minor") for eq in site.equipment]
+    alerts = open_alerts(notify_url, site.equipment, severity="minor")
     got = sink.wait(lambda rs: sum(len(r.json()["alerts"]) for r in rs) >= 60, timeout=15, what="the whole flood")
     assert len(got) == 2, [len(r.json()["alerts"]) for r in got]
     carried = [int(a["fingerprint"], 16) for r in got for a in r.json()["alerts"]]
