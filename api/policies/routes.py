@@ -9,13 +9,22 @@ from fastapi import APIRouter, Path, Response
 
 from alerts.escalation import EscalationPolicy, Level, PolicyError
 from api.deps import Conn, CurrentUser, require
-from api.errors import Conflict, NotFound, Unprocessable
+from api.errors import Conflict, Forbidden, NotFound, Unprocessable
 from api.policies import queries as q
 from api.policies.models import PolicyRead, PolicyWrite
 
 router = APIRouter(prefix="/api/v1/escalation-policies", tags=["escalation"])
 EDIT_POLICIES = ("administrator", "region_inspector")
 PolicyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+SELECT_DIVISION_LEVEL = "SELECT level FROM divisions WHERE code = %s"
+
+
+def _region_level(conn: psycopg.Connection, user: CurrentUser) -> None:
+    """Policies bind every league: an administrator bound to a league or banner may not change them."""
+    row = conn.execute(SELECT_DIVISION_LEVEL, (user.division_code,)).fetchone()
+    if row is None or row["level"] != "region":
+        raise Forbidden("escalation policies apply to the whole region; ask someone bound to the region "
+                        "(自治区) to change them")
 
 
 def _checked(body: PolicyWrite) -> dict[str, object]:
@@ -41,6 +50,7 @@ def list_(conn: Conn, _user: CurrentUser) -> list[PolicyRead]:
 
 @router.post("", response_model=PolicyRead, status_code=201, dependencies=[require(*EDIT_POLICIES)])
 def create(body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
+    _region_level(conn, user)
     try:
         with conn.transaction():
             return PolicyRead(**q.insert_policy(conn, **_checked(body), actor=user.username))
@@ -50,6 +60,7 @@ def create(body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
 
 @router.put("/{policy_id}", response_model=PolicyRead, dependencies=[require(*EDIT_POLICIES)])
 def update(policy_id: PolicyId, body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
+    _region_level(conn, user)
     current = q.get_policy(conn, policy_id)
     if current is None:
         raise NotFound(f"escalation policy {policy_id} does not exist", ["path", "policy_id"])
@@ -66,7 +77,8 @@ def update(policy_id: PolicyId, body: PolicyWrite, conn: Conn, user: CurrentUser
 
 
 @router.delete("/{policy_id}", status_code=204, dependencies=[require(*EDIT_POLICIES)])
-def delete(policy_id: PolicyId, conn: Conn) -> Response:
+def delete(policy_id: PolicyId, conn: Conn, user: CurrentUser) -> Response:
+    _region_level(conn, user)
     current = q.get_policy(conn, policy_id)
     if current is None:
         raise NotFound(f"escalation policy {policy_id} does not exist", ["path", "policy_id"])

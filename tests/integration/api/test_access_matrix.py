@@ -187,10 +187,7 @@ REGION_LEVEL = {"150000", "640000"}
 # Holes found by this matrix in other engineers' endpoints, reported to them; each must still be a hole
 # (the test fails once one is fixed, so this list is kept honest). Key: route → callers that get through.
 KNOWN_GAPS: dict[tuple[str, str], set[str]] = {
-    # Issue 7: EDIT_POLICIES admits any administrator, so one bound to a league edits region-wide policies.
-    ("POST", "/api/v1/escalation-policies"): {"administrator@150200"},
-    ("PUT", "/api/v1/escalation-policies/{policy_id}"): {"administrator@150200"},
-    ("DELETE", "/api/v1/escalation-policies/{policy_id}"): {"administrator@150200"},
+    # (Issue 7's policy edits by a league-bound administrator: fixed, policies now need a region-level caller.)
 }
 
 INSERT_ALERT = """

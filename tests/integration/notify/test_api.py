@@ -85,6 +85,8 @@ def test_category_policies_are_created_and_deleted_defaults_kept(client, auth):
     body = {"severity": "major", "category": "3000", "open_levels": ["banner", "league"], "max_level": "region",
             "banner_ack_s": 120, "league_ack_s": 300, "renotify_s": 600}
     assert client.post("/api/v1/escalation-policies", json=body, headers=banner).status_code == 403
+    league_admin = client.post("/api/v1/escalation-policies", json=body, headers=auth("administrator", "150100"))
+    assert league_admin.status_code == 403 and "whole region" in league_admin.json()["detail"][0]["msg"]
     created = client.post("/api/v1/escalation-policies", json=body, headers=region)
     assert created.status_code == 201, created.text
     again = client.post("/api/v1/escalation-policies", json=body, headers=region)
