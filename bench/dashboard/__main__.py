@@ -78,7 +78,8 @@ def _machine(url: str) -> str:
     from importlib.metadata import version
     return (f"machine: {platform.platform()}; {cpu}; {os.cpu_count()} CPUs; python {platform.python_version()}; "
             f"PostgreSQL {pg}; storage {storage}{' (TimescaleDB ' + ts[0] + ')' if ts else ''}; {chromium}; "
-            f"playwright {version('playwright')}")
+            f"playwright {version('playwright')}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+            "(other work on the machine at the end of the run)")
 
 
 def _measure(base: str, token: str, runs: int) -> list[dict[str, Any]]:
@@ -145,9 +146,16 @@ def main() -> None:
         port = _free_port()
         env = {**os.environ, "SAFEWATCH_DB__URL": url, "SAFEWATCH_API__PORT": str(port),
                "SAFEWATCH_API__JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex, "SAFEWATCH_LOG_LEVEL": "WARNING"}
-        api = subprocess.Popen([sys.executable, "-m", "safewatch.cli", "api"], env=env)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        api_log = RESULTS / "dashboard-api.log"
+        with api_log.open("wb") as log_file:
+            api = subprocess.Popen([sys.executable, "-m", "safewatch.cli", "api"], env=env, stderr=log_file)
         base = f"http://127.0.0.1:{port}"
-        _wait_http(base, api)
+        try:
+            _wait_http(base, api)
+        except (RuntimeError, TimeoutError):
+            print(api_log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
         token = httpx.post(base + "/api/v1/auth/token", data={"username": "bench-region", "password": "bench-pw"},
                            timeout=10).json()["access_token"]
 
