@@ -139,7 +139,10 @@ function connectLive() {
   if (S.events) S.events.close();
   const es = new EventSource("/api/v1/dashboard/events?access_token=" + encodeURIComponent(S.token));
   S.events = es;
-  es.addEventListener("ready", () => { setLive(true); refreshSoon(); });
+  es.addEventListener("ready", () => {   // the server listens (again): refetch whatever may have been missed
+    document.body.dataset.streamReady = String(+(document.body.dataset.streamReady || 0) + 1);
+    setLive(true); refreshSoon();
+  });
   es.addEventListener("resync", () => refreshSoon());
   es.addEventListener("alert", e => {
     const a = JSON.parse(e.data);
@@ -310,8 +313,10 @@ async function renderAlerts() {
   await Promise.all(details.map(loadAlertDetail));
 }
 const canShelve = a => !a.latched && a.severity !== "critical" && ["active_unack", "active_ack", "returned_unack"].includes(a.state);
+const HANDLE_ALERTS = ["region_inspector", "league_inspector", "banner_inspector", "emergency_responder", "administrator"];
 function actionsFor(a) {
   const b = [];
+  if (!HANDLE_ALERTS.includes(S.me.role)) return "";   // registry clerks read alerts, they do not handle them
   const btn = (act, label) => `<button type="button" data-act="${act}" data-id="${a.id}">${esc(t(label))}</button>`;
   if (a.state === "active_unack" || a.state === "returned_unack") b.push(btn("acknowledge", "ack"));
   if (a.latched && !a.active && a.state !== "normal") b.push(btn("reset", "reset"));

@@ -139,6 +139,22 @@ def test_live_alert_arrives_and_is_acknowledged(site, new_page):
     screenshot(page, "05-alerts-shelved")
 
 
+def test_the_stream_survives_losing_its_database_connection(site, new_page):
+    page = new_page()
+    log_in(page, site, user_with(site, "region_inspector", "150000"))
+    page.click("#nav a[data-page=alerts]")
+    page.wait_for_selector("body[data-stream-ready='1']")
+    with psycopg.connect(site.db_url, autocommit=True) as conn:
+        killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE application_name = 'safewatch-dashboard-hub' AND datname = current_database()"
+                              ).fetchone()[0]
+    assert killed >= 1
+    # The hub reconnects and LISTENs again; the page is told (ready) and refetches, then live alerts flow again.
+    page.wait_for_selector("body[data-stream-ready='2']", timeout=20_000)
+    alert_id = raise_alert(site, equipment_in(site, "152900")["code"])
+    playwright_expect(page.locator(f"#alert-table tr[data-alert='{alert_id}']")).to_have_count(1)
+
+
 def _climb_due(site: Site, alert_id: int) -> object:
     with psycopg.connect(site.db_url) as conn:
         row = conn.execute("SELECT min(due_at) FROM escalation_timers WHERE alert_id = %s AND kind = 'climb' "
