@@ -456,6 +456,7 @@ async function loadEquipmentPage(append) {
     <th>${esc(t("division"))}</th><th>${esc(t("unit"))}</th><th>${esc(t("status"))}</th><th>${esc(t("next_inspection"))}</th></tr></thead>
     <tbody>${rows}</tbody></table><p><button type="button" id="eq-more" ${S.eqCursor ? "" : "disabled"}>${esc(t("load_more"))}</button></p>`;
   const more = $("#eq-more"); if (more) more.disabled = !S.eqCursor;
+  $("#eq-list").dataset.division = f.division.value;   // what the list shows (tests wait on it)
 }
 $("#eq-list").addEventListener("click", e => { if (e.target.id === "eq-more") loadEquipmentPage(true); });
 

@@ -181,6 +181,15 @@ def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     log_in(page, site, user_with(site, "emergency_responder", "150000"))
     playwright_expect(page.locator("#nav a[data-page=alerts]")).to_have_text("Alerts")
 
+    page.click("#nav a[data-page=equipment]")
+    page.select_option("#eq-search select[name=division]", "150200")
+    page.click("#eq-search button[type=submit]")
+    page.wait_for_selector("#eq-list[data-division='150200']")
+    playwright_expect(page.locator(f"#eq-list tr[data-eq='{eq['code']}']")).to_have_count(1)
+    assert page.locator("#eq-list tr[data-eq]").count() == sum(
+        1 for e in site.registry.equipment if e["banner_code"].startswith("1502"))
+    screenshot(page, "06-equipment-list")
+
     page.goto(f"{site.url}/#/equipment/{eq['code']}")
     page.wait_for_selector("#eq-registry")
     playwright_expect(page.locator("#eq-registry h3")).to_contain_text(eq["code"])
@@ -188,7 +197,7 @@ def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     assert page.locator("#eq-values .value").count() >= 1
     assert page.locator("#eq-charts .chart svg path.line").count() >= 1
     assert eq["next_inspection_on"].isoformat() in page.inner_text("#eq-inspections")
-    screenshot(page, "06-equipment")
+    screenshot(page, "06-equipment-detail")
 
     page.click("#nav a[data-page=emergency]")
     first = page.locator("#emergency-cards .card").first
