@@ -170,8 +170,11 @@ def _recipients(conn: psycopg.Connection, division: str, *, severity: str, categ
     return found
 
 
+RecipientCache = dict[tuple[str, str, str], list[Recipient]]
+
+
 def _carry_out(conn: psycopg.Connection, timer_id: int, alert: dict[str, Any], decision: Decision, *,
-               notify_parent: frozenset[str], now: datetime, settings: Settings) -> int:
+               notify_parent: frozenset[str], now: datetime, settings: Settings, cache: RecipientCache) -> int:
     """Write what ``decision`` says, in the caller's transaction; return the outbox rows written."""
     cfg = settings.notifier
     if decision.new_level is not None:
@@ -187,7 +190,10 @@ def _carry_out(conn: psycopg.Connection, timer_id: int, alert: dict[str, Any], d
     written = 0
     seen: set[tuple[str, str]] = set()
     for level, division in divisions_to_notify(decision.notify, place, notify_parent):
-        for r in _recipients(conn, division, severity=alert["severity"], category=alert["category"]):
+        who = (division, alert["severity"], alert["category"])
+        if who not in cache:  # a flood asks the same division many times in one batch
+            cache[who] = _recipients(conn, division, severity=alert["severity"], category=alert["category"])
+        for r in cache[who]:
             if (r.channel, r.target) in seen:
                 continue
             seen.add((r.channel, r.target))
@@ -215,6 +221,7 @@ def fire_due_timers(conn: psycopg.Connection, settings: Settings, metrics: Notif
             notify_parent = frozenset(r[0] for r in conn.execute(SELECT_NOTIFY_PARENT))
             now = conn.execute(SELECT_NOW).fetchone()[0]
             written = 0
+            cache: RecipientCache = {}
             for timer_id, alert_id, kind, level, due_at in timers:
                 cur = conn.execute(SELECT_ALERT_FOR_ESCALATION, (alert_id,))
                 names = [c.name for c in cur.description or ()]
@@ -233,7 +240,7 @@ def fire_due_timers(conn: psycopg.Connection, settings: Settings, metrics: Notif
                 try:
                     with conn.transaction():  # a savepoint: one bad timer must not hold up the others
                         written += _carry_out(conn, timer_id, alert, decision, notify_parent=notify_parent, now=now,
-                                              settings=settings)
+                                              settings=settings, cache=cache)
                 except psycopg.OperationalError:
                     raise
                 except psycopg.Error as exc:
@@ -284,14 +291,16 @@ def _deliver_batch(conn: psycopg.Connection, senders: dict[str, Sender], pool: T
             error = str(exc)
         except KeyError:
             error = f"no sender for channel {n.channel!r}"
+        except Exception as exc:  # a bug rendering one row must not stall the rest: recorded, retried, expires
+            log.exception("notification could not be sent", extra={"outbox_id": n.id, "channel": n.channel})
+            error = f"{type(exc).__name__}: {exc}"
         return n, error, (time.perf_counter() - started) * 1000
 
     results = list(pool.map(attempt, batch))
     with conn.transaction():
+        record_delivered(conn, [(n, ms) for n, error, ms in results if error is None])
         for n, error, ms in results:
-            if error is None:
-                record_delivered(conn, n, duration_ms=ms)
-            else:
+            if error is not None:
                 delay = record_failed(conn, n, error=error, duration_ms=ms, base_s=cfg.retry_base_s,
                                       max_s=cfg.retry_max_s)
                 log.debug("delivery failed; will retry", extra={"outbox_id": n.id, "attempt": n.attempt,

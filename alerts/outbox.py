@@ -74,12 +74,14 @@ WHERE o.id IN (
     FOR UPDATE SKIP LOCKED)
 RETURNING o.id, o.channel, o.target, o.idempotency_key, o.payload, o.attempts
 """
+# One statement for a whole batch: a per-row round trip would dominate delivery time under load.
 RECORD_DELIVERED = """
-WITH done AS (
-    UPDATE outbox SET delivered_at = clock_timestamp(), claimed_until = NULL, last_error = NULL
-    WHERE id = %(id)s AND delivered_at IS NULL RETURNING id, attempts)
+WITH batch AS (SELECT * FROM unnest(%(ids)s::bigint[], %(ms)s::float8[]) AS b (id, ms)),
+done AS (
+    UPDATE outbox o SET delivered_at = clock_timestamp(), claimed_until = NULL, last_error = NULL
+    FROM batch WHERE o.id = batch.id AND o.delivered_at IS NULL RETURNING o.id, o.attempts, batch.ms)
 INSERT INTO outbox_attempts (outbox_id, attempt, outcome, duration_ms)
-SELECT id, attempts, 'delivered', %(ms)s FROM done
+SELECT id, attempts, 'delivered', ms FROM done
 """
 RECORD_FAILED = """
 WITH failed AS (
@@ -168,8 +170,10 @@ def claim_due(conn: psycopg.Connection, *, limit: int, claim_s: float) -> list[N
     return [Notification(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
-def record_delivered(conn: psycopg.Connection, n: Notification, *, duration_ms: float) -> None:
-    conn.execute(RECORD_DELIVERED, {"id": n.id, "ms": duration_ms})
+def record_delivered(conn: psycopg.Connection, delivered: list[tuple[Notification, float]]) -> None:
+    """Mark (notification, duration in ms) pairs delivered, each with its attempt row."""
+    if delivered:
+        conn.execute(RECORD_DELIVERED, {"ids": [n.id for n, _ in delivered], "ms": [ms for _, ms in delivered]})
 
 
 def record_failed(conn: psycopg.Connection, n: Notification, *, error: str, duration_ms: float,
