@@ -154,8 +154,9 @@ class Notifier:
 
     def start(self) -> Notifier:
         stop, ready = threading.Event(), threading.Event()
+        self.registry = CollectorRegistry()  # the metrics of the latest start
         thread = threading.Thread(target=run_notifier, args=(self.settings,),
-                                  kwargs={"stop": stop, "registry": CollectorRegistry(), "ready": ready}, daemon=True)
+                                  kwargs={"stop": stop, "registry": self.registry, "ready": ready}, daemon=True)
         thread.start()
         assert ready.wait(20), "the notifier did not start within 20 s"
         self._running.append((stop, thread))

@@ -40,7 +40,7 @@ def test_a_receiver_down_for_an_outage_receives_everything_once_afterwards(notif
     url = sink.url("/hook")
     add_contact(notify_url, "150121", "duty", [("webhook", url, None)])
     sink.down()
-    notifier().start()
+    running = notifier().start()
     started = time.monotonic()
     alerts = [open_alert(notify_url, s.equipment[0]) for s in sites]
     # Every notification is tried, and fails, while the receiver is down.
@@ -57,6 +57,10 @@ def test_a_receiver_down_for_an_outage_receives_everything_once_afterwards(notif
         outcomes[-1] == "delivered" for _, outcomes in rows), timeout=10, what="deliveries recorded"))
     assert all(outcomes.count("delivered") == 1 for outcomes in attempts.values())
     assert all(outcomes[0] == "failed" for outcomes in attempts.values())  # every attempt is logged
+    sent = running.registry.get_sample_value
+    assert sent("safewatch_alerts_notifications_sent_total", {"channel": "webhook", "outcome": "delivered"}) == 20
+    assert sent("safewatch_alerts_notifications_sent_total", {"channel": "webhook", "outcome": "failed"}) >= 20
+    assert sent("safewatch_alerts_timers_fired_total", {"kind": "open"}) == 20
 
 
 def test_a_flood_at_one_site_sends_one_lead_and_one_grouped_follow_up(notify_url, nsettings, sink, notifier):
