@@ -89,7 +89,7 @@ def private_broker() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def site_db() -> Iterator[str]:
+def site_db(sync_playwright_or_skip: Any) -> Iterator[str]:
     """A database of this module's own: the notifier below works on every alert it finds."""
     url = create_database()
     yield url
@@ -97,7 +97,7 @@ def site_db() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def site(site_db: str, private_broker: str) -> Iterator[Site]:
+def site(sync_playwright_or_skip: Any, site_db: str, private_broker: str) -> Iterator[Site]:
     """The API and dashboard served over HTTP on a free port, the escalation notifier running beside it,
     with a fleet and three people."""
     pg_url = site_db
