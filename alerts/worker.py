@@ -31,7 +31,9 @@ from alerts.engine.step import (
     Effect,
     EquipmentState,
     RaiseAlert,
+    RuleTable,
     check_silence,
+    compile_rules,
     event_effects,
     new_detector,
     range_fault_effects,
@@ -95,7 +97,7 @@ class Engine:
                 self.rules_by_category[str(rule.category)].append(rule)
         self.overrides: dict[int, dict[str, Override]] = {}
         self.states: dict[int, EquipmentState] = {}
-        self._rules: dict[int, tuple[Rule, ...]] = {}
+        self._rules: dict[int, RuleTable] = {}
         self.anomaly = anomaly
         self.watermark_ms: int | None = None
         self.floods: dict[str, FloodState] = {}
@@ -120,16 +122,20 @@ class Engine:
             for eq_id in changed:
                 self._rules.pop(eq_id, None)
 
-    def rules_for(self, eq_id: int) -> tuple[Rule, ...]:
-        """The equipment's rules: its category's defaults with its overrides applied."""
-        rules = self._rules.get(eq_id)
-        if rules is None:
+    def table_for(self, eq_id: int) -> RuleTable:
+        """The equipment's rules (its category's defaults with its overrides applied), limits resolved."""
+        table = self._rules.get(eq_id)
+        if table is None:
             info = self.equipment[eq_id]
             mine = self.overrides.get(eq_id, {})
             applied = (apply_override(r, mine.get(r.key)) for r in self.rules_by_category.get(info.category, ()))
-            rules = tuple(r for r in applied if r is not None)
-            self._rules[eq_id] = rules
-        return rules
+            table = compile_rules((r for r in applied if r is not None), info.rated)
+            self._rules[eq_id] = table
+        return table
+
+    def rules_for(self, eq_id: int) -> tuple[Rule, ...]:
+        """The equipment's rules: its category's defaults with its overrides applied."""
+        return self.table_for(eq_id).rules
 
     def state_of(self, eq_id: int) -> EquipmentState:
         state = self.states.get(eq_id)
@@ -190,7 +196,7 @@ class Engine:
         evaluated = 0
         for eq_id, readings in per_equipment.items():
             info = self.equipment[eq_id]
-            self.states[eq_id], eq_effects = step(eq_id, info.rated, self.rules_for(eq_id), self.state_of(eq_id),
+            self.states[eq_id], eq_effects = step(eq_id, info.rated, self.table_for(eq_id), self.state_of(eq_id),
                                                   readings)
             effects.extend(eq_effects)
             evaluated += len(readings)
@@ -313,7 +319,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
                 if conn is None:
                     break
                 next_housekeeping = time.monotonic() + cfg.housekeeping_s
-            deliveries = sub.get_batch(settings.ingest.batch_max_messages, settings.ingest.batch_max_ms / 1000)
+            deliveries = sub.get_batch(cfg.batch_max_messages, settings.ingest.batch_max_ms / 1000)
             if not deliveries:
                 continue
             conn = _handle(conn, deliveries, engine, settings, metrics, stop)

@@ -90,6 +90,8 @@ class AlertSettings(BaseModel):
     metrics_port: int | None = 9102
     # Wall-clock seconds between housekeeping runs: registry reload, shelving expiry, inspection alerts.
     housekeeping_s: float = Field(30.0, gt=0)
+    # Messages evaluated per transaction: small batches keep a breach from waiting behind a large one.
+    batch_max_messages: int = Field(100, ge=1)
 
 
 class NotifierSettings(BaseModel):

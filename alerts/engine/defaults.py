@@ -21,9 +21,10 @@ K = RuleKind
 
 # Anomaly detection inside the engine: the NAB-scored detector with smaller tables and a learning
 # period of 720 readings (an hour at 5 s): at most 15.4 KB of numpy state per watched metric while
-# learning and 3.9 KB after (AnomalyConfig.memory_bound_bytes). Time-of-day contexts are off: a day of 5 s readings is 17,280
-# readings, and a daily pattern would take days to learn per equipment. A value 20 % of the seen range
-# beyond it (not NAB's 5 %) scores 1: the first hour rarely sees a boiler's whole daily load swing.
+# learning and 3.9 KB after (AnomalyConfig.memory_bound_bytes). Time-of-day contexts are off: a day
+# of 5 s readings is 17,280 readings, and a daily pattern would take days to learn per equipment.
+# A value 20 % of the seen range beyond it (not NAB's 5 %) scores 1: the first hour rarely sees a
+# boiler's whole daily load swing.
 # Threshold 0.8 (tail probability ≈ 1e-8): on the simulators' fleet, 0.6 with a 360-reading learning
 # period and 5 % tolerance raised most of the false alerts for no gain in recall (bench/alerts/quality.py).
 ENGINE_ANOMALY = AnomalyConfig(learning_period=720, table_slots=2048, tod_buckets=0, rest_period=120,

@@ -145,26 +145,28 @@ def evaluate(rule: Rule, limit: float, cond: Condition, value: float, ts_ms: int
 
     ``off_delay_s`` replaces the rule's off-delay (the chatter hold lengthens it).
     """
-    if cond.last_ts_ms is not None and ts_ms < cond.last_ts_ms:
+    last = cond.last_ts_ms
+    if last is not None and ts_ms < last:
         return cond, None  # out-of-order reading: event time only moves forward
     # A rate rule's observed value is the change in its direction (a fall as a positive number).
     high = rule.direction is Direction.HIGH or rule.kind is RuleKind.RATE_OF_CHANGE
     breached = value > limit if high else value < limit
+    # Conditions are built directly, not with dataclasses.replace: this runs for every reading and rule.
     if not cond.active:
         if not breached:
-            return replace(cond, pending_since_ms=None, last_ts_ms=ts_ms), None
+            return Condition(False, None, None, ts_ms), None
         since = cond.pending_since_ms if cond.pending_since_ms is not None else ts_ms
         if ts_ms - since >= rule.on_delay_s * 1000:
             return Condition(True, None, None, ts_ms), Change.RAISE
-        return replace(cond, pending_since_ms=since, last_ts_ms=ts_ms), None
+        return Condition(False, since, None, ts_ms), None
     cleared = value < limit - rule.deadband if high else value > limit + rule.deadband
     if not cleared:
-        return replace(cond, clearing_since_ms=None, last_ts_ms=ts_ms), None
+        return Condition(True, None, None, ts_ms), None
     since = cond.clearing_since_ms if cond.clearing_since_ms is not None else ts_ms
     delay = rule.off_delay_s if off_delay_s is None else off_delay_s
     if ts_ms - since >= delay * 1000:
         return Condition(False, None, None, ts_ms), Change.CLEAR
-    return replace(cond, clearing_since_ms=since, last_ts_ms=ts_ms), None
+    return Condition(True, None, since, ts_ms), None
 
 
 def resolve_limits(rule: Rule, rated: Mapping[str, float]) -> tuple[float, float | None] | None:

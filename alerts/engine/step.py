@@ -90,6 +90,7 @@ def new_detector(rules: Iterable[Rule], config: AnomalyConfig) -> EquipmentDetec
 
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+_NORMAL = Condition()
 
 
 # ---------------------------------------------------------------------------------- windows
@@ -127,9 +128,12 @@ def window_span(buckets: tuple[Bucket, ...], window_ms: int) -> float | None:
     anchor, newest = buckets[0], buckets[-1]
     if anchor.last_ms > newest.last_ms - window_ms:
         return None
-    rest = buckets[1:]
-    lo = min(anchor.last, *(b.lo for b in rest))
-    hi = max(anchor.last, *(b.hi for b in rest))
+    lo = hi = anchor.last
+    for b in buckets[1:]:
+        if b.lo < lo:
+            lo = b.lo
+        if b.hi > hi:
+            hi = b.hi
     return hi - lo
 
 
@@ -161,18 +165,23 @@ class _Run:
         for rule in rules:
             for cause in rule.covered_by:
                 self.covers.setdefault(cause, []).append(rule)
+        self.sensor_faults = any(k.startswith("sensor.") for k in self.conditions)
 
     def advance(self, rule: Rule, limit: float, value: float, ts_ms: int, *, metric: str | None,
-                reported: float | None, message: str, shown_limit: float | None = None) -> None:
-        before = self.conditions.get(rule.key) or Condition()
-        times = recent_changes(self.changes.get(rule.key, ()), ts_ms)
+                reported: float | None, message: str | None = None, shown_limit: float | None = None) -> None:
+        """Evaluate the observed ``value``; the alert's text is built only when something changes."""
+        before = self.conditions.get(rule.key) or _NORMAL
+        past = self.changes.get(rule.key)
+        times = recent_changes(past, ts_ms) if past else ()
         chatter = len(times) >= CHATTER_TRANSITIONS
         off_delay = max(rule.off_delay_s, CHATTER_HOLD_S) if chatter else None
         after, change = evaluate(rule, limit, before, value, ts_ms, off_delay_s=off_delay)
-        if after != before:
+        if after is not before:
             self.conditions[rule.key] = after
         if change is None:
             return
+        if message is None:
+            message = _message(rule, metric or "", value, limit, reported if reported is not None else value)
         times = (*times, ts_ms)
         self.changes[rule.key] = times
         chatter = len(times) >= CHATTER_TRANSITIONS
@@ -212,7 +221,8 @@ def _message(rule: Rule, metric: str, observed: float, limit: float, reading: fl
     if rule.kind is RuleKind.THRESHOLD:
         return f"{rule.message}: {metric}={reading:g} (limit {limit:g})"
     if rule.kind is RuleKind.RATE_OF_CHANGE:
-        return f"{rule.message}: {metric} changing {observed:+.3g}/min (limit {limit:g}/min)"
+        rate = observed if rule.direction is Direction.HIGH else -observed
+        return f"{rule.message}: {metric} changing {rate:+.3g}/min (limit {limit:g}/min)"
     if rule.kind is RuleKind.FLATLINE:
         return f"{rule.message}: {metric} moved {observed:.3g} in {rule.window_s:g} s (expected > {limit:g})"
     if rule.kind is RuleKind.OUT_OF_RANGE:
@@ -222,14 +232,19 @@ def _message(rule: Rule, metric: str, observed: float, limit: float, reading: fl
     return rule.message
 
 
-def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule], state: EquipmentState,
-         readings: Iterable[tuple[str, int, float]]) -> tuple[EquipmentState, list[Effect]]:
-    """Evaluate ``readings`` (metric, ts_ms, value) of one equipment, in event-time order, against ``rules``.
+@dataclass(frozen=True, slots=True)
+class RuleTable:
+    """One equipment's rules with their limits resolved, by what triggers them (built once, reused)."""
 
-    ``rules`` are this equipment's rules (defaults with its overrides applied). Returns the new state
-    and the effects to carry out, in the order they happened.
-    """
-    run = _Run(equipment_id, state, rules)
+    rules: tuple[Rule, ...]
+    by_metric: Mapping[str, tuple[tuple[Rule, float, float | None], ...]]
+    anomaly: tuple[tuple[Rule, float], ...]
+    silence: tuple[tuple[Rule, float], ...]
+
+
+def compile_rules(rules: Iterable[Rule], rated: Mapping[str, float]) -> RuleTable:
+    """Resolve the limits of ``rules`` against ``rated``; rules whose rated parameter is missing are left out."""
+    rules = tuple(rules)
     by_metric: dict[str, list[tuple[Rule, float, float | None]]] = {}
     anomaly: list[tuple[Rule, float]] = []
     silence: list[tuple[Rule, float]] = []
@@ -245,6 +260,19 @@ def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule], s
             by_metric.setdefault(rule.metric, []).append((rule, limits[0], limits[1]))
     for entries in by_metric.values():  # causes first, so a child breaching on the same reading is covered
         entries.sort(key=lambda e: _SEVERITY_RANK[e[0].severity])
+    return RuleTable(rules, {m: tuple(v) for m, v in by_metric.items()}, tuple(anomaly), tuple(silence))
+
+
+def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule] | RuleTable, state: EquipmentState,
+         readings: Iterable[tuple[str, int, float]]) -> tuple[EquipmentState, list[Effect]]:
+    """Evaluate ``readings`` (metric, ts_ms, value) of one equipment, in event-time order, against ``rules``.
+
+    ``rules`` are this equipment's rules (defaults with its overrides applied), or their `compile_rules`
+    table. Returns the new state and the effects to carry out, in the order they happened.
+    """
+    table = rules if isinstance(rules, RuleTable) else compile_rules(rules, rated)
+    run = _Run(equipment_id, state, table.rules)
+    by_metric, anomaly, silence = table.by_metric, table.anomaly, table.silence
     detector = state.detector
     last_seen = state.last_seen_ms
     ordered = sorted(readings, key=lambda r: (r[1], r[0]))
@@ -253,10 +281,11 @@ def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule], s
         for metric, value in values.items():
             for rule, limit, low in by_metric.get(metric, ()):
                 _observe(run, rule, limit, low, metric, value, ts_ms)
-            fault = run.conditions.get(sensor_fault_key(metric))
-            if fault is not None and fault.active:  # a valid reading again: the sensor is back
-                run.conditions[sensor_fault_key(metric)] = Condition(False, None, None, ts_ms)
-                run.effects.append(ClearAlert(equipment_id, sensor_fault_key(metric), metric, value, ts_ms))
+            if run.sensor_faults:
+                fault = run.conditions.get(sensor_fault_key(metric))
+                if fault is not None and fault.active:  # a valid reading again: the sensor is back
+                    run.conditions[sensor_fault_key(metric)] = Condition(False, None, None, ts_ms)
+                    run.effects.append(ClearAlert(equipment_id, sensor_fault_key(metric), metric, value, ts_ms))
         if detector is not None and anomaly:
             known = {m: v for m, v in values.items() if m in detector.metrics}
             if known:
@@ -264,8 +293,7 @@ def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule], s
                 for rule, limit in anomaly:
                     if rule.metric in scores:
                         score = scores[rule.metric]
-                        run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score,
-                                    message=_message(rule, rule.metric, score, limit, score))
+                        run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score)
         for rule, limit in silence:  # a reading ends any silence
             cond = run.conditions.get(rule.key)
             if cond is not None and cond.active:
@@ -284,7 +312,7 @@ def _observe(run: _Run, rule: Rule, limit: float, low: float | None, metric: str
         assert low is not None
         outside = 0.0 if low <= value <= limit else 1.0
         run.advance(rule, 0.5, outside, ts_ms, metric=metric, reported=value,
-                    shown_limit=limit if value > limit else low, message=_message(rule, metric, outside, limit, value))
+                    shown_limit=limit if value > limit else low)
         return
     else:
         window_ms = int(rule.window_s * 1000)
@@ -295,13 +323,11 @@ def _observe(run: _Run, rule: Rule, limit: float, low: float | None, metric: str
             # A "low" rate rule watches falls: the fall is observed as a positive number (see evaluate).
             observed = None if rate is None else (rate if rule.direction is Direction.HIGH else -rate)
             if observed is not None:
-                run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value,
-                            message=_message(rule, metric, rate if rate is not None else 0.0, limit, value))
+                run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value)
             return
         observed = window_span(buckets, window_ms)
     if observed is not None:
-        run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value,
-                    message=_message(rule, metric, observed, limit, value))
+        run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value)
 
 
 def check_silence(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule], state: EquipmentState,
