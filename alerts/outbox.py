@@ -36,20 +36,24 @@ SELECT max(created_at) FROM outbox
 WHERE channel = %(channel)s AND target = %(target)s AND group_key = %(group_key)s
   AND created_at > clock_timestamp() - %(interval_s)s * interval '1 second'
 """
+# Each write is one round trip (the row and its link to the alert together): a flood is many of them.
 APPEND_TO_ROW = """
-UPDATE outbox SET payload = jsonb_set(payload, '{alerts}', payload -> 'alerts' || %(alert)s::jsonb)
-WHERE id = %(id)s
-  AND NOT EXISTS (SELECT 1 FROM notification_alerts WHERE outbox_id = %(id)s AND alert_id = %(alert_id)s)
+WITH appended AS (
+    UPDATE outbox SET payload = jsonb_set(payload, '{alerts}', payload -> 'alerts' || %(alert)s::jsonb)
+    WHERE id = %(id)s
+      AND NOT EXISTS (SELECT 1 FROM notification_alerts WHERE outbox_id = %(id)s AND alert_id = %(alert_id)s)
+    RETURNING id)
+INSERT INTO notification_alerts (outbox_id, alert_id, level) SELECT id, %(alert_id)s, %(level)s FROM appended
 """
 INSERT_ROW = """
-INSERT INTO outbox (alert_id, channel, target, idempotency_key, payload, due_at, expires_at, group_key)
-VALUES (%(alert_id)s, %(channel)s, %(target)s, %(key)s, %(payload)s, %(due_at)s,
-        clock_timestamp() + %(expires_s)s * interval '1 second', %(group_key)s)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id
-"""
-LINK_ALERT = """
-INSERT INTO notification_alerts (outbox_id, alert_id, level) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING
+WITH written AS (
+    INSERT INTO outbox (alert_id, channel, target, idempotency_key, payload, due_at, expires_at, group_key)
+    VALUES (%(alert_id)s, %(channel)s, %(target)s, %(key)s, %(payload)s, %(due_at)s,
+            clock_timestamp() + %(expires_s)s * interval '1 second', %(group_key)s)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id)
+INSERT INTO notification_alerts (outbox_id, alert_id, level) SELECT id, %(alert_id)s, %(level)s FROM written
+RETURNING outbox_id
 """
 NOTIFY_SENDERS = "SELECT pg_notify('" + OUTBOX_CHANNEL + "', '')"
 
@@ -138,20 +142,16 @@ def enqueue(conn: psycopg.Connection, *, recipient: Recipient, alert: dict[str, 
                                                        last_created_at=None)
     if placement.kind is PlacementKind.APPEND and open_row is not None:
         conn.execute(APPEND_TO_ROW, {"id": open_row[0], "alert": orjson.dumps([alert]).decode(),
-                                     "alert_id": alert_id})
-        conn.execute(LINK_ALERT, (open_row[0], alert_id, level))
+                                     "alert_id": alert_id, "level": level})
         return open_row[0], placement
     payload = {"status": status, "group_key": group_key, "receiver": recipient.receiver, "level": level,
                "division_code": division_code, "template": recipient.template, "alerts": [alert]}
     row = conn.execute(INSERT_ROW, {
         "alert_id": alert_id, "channel": recipient.channel, "target": recipient.target,
         "key": _key(key_seed, recipient.channel, recipient.target), "payload": orjson.dumps(payload).decode(),
-        "due_at": placement.due_at, "expires_s": expires_s, "group_key": group_key,
+        "due_at": placement.due_at, "expires_s": expires_s, "group_key": group_key, "level": level,
     }).fetchone()
-    if row is None:
-        return None
-    conn.execute(LINK_ALERT, (row[0], alert_id, level))
-    return row[0], placement
+    return None if row is None else (row[0], placement)
 
 
 def wake_senders(conn: psycopg.Connection) -> None:
