@@ -213,13 +213,15 @@ def write_effects(conn: psycopg.Connection, effects: Iterable[Effect],
                 state, why = opening_state(equipment_status=info.status, suppressed_by=effect.suppressed_by)
                 suppressed_by = (EQUIPMENT_STATUS if info.status == "suspended" and state is AlarmState.SUPPRESSED
                                  else effect.suppressed_by if state is AlarmState.SUPPRESSED else None)
-                alert_id = conn.execute(INSERT_ALERT, {
+                inserted = conn.execute(INSERT_ALERT, {
                     "equipment_id": effect.equipment_id, "rule_key": effect.rule_key, "kind": str(effect.kind),
                     "severity": str(effect.severity), "state": str(state), "latched": effect.latched,
                     "division_code": info.banner_code, "league_code": info.league_code, "metric": effect.metric,
                     "value": effect.value, "limit": effect.limit, "message": effect.message, "ts_ms": effect.ts_ms,
                     "suppressed_by": suppressed_by, "chattering": effect.chattering,
-                }).fetchone()[0]
+                }).fetchone()
+                assert inserted is not None  # INSERT … RETURNING always returns the row
+                alert_id = inserted[0]
                 _record(conn, alert_id, None, str(state), ENGINE_ACTOR,
                         effect.message if why is None else f"{effect.message}; {why}")
                 applied.append(Applied(alert_id, True, str(state), info.banner_code, effect.ts_ms))

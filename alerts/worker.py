@@ -60,12 +60,14 @@ from safewatch.contract import (
     GatewayState,
     Kind,
     Limits,
+    Rejected,
     ValueOutOfRange,
     decode_event,
     decode_status,
     decode_telemetry,
     device_filter,
     equipment_codes,
+    parse_timestamp,
     parse_topic,
 )
 from safewatch.db import connect
@@ -173,7 +175,7 @@ class Engine:
                         if info is not None and info.gateway_id == topic.gateway_id:
                             per_equipment[info.id].append((r.metric, r.ts_ms, r.value))
                     for rej in msg.rejected:
-                        self._range_fault(rej, topic.gateway_id, effects)
+                        self._range_fault(rej, topic.gateway_id, limits, effects)
                 elif topic.kind is Kind.EVENT:
                     event = decode_event(d.payload, limits)
                     info = self.by_code.get(event.equipment)
@@ -204,21 +206,21 @@ class Engine:
             effects.extend(self._advance_watermark(newest))
         return effects, evaluated
 
-    def _range_fault(self, rej: object, gateway_id: str, effects: list[Effect]) -> None:
-        reason, detail, code, entry = rej  # type: ignore[misc]
-        if reason != ValueOutOfRange.reason or code is None:
+    def _range_fault(self, rej: Rejected, gateway_id: str, limits: Limits, effects: list[Effect]) -> None:
+        """A reading outside the contract's physical range: a sensor fault alert for its equipment."""
+        if rej.reason != ValueOutOfRange.reason or rej.equipment is None:
             return
-        info = self.by_code.get(code)
-        values = entry.get("values") if isinstance(entry, dict) else None
-        ts = entry.get("ts") if isinstance(entry, dict) else None
+        info = self.by_code.get(rej.equipment)
+        entry = rej.entry if isinstance(rej.entry, dict) else {}
+        values = entry.get("values")
         if info is None or info.gateway_id != gateway_id or not isinstance(values, dict) or not values:
             return
-        ts_ms = ts if isinstance(ts, int) else self.watermark_ms
-        if ts_ms is None:
-            return
-        metric = next(iter(values))
-        self.states[info.id], new = range_fault_effects(info.id, self.state_of(info.id), metric=metric,
-                                                        ts_ms=ts_ms, detail=detail)
+        try:
+            ts_ms = parse_timestamp(entry.get("ts"), limits)
+        except ContractError:
+            return  # no usable time: nothing to place the alert at
+        self.states[info.id], new = range_fault_effects(info.id, self.state_of(info.id), metric=next(iter(values)),
+                                                        ts_ms=ts_ms, detail=rej.detail)
         effects.extend(new)
 
     def _advance_watermark(self, ts_ms: int) -> list[Effect]:
@@ -382,7 +384,7 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
     effects, evaluated = engine.evaluate(deliveries, int(time.time() * 1000))
     conn2, applied = _with_db(conn2, settings, stop, lambda c: write_effects(c, effects, engine.equipment),
                               "write alerts")
-    if conn2 is None:
+    if conn2 is None or applied is None:
         return None
     committed = time.time()
     floods = engine.floods_after(applied)

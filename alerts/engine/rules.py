@@ -112,16 +112,14 @@ def apply_override(rule: Rule, override: Override | None) -> Rule | None:
         return rule
     if not override.enabled:
         return None
-    changes: dict[str, object] = {}
-    if override.limit is not None:
-        changes["limit"] = Limit(absolute=override.limit)
-    if override.low is not None:
-        changes["low"] = Limit(absolute=override.low)
-    for name in ("deadband", "on_delay_s", "off_delay_s"):
-        value = getattr(override, name)
-        if value is not None:
-            changes[name] = value
-    return replace(rule, **changes) if changes else rule
+    return replace(
+        rule,
+        limit=rule.limit if override.limit is None else Limit(absolute=override.limit),
+        low=rule.low if override.low is None else Limit(absolute=override.low),
+        deadband=rule.deadband if override.deadband is None else override.deadband,
+        on_delay_s=rule.on_delay_s if override.on_delay_s is None else override.on_delay_s,
+        off_delay_s=rule.off_delay_s if override.off_delay_s is None else override.off_delay_s,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ WHERE a.rule_key = ANY(%s)
 
 def machine() -> str:
     with psycopg.connect(ADMIN_URL) as c:
-        pg = c.execute("SHOW server_version").fetchone()[0]
+        pg = (c.execute("SHOW server_version").fetchone() or ("?",))[0]
         ts = c.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     mosq = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
     return (f"{platform.platform()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "

@@ -79,7 +79,7 @@ class Quality:
         return self.false_alerts / (self.equipment * self.hours / 24)
 
     def summary(self) -> dict[str, Any]:
-        def pct(xs: list[float], q: float) -> float | None:
+        def pct(xs: list[float], q: int) -> float | None:
             return round(statistics.quantiles(xs, n=100)[q - 1], 1) if len(xs) >= 2 else (xs[0] if xs else None)
 
         return {

@@ -70,6 +70,7 @@ def test_override_changes_one_rule_or_switches_it_off() -> None:
     changed = apply_override(rule, Override("t.high", limit=1.1, on_delay_s=0))
     assert changed is not None and changed.limit.absolute == 1.1 and changed.on_delay_s == 0
     assert changed.deadband == rule.deadband
+    assert apply_override(rule, Override("t.high")) == rule
 
 
 def test_rule_checks_itself() -> None:
