@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from safewatch.schema.migrate import migrate
 
 BASE_URL = os.environ.get("SAFEWATCH_BENCH_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REPO = Path(__file__).resolve().parents[2]
+CREATED: list[str] = []  # databases this run made, dropped however it ends
 ADD_CONTACTS = """
 WITH added AS (
     INSERT INTO contacts (division_code, name, kind) SELECT code, 'bench duty ' || code, 'duty_officer'
@@ -90,7 +92,12 @@ class Receiver:
         self.keys: Counter[str] = Counter()
         self.requests = 0
         self.lock = threading.Lock()
-        self.port = free_port()
+        # The port stays reserved (bound, not listening: connections are refused) while the receiver is
+        # down, so nothing else can take it during a ten-minute outage.
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
         self._server: ThreadingHTTPServer | None = None
 
     def up(self) -> None:
@@ -116,8 +123,12 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = self._sock
+        server.server_activate()
+        server.daemon_threads = True
+        self._server = server
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def down(self) -> None:
@@ -125,6 +136,9 @@ class Receiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            self._sock = socket.socket()
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind(("127.0.0.1", self.port))
 
 
 def _epoch(iso: str) -> float:
@@ -138,6 +152,7 @@ def fresh_database(equipment: int) -> tuple[str, Any]:
     with psycopg.connect(BASE_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = with_database(BASE_URL, name)
+    CREATED.append(url)
     migrate(url)
     registry = demo_registry(parse_divisions(shipped_divisions_text()), equipment, seed=11, gateway_prefix="bn")
     with psycopg.connect(url) as conn:
@@ -259,7 +274,6 @@ def latency(args: argparse.Namespace) -> None:
         late = [float(r[0]) for r in conn.execute(TIMER_LATENESS)]
         outbox = conn.execute(OUTBOX_SUMMARY).fetchall()
     receiver.down()
-    drop_database(url)
     print(f"published {total} in {publish_s:.1f} s ({total / publish_s:.1f}/s); webhook received {len(lat)} alerts "
           f"in {receiver.requests} requests; duplicates {sum(c - 1 for c in receiver.keys.values())}")
     if lat:
@@ -325,7 +339,6 @@ def outage(args: argparse.Namespace) -> None:
         attempts = conn.execute("SELECT outcome, count(*) FROM outbox_attempts a JOIN outbox o ON o.id = a.outbox_id "
                                 "WHERE o.channel = 'webhook' GROUP BY 1 ORDER BY 1").fetchall()
     receiver.down()
-    drop_database(url)
     dupes = sum(c - 1 for c in receiver.keys.values())
     print(f"after {args.outage_s:.0f} s down: received {len(receiver.arrivals)} of {len(equipment)} alerts in "
           f"{receiver.requests} requests, duplicates {dupes}; backlog drained {drained_s:.1f} s after the receiver "
@@ -345,7 +358,11 @@ def main() -> None:
     out.add_argument("--outage-s", type=float, default=600.0)
     out.add_argument("--alerts", type=int, default=300)
     args = parser.parse_args()
-    latency(args) if args.mode == "latency" else outage(args)
+    try:
+        latency(args) if args.mode == "latency" else outage(args)
+    finally:
+        for url in CREATED:
+            drop_database(url)
 
 
 if __name__ == "__main__":
