@@ -63,6 +63,8 @@ FAULT_KINDS: dict[str, FaultKind] = {
     "feed_valve_stuck_open": FaultKind(_B, ("high_water_level",), 600, "level rises past +75 mm"),
     "flame_failure": FaultKind(_B, ("flame_failure",), 300, "flame lost, burner locked out, pressure decays"),
     "fouling": FaultKind(_B, (), 6 * 3600, "flue-gas temperature creeps up (20 °C/h by default)"),
+    "circulation_pump_failure": FaultKind(_B, (), 900, "hot-water boiler: outlet temperature runs up to the "
+                                          "over-temperature limiter, which cuts the burner; return cools"),
     # Pressure vessels.
     "leak": FaultKind(_V, (), 1800, "faster pressure decay when unloaded, compressor duty rises"),
     "safety_valve_failed": FaultKind(_B + _V, ("vessel_overpressure",), 300,
@@ -105,6 +107,9 @@ GATEWAY_FAULTS: dict[str, str] = {
 RANDOM_SCENARIOS: dict[str, tuple[tuple[str, ...], ...]] = {
     "1000": (("feed_pump_failure",), ("pressure_controller_stuck",), ("overpressure",), ("fouling",),
              ("flame_failure",), ("feed_valve_stuck_open",), ("sensor_drift",), ("sensor_stuck",), ("sensor_spikes",)),
+    # Hot-water boilers (variety 12xx): no drum level, a circulation pump instead of a feed pump.
+    "1200": (("circulation_pump_failure",), ("overpressure",), ("fouling",), ("flame_failure",), ("sensor_drift",),
+             ("sensor_stuck",), ("sensor_spikes",)),
     "2000": (("leak",), ("overpressure",), ("overpressure", "safety_valve_failed"), ("temperature_excursion",),
              ("sensor_drift",), ("sensor_stuck",), ("sensor_spikes",)),
     "3000": (("passenger_trapped",), ("safety_circuit_open",), ("unintended_car_movement",),
@@ -127,9 +132,14 @@ def check_fault(fault: Fault, category: str | None = None) -> None:
         raise ValueError(f"fault {fault.kind!r} on {fault.code} ends before it starts")
 
 
+def scenario_key(category: str, variety: str = "") -> str:
+    """Which `RANDOM_SCENARIOS` an equipment draws from (hot-water boilers have their own)."""
+    return "1200" if category == "1000" and variety.startswith("12") else category
+
+
 def random_faults(equipment: Sequence[tuple[str, str]], *, rng: random.Random, start_ms: int, horizon_ms: int,
                   per_equipment_hour: float, duration_ms: int | None = None) -> list[Fault]:
-    """Faults at ``per_equipment_hour`` per equipment over the horizon, for (code, category) pairs.
+    """Faults at ``per_equipment_hour`` per equipment over the horizon, for (code, `scenario_key`) pairs.
 
     Each draw is a scenario of its category (a latent fault comes with the one that reveals it);
     durations are the kinds' typical ones unless ``duration_ms`` is given.

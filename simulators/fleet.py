@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 
 from safewatch.settings import Settings
-from simulators.faults import Fault, ground_truth_text, random_faults, random_gateway_faults
+from simulators.faults import Fault, ground_truth_text, random_faults, random_gateway_faults, scenario_key
 from simulators.gateway import Outgoing
 from simulators.profiles import Model
 from simulators.simulation import Counters, SimEquipment, Simulation
@@ -77,7 +77,8 @@ def plan_faults(equipment: Sequence[SimEquipment], *, seed: int, start_ms: int, 
     """The fault plan of a run: the explicit faults plus random ones drawn from ``seed``."""
     rng = random.Random(f"faults:{seed}")
     planned = list(explicit)
-    planned += random_faults([(e.code, e.category) for e in equipment], rng=rng, start_ms=start_ms,
+    planned += random_faults([(e.code, scenario_key(e.category, e.variety)) for e in equipment], rng=rng,
+                             start_ms=start_ms,
                              horizon_ms=horizon_ms, per_equipment_hour=per_equipment_hour)
     planned += random_gateway_faults(sorted({e.gateway_id for e in equipment}), rng=rng, start_ms=start_ms,
                                      horizon_ms=horizon_ms, per_gateway_hour=per_gateway_hour)

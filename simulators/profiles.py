@@ -342,6 +342,125 @@ class BoilerModel(_Model):
         }
 
 
+class HotWaterBoilerModel(_Model):
+    """A pressurised hot-water heating boiler (承压热水锅炉, variety 1200), e.g. 1.25 MPa, 130/70 °C.
+
+    The supply temperature follows a heating curve on the outdoor temperature (Inner Mongolia: about
+    −15 °C in January, down to −30 °C on cold mornings); a modulating burner holds it. The return comes
+    back cooler by what the network took. Water pressure is held by the pressurisation (make-up) system
+    at 0.6 P plus thermal expansion. Protections: an over-temperature limiter that cuts the burner 20 °C
+    below saturation or at 140 °C (DOMAIN.md), and safety valves at 1.10 P (≥ P + 0.07) and 1.12 P
+    (≥ P + 0.10) for hot-water boilers.
+    """
+
+    metrics = ("drum_pressure", "outlet_water_temp", "return_water_temp", "furnace_temp", "flue_gas_temp",
+               "flue_gas_o2", "burner_on")
+    default_sensor = "outlet_water_temp"
+    H = 2.0
+
+    def __init__(self, rated: Mapping[str, float], rng: random.Random) -> None:
+        super().__init__(rated, rng)
+        self.P = float(rated.get("rated_pressure", 1.25))
+        self.sv = (max(1.10 * self.P, self.P + 0.07), max(1.12 * self.P, self.P + 0.10))
+        self.limit = min(140.0, saturation_temp(0.6 * self.P) - 20.0)
+        self.supply = 85.0
+        self.ret = 55.0
+        self.firing = 0.5
+        self.burner = True
+        self.cutoff = False
+        self.flame_lockout = False
+        self.valve_open = False
+        self.flow = 1.0
+        self.p = 0.6 * self.P
+        self.flue = 170.0
+        self.furnace = 950.0
+        self.fouling = 0.0
+        self._weather = rng.gauss(0, 3)
+
+    def scale(self, metric: str) -> float:
+        return {"drum_pressure": 0.05 * self.P, "outlet_water_temp": 5.0, "return_water_temp": 5.0,
+                "flue_gas_temp": 10.0}.get(metric, super().scale(metric))
+
+    def outdoor(self, t_s: float) -> float:
+        """Outdoor temperature (°C): the season, the day (coldest at dawn) and the weather."""
+        day = (t_s / 86_400.0) % 365.25
+        season = 5.0 - 20.0 * math.cos(2 * math.pi * (day - 15.0) / 365.25)
+        daily = -6.0 * math.cos(2 * math.pi * (local_hour(t_s) - 4.0) / 24.0)
+        return season + daily + self._weather
+
+    def _advance(self, t_s: float, faults: Faults) -> None:
+        assert self.t is not None
+        t = self.t
+        while t < t_s - 1e-9:
+            h = min(self.H, t_s - t)
+            t += h
+            self._substep(t, h, active_at(faults, t), faults)
+
+    def _substep(self, t: float, h: float, active: Collection[str], faults: Faults) -> None:
+        self._weather += -self._weather * h / 86_400.0 + self.rng.gauss(0, 0.05) * math.sqrt(h)
+        out = self.outdoor(t)
+        demand = min(1.0, max(0.05, (18.0 - out) / 43.0))  # share of design heat (−25 °C design day)
+        setpoint = min(130.0, max(60.0, 50.0 + 1.9 * (18.0 - out)))
+        self.flow = 0.05 if "circulation_pump_failure" in active else 1.0  # natural circulation only
+        if self.supply >= self.limit and not self.cutoff:
+            self.cutoff = True  # the over-temperature limiter (no catalogue event yet: burner_on shows it)
+        elif self.cutoff and self.supply < self.limit - 15.0 and "circulation_pump_failure" not in active:
+            self.cutoff = False
+        if "flame_failure" in active and not self.flame_lockout:
+            self.flame_lockout = True
+            self._raise("flame_failure", t)
+        elif self.flame_lockout and "flame_failure" not in active:
+            self.flame_lockout = False
+            self._clear("flame_failure", t, reset="operator")
+        self.burner = not (self.cutoff or self.flame_lockout)
+        target = 0.0 if not self.burner else min(1.1, max(0.2, demand + (setpoint - self.supply) / 15.0))
+        self.firing += (target - self.firing) * min(1.0, h / 10.0)
+        loss = min(0.3, self.fouling / 300.0)
+        # Boiler water: heated by the burner, cooled by the flow to the network (design ΔT 60 K at full flow).
+        heat_in = self.firing * (1 - loss)
+        carried = self.flow * (self.supply - self.ret) / 60.0
+        self.supply += (heat_in - carried) * 60.0 * h / 120.0
+        network_return = self.supply - 60.0 * demand  # what the radiators give back
+        self.ret += (network_return - self.ret) * min(1.0, h * self.flow / 600.0)
+        # Pressure: pressurisation at 0.6 P plus expansion with the mean water temperature.
+        stuck = "overpressure" in active  # the make-up pump's pressure switch fails closed
+        p_target = (1.2 * self.P if stuck else 0.6 * self.P) + 0.002 * self.P * ((self.supply + self.ret) / 2 - 80.0)
+        self.p += (p_target - self.p) * min(1.0, h / 60.0)
+        if "safety_valve_failed" not in active:
+            if not self.valve_open and self.p >= self.sv[0]:
+                self.valve_open = True
+                self._raise("safety_valve_lift", t, pressure=round(self.p, 3), set_pressure=round(self.sv[0], 3),
+                            valve=1)
+            elif self.valve_open and self.p <= 0.95 * self.sv[0]:
+                self.valve_open = False
+                self._clear("safety_valve_lift", t, pressure=round(self.p, 3), valve=1)
+            if self.valve_open:
+                self.p -= 0.05 * self.P * h  # the valve discharges water and the pressure falls at once
+        if "fouling" in active:
+            fault = faults.get("fouling") if isinstance(faults, Mapping) else None
+            self.fouling += (fault.magnitude if fault is not None and fault.magnitude is not None else 20.0) * h / 3600
+        else:
+            self.fouling = max(0.0, self.fouling - 100.0 * h / 3600.0)
+        firing_now = self.firing if self.burner else 0.0
+        flue_target = (130.0 + 60.0 * firing_now if self.burner else self.supply - 10.0) + self.fouling
+        self.flue += (flue_target - self.flue) * min(1.0, h / 60.0)
+        self.furnace += ((850.0 + 300.0 * firing_now if self.burner else self.supply + 20.0) - self.furnace) * min(
+            1.0, h / 30.0)
+
+    def _read(self, t_s: float) -> dict[str, float]:
+        g = self.rng.gauss
+        o2 = 3.0 + 2.5 * (1.0 - min(1.0, self.firing)) if self.burner else 20.9
+        return {
+            "drum_pressure": round(_clamp("drum_pressure", self.p + g(0, 0.002 * self.P)), 4),
+            "outlet_water_temp": round(_clamp("outlet_water_temp", self.supply + g(0, 0.2)), 2),
+            "return_water_temp": round(_clamp("return_water_temp", self.ret + g(0, 0.2)), 2),
+            "furnace_temp": round(_clamp("furnace_temp", self.furnace + g(0, 3.0)), 1),
+            "flue_gas_temp": round(_clamp("flue_gas_temp", self.flue + g(0, 1.0)), 1),
+            "flue_gas_o2": round(_clamp("flue_gas_o2", o2 + g(0, 0.15)), 2),
+            "burner_on": 1.0 if self.burner else 0.0,
+        }
+
+
 class VesselModel(_Model):
     """A compressed-air receiver fed by a load/unload compressor, drawn by a plant's demand.
 
@@ -737,13 +856,13 @@ class ElevatorModel(_Model):
         }
 
 
-Model = BoilerModel | VesselModel | ElevatorModel
+Model = BoilerModel | HotWaterBoilerModel | VesselModel | ElevatorModel
 
 
-def model_for(category: str, rated: Mapping[str, float], rng: random.Random) -> Model:
-    """The model of an equipment category ('1000', '2000', '3000')."""
+def model_for(category: str, rated: Mapping[str, float], rng: random.Random, variety: str = "") -> Model:
+    """The model of an equipment category ('1000', '2000', '3000'); variety 12xx is a hot-water boiler."""
     if category == "1000":
-        return BoilerModel(rated, rng)
+        return HotWaterBoilerModel(rated, rng) if variety.startswith("12") else BoilerModel(rated, rng)
     if category == "2000":
         return VesselModel(rated, rng)
     return ElevatorModel(rated, rng)

@@ -45,7 +45,8 @@ class Simulation:
 
     def __init__(self, equipment: Sequence[SimEquipment], *, seed: int = 1) -> None:
         self.equipment = {e.code: e for e in equipment}
-        self.models: dict[str, Model] = {e.code: model_for(e.category, e.rated, random.Random(f"{seed}:{e.code}"))
+        self.models: dict[str, Model] = {e.code: model_for(e.category, e.rated, random.Random(f"{seed}:{e.code}"),
+                                                                 e.variety)
                                          for e in equipment}
         self.members: dict[str, list[str]] = defaultdict(list)
         self.gateways: dict[str, Gateway] = {}

@@ -14,6 +14,7 @@ from simulators.profiles import (
     BoilerModel,
     DeviceEvent,
     ElevatorModel,
+    HotWaterBoilerModel,
     VesselModel,
     saturation_temp,
     steam_safety_valves,
@@ -225,3 +226,25 @@ def test_a_fault_never_acts_before_it_starts():
     for kind in ("passenger_trapped", "overspeed", "overshoot_bottom"):
         _, events = simulate(ElevatorModel(LIFT, random.Random(15)), during(605, 2400, kind), 3600)
         assert min(e.ts_ms for e in events) >= 605_000
+
+
+HOT = {"rated_pressure": 1.25}
+
+
+def test_hot_water_boiler_follows_its_heating_curve_and_the_limiter_acts_when_circulation_stops():
+    january = T0 - 310 * 86_400  # the simulated clock's January: a cold morning
+    model = HotWaterBoilerModel(HOT, random.Random(16))
+    out = []
+    for i in range(0, 3 * 3600 // 10):
+        t = january + i * 10
+        faults = {"circulation_pump_failure"} if 3600 <= i * 10 < 5400 else set()
+        out.append((i * 10, model.step(t, 10, faults)))
+    before = [v for s, v in out if 1800 <= s < 3600]
+    assert model.outdoor(january) < -10
+    assert set(out[0][1]) == set(HotWaterBoilerModel.metrics) <= {m.key for m in metrics_of(Category.BOILER)}
+    assert all(100 < v["outlet_water_temp"] < 131 and v["outlet_water_temp"] - v["return_water_temp"] > 30
+               for v in before)  # a cold day: near the 130/70 design
+    during = [v for s, v in out if 3600 <= s < 5400]
+    assert max(v["outlet_water_temp"] for v in during) >= model.limit - 1  # runs up to the limiter ...
+    assert any(v["burner_on"] == 0.0 for v in during)  # ... which cuts the burner
+    assert out[-1][1]["burner_on"] == 1.0  # and the boiler returns to service after the pump is back
