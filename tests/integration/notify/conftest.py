@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -87,8 +88,15 @@ class Sink:
         self.requests: list[Received] = []
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
-        self.port = 0
+        self._reserve(0)
         self.up()
+
+    def _reserve(self, port: int) -> None:
+        # Bound but not listening: connections are refused, and no other test can take the port meanwhile.
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port))
+        self.port = self._sock.getsockname()[1]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         sink = self
@@ -109,9 +117,11 @@ class Sink:
         return Handler
 
     def up(self) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler(), bind_and_activate=False)
+        server.socket.close()
+        server.socket = self._sock
+        server.server_activate()
         server.daemon_threads = True
-        self.port = server.server_address[1]
         self._server = server
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
@@ -120,6 +130,11 @@ class Sink:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            self._reserve(self.port)
+
+    def close(self) -> None:
+        self.down()
+        self._sock.close()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -141,7 +156,7 @@ class Sink:
 def sink() -> Iterator[Sink]:
     s = Sink()
     yield s
-    s.down()
+    s.close()
 
 
 # -- the notifier, in-process ---------------------------------------------------------------------
