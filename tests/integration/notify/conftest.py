@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import threading
 import time
@@ -37,7 +38,9 @@ _serial = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def notify_url() -> Iterator[str]:
-    url = create_database(storage="plain")
+    # Plain PostgreSQL by default (what fresh machines have); SAFEWATCH_TEST_NOTIFY_STORAGE=timescale runs
+    # the same tests over TimescaleDB storage (escalation's own tables are the same on both).
+    url = create_database(storage=os.environ.get("SAFEWATCH_TEST_NOTIFY_STORAGE", "plain"))
     yield url
     drop_database(url)
 
