@@ -84,6 +84,8 @@ def demo_registry(divisions: list[Division], n: int, *, seed: int = 1, today: da
     units: list[dict[str, Any]] = []
     gateways: list[dict[str, Any]] = []
     equipment: list[dict[str, Any]] = []
+    # The unit and gateway currently filling up in each banner (equipment goes round-robin over banners).
+    current: dict[str, tuple[str, str]] = {}
     for i in range(n):
         banner = banners[i % len(banners)]
         league = banner.league_code or banner.code
@@ -95,6 +97,8 @@ def demo_registry(divisions: list[Division], n: int, *, seed: int = 1, today: da
                           "phone": f"0471-{rng.randint(1000000, 9999999)}"})
             gateways.append({"id": f"{gateway_prefix}-{banner.code}-{slot // PER_GATEWAY + 1:03d}",
                              "league_code": league, "name": f"{banner.name} gateway {slot // PER_GATEWAY + 1}"})
+            current[banner.code] = (units[-1]["uscc"], gateways[-1]["id"])
+        unit_uscc, gateway_id = current[banner.code]
         variety = rng.choices(varieties, weights)[0]
         year = rng.randint(2005, 2025)
         code = f"{variety}15{rng.randint(0, 999):03d}{year}{serial(serial_start + i)}"
@@ -104,13 +108,13 @@ def demo_registry(divisions: list[Division], n: int, *, seed: int = 1, today: da
             "code": code, "category": variety[0] + "000", "variety": variety,
             "registration_no": f"{CERT_CHAR[variety[0]]}{variety[1:3]}蒙{LEAGUE_LETTER.get(league, 'A')}"
                                f"{(serial_start + i) % 100000:05d}({year % 100:02d})",
-            "unit_uscc": units[-1]["uscc"], "banner_code": banner.code,
+            "unit_uscc": unit_uscc, "banner_code": banner.code,
             "lat": round(lat0 + rng.uniform(-0.4, 0.4), 5), "lon": round(lon0 + rng.uniform(-0.6, 0.6), 5),
             "address": f"{banner.name}{rng.randint(1, 300)}号", "manufacturer": "示例制造有限公司",
             "model": f"M-{variety}", "manufactured_on": date(year, rng.randint(1, 12), 1),
             "commissioned_on": date(min(year + 1, 2026), 6, 1), "rated": rated_parameters(variety, rng),
             "status": "in_use", "last_inspection_on": last, "next_inspection_on": last + timedelta(days=365),
-            "gateway_id": gateways[-1]["id"],
+            "gateway_id": gateway_id,
         })
     return DemoRegistry(units, gateways, equipment)
 
