@@ -39,6 +39,7 @@ def parse_divisions(text: str) -> list[Division]:
     """Parse ``code,name,name_en,parent_code,level`` rows; parents come before children in the result."""
     rows = list(csv.DictReader(io.StringIO(text)))
     by_code = {r["code"]: r for r in rows}
+    _check_tree(rows, by_code)
     out: list[Division] = []
     for level in LEVELS:
         for row in rows:
@@ -59,6 +60,28 @@ def parse_divisions(text: str) -> list[Division]:
     if unknown:
         raise ValueError(f"unknown division levels {sorted(unknown)}; expected {LEVELS}")
     return out
+
+
+# The level a division's parent must have: the tree is region → league → banner, whatever the province.
+_PARENT_LEVEL = {"region": None, "league": "region", "banner": "league"}
+
+
+def _check_tree(rows: list[dict[str, str]], by_code: dict[str, dict[str, str]]) -> None:
+    """Refuse a file whose rows do not form region → league → banner, naming the line and why."""
+    for line, row in enumerate(rows, start=2):
+        code, level, parent = row.get("code") or "", row.get("level") or "", row.get("parent_code") or ""
+        if not (len(code) == 6 and code.isdigit()):
+            raise ValueError(f"line {line}: code {code!r} is not a 6-digit GB/T 2260 code")
+        if level not in _PARENT_LEVEL:
+            continue  # reported with every unknown level below
+        expected = _PARENT_LEVEL[level]
+        if expected is None and parent:
+            raise ValueError(f"line {line}: region {code} has a parent ({parent}); a region is the top")
+        if expected is not None and parent in by_code and by_code[parent]["level"] != expected:
+            raise ValueError(f"line {line}: {level} {code} has parent {parent}, a {by_code[parent]['level']}; "
+                             f"a {level}'s parent is a {expected}")
+        if expected is not None and not parent:
+            raise ValueError(f"line {line}: {level} {code} names no parent {expected}")
 
 
 def shipped_divisions_text() -> str:
