@@ -321,7 +321,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
                 if conn is None:
                     break
                 next_housekeeping = time.monotonic() + cfg.housekeeping_s
-            deliveries = sub.get_batch(cfg.batch_max_messages, settings.ingest.batch_max_ms / 1000)
+            deliveries = sub.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000)
             if not deliveries:
                 continue
             conn = _handle(conn, deliveries, engine, settings, metrics, stop)

@@ -120,9 +120,10 @@ VESSEL_RULES: tuple[Rule, ...] = (
     Rule("vessel.pressure.falling", _V, "vessel_pressure", L, Limit(param="design_pressure", factor=0.18),
          Severity.MINOR, kind=K.RATE_OF_CHANGE, window_s=60, on_delay_s=20, off_delay_s=60,
          message="vessel pressure falling fast (leak?)"),
-    # Air usually below 60 °C (DOMAIN.md worked example); 0.6 × design temperature gives 90 °C at 150 °C.
-    Rule("vessel.temp.high", _V, "vessel_temp", H, Limit(param="design_temperature", factor=0.6, fallback=90.0),
-         Severity.MINOR, deadband=0.9, on_delay_s=60, message="vessel temperature high"),
+    # Compressed air is usually below 60 °C (DOMAIN.md worked example): above it the aftercooler has
+    # failed. Deadband 1 % of the 0-100 °C span, 60 s on-delay (ISA-18.2 temperature starting values).
+    Rule("vessel.temp.high", _V, "vessel_temp", H, Limit(absolute=60.0), Severity.MINOR, deadband=1.0, on_delay_s=60,
+         message="vessel temperature high (aftercooler?)"),
     # Winter condensate freezes in drains (DOMAIN.md): warn at 2 °C.
     Rule("vessel.temp.freeze", _V, "vessel_temp", L, Limit(absolute=2.0), Severity.WARNING, deadband=1.0,
          on_delay_s=300, message="vessel near freezing: drains and condensate"),
