@@ -112,6 +112,11 @@ LEFT JOIN alerts a ON a.equipment_id = e.id AND a.closed_at IS NULL AND a.kind =
 WHERE {_IN_LEAGUES}
 GROUP BY e.id
 """
+COUNT_OPEN_ALERTS = """
+SELECT severity, state, count(*) FROM alerts
+WHERE closed_at IS NULL AND (cardinality(%(leagues)s::text[]) = 0 OR league_code = ANY(%(leagues)s::text[]))
+GROUP BY 1, 2
+"""
 INSERT_FLOOD = """
 INSERT INTO alert_floods (division_code, started_at, peak_count)
 VALUES (%(division)s, timestamptz 'epoch' + %(ts_ms)s * interval '1 millisecond', %(peak)s)
@@ -282,6 +287,11 @@ def sync_equipment_status(conn: psycopg.Connection, *, leagues: list[str]) -> in
         else:
             _change_state(conn, row, Action.UNSUPPRESS, reason="the equipment is back in use")
     return len(rows)
+
+
+def count_open_alerts(conn: psycopg.Connection, *, leagues: list[str]) -> dict[tuple[str, str], int]:
+    """Open alerts of the worker's leagues by (severity, state), for the active-alerts gauge."""
+    return {(sev, state): n for sev, state, n in conn.execute(COUNT_OPEN_ALERTS, {"leagues": leagues})}
 
 
 def record_flood(conn: psycopg.Connection, *, division: str, started: bool, ts_ms: int, peak: int) -> None:

@@ -44,6 +44,7 @@ from alerts.metrics import AlertMetrics
 from alerts.store import (
     Applied,
     EquipmentInfo,
+    count_open_alerts,
     expire_shelves,
     load_active_conditions,
     load_equipment,
@@ -351,11 +352,17 @@ def _with_db(conn: psycopg.Connection, settings: Settings, stop: threading.Event
 def _housekeep(conn: psycopg.Connection, engine: Engine, settings: Settings, metrics: AlertMetrics,
                stop: threading.Event) -> psycopg.Connection | None:
     leagues = settings.alerts.leagues
-    conn2, applied = _with_db(conn, settings, stop,
-                              lambda c: housekeeping(c, engine, now=datetime.now(UTC), leagues=leagues),
-                              "housekeeping")
-    if conn2 is not None and applied:
+    def work(c: psycopg.Connection) -> tuple[list[Applied], dict[tuple[str, str], int]]:
+        return housekeeping(c, engine, now=datetime.now(UTC), leagues=leagues), count_open_alerts(c, leagues=leagues)
+
+    conn2, result = _with_db(conn, settings, stop, work, "housekeeping")
+    if conn2 is None or result is None:
+        return conn2
+    applied, counts = result
+    if applied:
         log.info("registry alerts changed", extra={"alerts": len(applied)})
+    for severity, state in metrics.active_labels:  # every known pair, so what has gone reads 0
+        metrics.active.labels(severity=severity, state=state).set(counts.get((severity, state), 0))
     return conn2
 
 

@@ -103,3 +103,25 @@ def test_events_latching_reset_and_last_will(settings, fleet, running, pg_url, u
                       what="the gateway-offline alerts cleared once it is back online")
     assert {back[(c, "no_data.gateway_offline")]["state"] for c in behind} == {"returned_unack"}
     sim.close()
+
+
+def test_active_alerts_gauge_set_at_housekeeping(settings, fleet, running, pg_url, uid):  # type: ignore[no-untyped-def]
+    """The worker's housekeeping raises overdue-inspection alerts and counts open alerts into a gauge."""
+    registry = fleet(10, seed=17)
+    codes = [e["code"] for e in registry.equipment]
+    with psycopg.connect(pg_url) as c:
+        c.execute("UPDATE equipment SET next_inspection_on = current_date - 40 WHERE code = ANY(%s)", (codes,))
+        c.commit()
+    metrics = running(run_alerts, settings)
+
+    def overdue() -> int:
+        with psycopg.connect(pg_url) as c:
+            return c.execute("SELECT count(*) FROM alerts a JOIN equipment e ON e.id = a.equipment_id "
+                             "WHERE e.code = ANY(%s) AND a.rule_key = 'inspection.overdue' "
+                             "AND a.state = 'active_unack'", (codes,)).fetchone()[0]
+
+    # The first housekeeping runs before the worker reads its first batch; the gauge is set once it commits.
+    wait_until(lambda: metrics.get_sample_value("safewatch_alerts_active",
+                                                {"severity": "major", "state": "active_unack"}),
+               lambda v: v is not None and v >= len(codes), what="the active-alerts gauge counting them")
+    assert overdue() == len(codes)
