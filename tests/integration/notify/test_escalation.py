@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import psycopg
+
 from tests.integration.notify.conftest import (
     acknowledge,
     add_contact,
@@ -137,3 +139,49 @@ def test_pending_climbs_survive_a_restart_and_fire_once_with_two_notifiers(notif
     counts = query(notify_url, "SELECT count(*) FILTER (WHERE fired_at IS NOT NULL), count(*) FROM escalation_timers "
                                "WHERE alert_id = ANY(%s) AND kind IN ('open', 'climb')", alerts)
     assert counts == [(6, 6)]
+
+
+MOVE = """
+WITH moved AS (UPDATE alerts a SET state = %(to)s FROM (SELECT state FROM alerts WHERE id = %(id)s FOR UPDATE) old
+               WHERE a.id = %(id)s RETURNING old.state AS from_state)
+INSERT INTO alert_transitions (alert_id, from_state, to_state, actor, reason)
+SELECT %(id)s, from_state, %(to)s, %(actor)s, 'test' FROM moved
+"""
+BORN_SUPPRESSED = """
+WITH a AS (
+    INSERT INTO alerts (equipment_id, rule_key, severity, state, active, division_code, league_code, message,
+                        opened_at, updated_at)
+    VALUES (%s, 'event.test', 'major', 'suppressed', true, %s, %s, 'suppressed at birth', now(), now())
+    RETURNING id)
+INSERT INTO alert_transitions (alert_id, from_state, to_state, actor, reason)
+SELECT id, NULL, 'suppressed', 'engine', 'equipment out of service' FROM a RETURNING alert_id
+"""
+
+
+def _move(url, alert_id, to, actor="inspector-1"):
+    """A state change with its transition row, as the alert engine and the alerts API write them."""
+    with psycopg.connect(url) as conn:
+        conn.execute(MOVE, {"id": alert_id, "to": to, "actor": actor})
+
+
+def test_hidden_alerts_notify_nobody_until_they_come_back_into_view(notify_url, sink, notifier):
+    set_policy(notify_url, "major", open_levels=["banner"], max_level="league", banner_ack_s=2, league_ack_s=60)
+    hidden_site, barrier_site, shelved_site = (make_site(notify_url, "150702") for _ in range(3))
+    add_contact(notify_url, "150702", "duty", [("webhook", sink.url("/hidden"), None)])
+    notifier().start()
+    eq = hidden_site.equipment[0]
+    (hidden,) = query(notify_url, BORN_SUPPRESSED, eq.id, eq.banner_code, eq.league_code)[0]
+    barrier = open_alert(notify_url, barrier_site.equipment[0], severity="major")
+    got = sink.wait(lambda rs: barrier in _alert_ids(rs, "/hidden"), what="barrier notification")
+    assert hidden not in _alert_ids(got, "/hidden")
+    _move(notify_url, hidden, "active_unack", actor="engine")  # unsuppressed: back in view, unacknowledged
+    sink.wait(lambda rs: hidden in _alert_ids(rs, "/hidden"), what="the alert once back in view")
+
+    shelved = open_alert(notify_url, shelved_site.equipment[0], severity="major")
+    sink.wait(lambda rs: shelved in _alert_ids(rs, "/hidden"), what="shelved alert's opening")
+    _move(notify_url, shelved, "shelved")
+    assert ("climb", "league", False, True) in query(notify_url, TIMERS, shelved)  # shelving stops the climb
+    _move(notify_url, shelved, "active_unack")  # unshelved: escalation starts again
+    got = sink.wait(lambda rs: _alert_ids(rs, "/hidden").count(shelved) == 2, what="re-announced on unshelve")
+    wait_until(lambda: query(notify_url, LEVEL, shelved)[0][0], lambda lv: lv == "league", timeout=10,
+               what="the climb after unshelving")
