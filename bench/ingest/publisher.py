@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 _PUBACK = 0x40
 
@@ -129,7 +130,7 @@ def entry(code: bytes, category: str, ts: int, i: int) -> bytes:
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     """Publish for ``args.duration`` seconds at ``args.rate`` messages/s; report what was acknowledged."""
-    plan = json.loads(open(args.plan, encoding="utf-8").read())
+    plan = json.loads(Path(args.plan).read_text(encoding="utf-8"))
     groups: list[tuple[bytes, list[tuple[bytes, str]]]] = [
         (g["topic"].encode(), [(e[0].encode(), e[1]) for e in g["equipment"]]) for g in plan["groups"]]
     per_message = args.per_message
