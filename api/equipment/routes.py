@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -99,21 +100,33 @@ def summary(conn: Conn, user: CurrentUser, division: DivisionCode = None,
 
 @router.get("/export", response_class=Response,
             responses={200: {"content": {"text/csv": {}, XLSX: {}}, "description": "the registry file"}})
-def export(request: Request, user: CurrentUser, division: DivisionCode = None,
+def export(request: Request, conn: Conn, user: CurrentUser, division: DivisionCode = None,
            format: Annotated[Literal["csv", "xlsx"], Query()] = "csv") -> Response:
-    """The registry within your jurisdiction (or ``division`` under it) in the import's column layout."""
+    """The registry within your jurisdiction (or ``division`` under it) in the import's column layout.
+
+    CSV is streamed as the database produces it; XLSX is limited to `XLSX_MAX_ROWS` equipment.
+    """
     scope = user.division_code
-    with request.app.state.pool.connection() as conn:
-        if division is not None and not division_in_scope(conn, scope=scope, code=division):
-            raise NotFound(f"division {division} is not within your jurisdiction", ["query", "division"])
+    if division is not None and not division_in_scope(conn, scope=scope, code=division):
+        raise NotFound(f"division {division} is not within your jurisdiction", ["query", "division"])
+    target = division or scope
+    headers = {"Content-Disposition": f'attachment; filename="equipment.{format}"'}
+    if format == "xlsx":
+        rows = importing.count_in_division(conn, scope=target)
+        if rows > importing.XLSX_MAX_ROWS:
+            raise HTTPException(422, detail=[{"msg": f"{rows} equipment is over the XLSX limit of "
+                                              f"{importing.XLSX_MAX_ROWS}; use format=csv or a narrower division",
+                                              "loc": ["query", "format"], "type": "too_large"}])
         buffer = io.BytesIO()
-        if format == "xlsx":
-            importing.export_xlsx(conn, buffer, scope=division or scope)
-        else:
-            importing.export_csv(conn, buffer, scope=division or scope)
-    media = XLSX if format == "xlsx" else "text/csv; charset=utf-8"
-    return StreamingResponse(iter([buffer.getvalue()]), media_type=media,
-                             headers={"Content-Disposition": f'attachment; filename="equipment.{format}"'})
+        importing.export_xlsx(conn, buffer, scope=target)
+        return Response(buffer.getvalue(), media_type=XLSX, headers=headers)
+
+    def chunks() -> Iterator[bytes]:
+        # Its own connection: the request's is returned to the pool before the body is streamed.
+        with request.app.state.pool.connection() as stream_conn:
+            yield from importing.csv_chunks(stream_conn, scope=target)
+
+    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.post("/import", response_model=ImportReport, dependencies=[require(*WRITE_REGISTRY)],

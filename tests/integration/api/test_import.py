@@ -34,7 +34,8 @@ def count(url: str, query: str, prefix: str) -> int:
         return conn.execute(query, (prefix + "%",)).fetchone()[0]
 
 
-def test_100k_rows_import_in_one_transaction(api_db: str, register: Callable[..., Registered]) -> None:
+def test_100k_rows_import_in_one_transaction(api_db: str, register: Callable[..., Registered], client: TestClient,
+                                             as_user: Callable[[str, str], Caller]) -> None:
     reg = register("152921", "152900")
     prefix = "3110152922024"
     data = "\n".join([HEADER, *elevator_rows(reg, prefix, 100_000)]).encode()
@@ -46,6 +47,15 @@ def test_100k_rows_import_in_one_transaction(api_db: str, register: Callable[...
     assert count(api_db, COUNT_WITH_PREFIX, prefix) == 100_000
     assert count(api_db, COUNT_AUDIT_WITH_PREFIX, prefix) == 100_000  # one audit entry per imported row
     assert seen[-1] == ("write", 100_000, 100_000) and ("validate", 100_000, 100_000) in seen
+    # So many rows export as streamed CSV, not as an XLSX workbook built in memory.
+    league = as_user("league_inspector", "152900")
+    r = client.get("/api/v1/equipment/export", params={"division": reg.banner, "format": "xlsx"},
+                   headers=league.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "format"]
+    with client.stream("GET", "/api/v1/equipment/export", params={"division": reg.banner},
+                       headers=league.headers) as streamed:
+        lines = sum(chunk.count(b"\n") for chunk in streamed.iter_bytes())
+    assert lines == 1 + 100_000 + 1  # header, the import, and the elevator `register` made
 
 
 def test_bad_rows_are_all_reported_and_nothing_is_written(api_db: str, register: Callable[..., Registered]) -> None:
