@@ -80,18 +80,37 @@ def threaded(settings: Settings, fleet_spec: list, ticks: int, interval: float, 
     clients = {}
     for gw_id, gw in sim.gateways.items():
         clients[gw_id] = connect_publisher(settings.mqtt, client_id=f"thr-{gw_id}", will=gw.will())
+        if len(clients) % 250 == 0:
+            print(f"  thread per gateway: {len(clients)} clients started after {time.perf_counter() - t:.1f} s",
+                  flush=True)
     pause = threading.Event()
+    deadline = time.monotonic() + 300
     while not all(c.is_connected() for c in clients.values()):  # CONNACKs arrive on the clients' threads
+        if time.monotonic() > deadline:
+            connected = sum(1 for c in clients.values() if c.is_connected())
+            print(f"thread per gateway: only {connected} of {len(clients)} connected after "
+                  f"{time.perf_counter() - t:.0f} s; not measuring its publish rate")
+            for client in clients.values():
+                client.loop_stop()
+            return
         pause.wait(0.05)
-    print(f"thread per gateway: {len(clients)} clients and threads connected in {time.perf_counter() - t:.2f} s")
+    print(f"thread per gateway: {len(clients)} clients and threads connected in {time.perf_counter() - t:.2f} s",
+          flush=True)
     infos = []
     t = time.perf_counter()
     for i in range(1, ticks + 1):
         for o in sim.tick(START_MS + int(i * interval * 1000), interval):
             infos.append(clients[o.gateway_id].publish(o.topic, o.payload, qos=1))
+    deadline = time.monotonic() + 120
     for info in infos:
-        info.wait_for_publish(300)
+        if time.monotonic() < deadline:
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except RuntimeError:
+                pass  # a client that lost its connection: counted below as unacknowledged
     wall = time.perf_counter() - t
+    unacked = sum(1 for info in infos if not info.is_published())
+    print(f"  {ticks} ticks in {wall:.2f} s, {unacked} of {len(infos)} unacknowledged after waiting up to 120 s")
     updates = ticks * len(fleet_spec)
     print(f"  {len(infos) / wall:,.0f} messages/s, {sim.counters.readings / wall:,.0f} readings/s, "
           f"{updates / wall:,.0f} equipment updates/s ({updates / wall / required_updates:.1f}x the requirement)")
