@@ -15,6 +15,7 @@ import io
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -118,7 +119,7 @@ def _read_xlsx(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    if hasattr(value, "date") and callable(value.date):  # datetime from a date-formatted cell
+    if isinstance(value, datetime):  # openpyxl reads a date-formatted cell as a datetime
         return value.date().isoformat()
     return str(value)
 
