@@ -219,13 +219,17 @@ def fire_due_timers(conn: psycopg.Connection, settings: Settings, metrics: Notif
                 return fired
             policies = [_policy(r) for r in conn.execute(SELECT_POLICIES)]
             notify_parent = frozenset(r[0] for r in conn.execute(SELECT_NOTIFY_PARENT))
-            now = conn.execute(SELECT_NOW).fetchone()[0]
+            now_row = conn.execute(SELECT_NOW).fetchone()
+            assert now_row is not None
+            now: datetime = now_row[0]
             written = 0
             cache: RecipientCache = {}
             for timer_id, alert_id, kind, level, due_at in timers:
                 cur = conn.execute(SELECT_ALERT_FOR_ESCALATION, (alert_id,))
                 names = [c.name for c in cur.description or ()]
-                alert = dict(zip(names, cur.fetchone(), strict=True))
+                found = cur.fetchone()
+                assert found is not None  # the timer's foreign key keeps its alert
+                alert = dict(zip(names, found, strict=True))
                 view = AlertView(alert_id, alert["severity"], alert["category"], Level(alert["level"]),
                                  acknowledged=alert["state"] not in UNACKNOWLEDGED, closed=alert["closed"],
                                  notified=frozenset(Level(x) for x in alert["notified"]))

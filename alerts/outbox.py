@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from alerts.escalation import PlacementKind, place_notification, retry_delay
+from alerts.escalation import Placement, PlacementKind, place_notification, retry_delay
 from alerts.notifiers.base import Notification
 
 OUTBOX_CHANNEL = "safewatch_outbox"  # NOTIFY'd when rows are written: wakes the senders
@@ -122,7 +122,7 @@ def _key(seed: str, channel: str, target: str) -> str:
 
 def enqueue(conn: psycopg.Connection, *, recipient: Recipient, alert: dict[str, Any], alert_id: int, level: str,
             division_code: str, status: str, group_key: str, key_seed: str, now: datetime,
-            group_interval_s: float, expires_s: int) -> tuple[int, PlacementKind] | None:
+            group_interval_s: float, expires_s: int) -> tuple[int, Placement] | None:
     """Put ``alert`` into a notification for ``recipient``, grouped by ``group_key``, in the caller's transaction.
 
     Returns (outbox id, placement), or None when this very notification was already written.

@@ -11,6 +11,6 @@ def retry_delay(attempt: int, *, base_s: float, max_s: float, salt: int = 0) -> 
     """
     if attempt < 1:
         raise ValueError("attempt counts failures so far and starts at 1")
-    delay = min(max_s, base_s * 2 ** min(attempt - 1, 30))
+    delay: float = min(max_s, base_s * 2.0 ** min(attempt - 1, 30))
     jitter = ((salt * 2654435761) % 1000) / 1000 * 0.2
     return min(max_s, delay * (1 + jitter))
