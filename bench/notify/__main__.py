@@ -107,12 +107,12 @@ class Receiver:
             def do_POST(self) -> None:
                 now = time.time()
                 body = orjson.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                measured = [a for a in body["alerts"] if a["labels"]["alertname"] == receiver.only]
                 with receiver.lock:
-                    receiver.requests += 1
-                    receiver.keys[self.headers.get("Idempotency-Key", "")] += 1
-                    for a in body["alerts"]:
-                        if a["labels"]["alertname"] != receiver.only:
-                            continue  # e.g. the alert worker's own overdue-inspection alerts of the registry
+                    if measured:  # not e.g. the alert worker's own overdue-inspection alerts of the registry
+                        receiver.requests += 1
+                        receiver.keys[self.headers.get("Idempotency-Key", "")] += 1
+                    for a in measured:
                         alert_id = int(a["fingerprint"], 16)
                         receiver.arrivals.setdefault(alert_id, now)
                         receiver.starts[alert_id] = _epoch(a["startsAt"])
