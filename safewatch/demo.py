@@ -2,7 +2,7 @@
 
 Uses the local PostgreSQL and Mosquitto when they answer (or DATABASE_URL / MQTT_URL when set);
 otherwise starts embedded ones (pgserver's PostgreSQL, then Mosquitto if installed, else amqtt).
-Then migrates, seeds a demo registry and people, and runs ingest, alerts, API and a simulated fleet
+Then migrates, seeds a demo registry and people, and runs ingest, alerts, the notifier, the API and a simulated fleet
 as child processes until Ctrl-C, which stops every child cleanly. Data lives in ``data_dir``.
 """
 
@@ -181,7 +181,7 @@ def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, f
                     "SAFEWATCH_API__PORT": str(settings.api.port),
                     "SAFEWATCH_API__JWT_SECRET": _secret(settings.data_dir / "jwt-secret")})
         cli = [sys.executable, "-m", "safewatch.cli"]
-        for name, args in (("ingest", ["ingest"]), ("alerts", ["alerts"]), ("api", ["api"]),
+        for name, args in (("ingest", ["ingest"]), ("alerts", ["alerts"]), ("notifier", ["notifier"]), ("api", ["api"]),
                            ("simulate", ["simulate", "--interval", str(interval_s), "--fault-rate", str(fault_rate)])):
             services.children.append((name, subprocess.Popen([*cli, *args], env=env)))
         _wait_port(settings.api.host, settings.api.port, 60)
