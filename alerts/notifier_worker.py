@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from alerts.escalation import (
     AlertView,
@@ -63,6 +63,7 @@ from alerts.outbox import (
 from alerts.store import NOTIFY_CHANNEL as ALERTS_CHANNEL
 from safewatch.contract import alert_topic
 from safewatch.db import connect
+from safewatch.metrics_server import serve_metrics
 from safewatch.retry import backoff
 from safewatch.settings import Settings
 
@@ -366,12 +367,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None, registry: Co
     stop = stop or threading.Event()
     cfg = settings.notifier
     metrics = NotifierMetrics(registry)
-    if cfg.metrics_port and registry is REGISTRY:
-        try:
-            start_http_server(cfg.metrics_port, addr=settings.api.host)
-        except OSError as exc:
-            log.error("metrics port taken; running without /metrics", extra={"port": cfg.metrics_port,
-                                                                            "error": str(exc)})
+    if registry is REGISTRY:
+        serve_metrics(cfg.metrics_port, settings.api.host)
     web = WebhookSender(timeout_s=cfg.webhook_timeout_s, external_url=cfg.external_url)
     mqtt = MqttSender(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", timeout_s=cfg.mqtt_timeout_s)
     senders: dict[str, Sender] = {"webhook": web, "sms": web, "email": EmailSender(cfg), "mqtt": mqtt,
