@@ -14,7 +14,7 @@ from safewatch.db import storage_of
 # when a batch holds a redelivered reading the COPY fails on the primary key, the savepoint is rolled
 # back, and the batch goes the slow way: a per-connection staging table, then INSERT … ON CONFLICT DO
 # NOTHING, so a redelivered message inserts nothing twice. Redeliveries are rare (after a crash or a
-# reconnect), and the fast path measured ~2x the slow one (bench/ingest, docs/decisions.md).
+# reconnect), and the fast path is the faster one (bench/ingest prints both; docs/decisions.md).
 COPY_READINGS = "COPY readings (time, equipment_id, metric_id, value) FROM STDIN (FORMAT BINARY)"
 CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staging_readings (
