@@ -27,10 +27,11 @@ from tests.waiting import wait_until
 
 TICK_S = 5.0
 SPAN_MS = 30 * 60_000
+HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 # (category, fault kind, start minute, minutes): each crosses a safety limit or trips a protection. Two
 # act only when the equipment does: a receiver's failed unloader while its compressor runs, a runaway
-# while the car travels; their windows are long enough for that to happen (checked offline over a dozen
-# generated fleets: every fault below was alerted in each).
+# while the car travels; their windows are long enough for that to happen at 10:00 local time (checked
+# offline over 16 generated fleets: every fault below was alerted in each).
 SAFETY_FAULTS = (("1000", "overpressure", 5, 6), ("1000", "feed_pump_failure", 8, 10), ("2000", "overpressure", 6, 22),
                  ("3000", "passenger_trapped", 7, 8), ("3000", "overspeed", 5, 24))
 SELECT_ALERTS = """
@@ -58,26 +59,39 @@ def _alerts(pg_url: str, uid: str) -> list[dict[str, Any]]:
 def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet, running, pg_url, uid):  # type: ignore[no-untyped-def]
     registry = fleet(60, seed=11)
     sim_eq = _sim_equipment(registry)
-    start = int(time.time() * 1000) - SPAN_MS - 60_000
+    # The models follow the local clock (traffic, load): the run replays the latest 10:00 Beijing time that
+    # is over 40 minutes ago, so the test behaves the same whatever hour it runs at.
+    now = int(time.time() * 1000)
+    start = (now - SPAN_MS - 10 * 60_000 - 2 * HOUR_MS) // DAY_MS * DAY_MS + 2 * HOUR_MS
     faults, used = [], set()
     for category, kind, at_min, minutes in SAFETY_FAULTS:
         e = next(x for x in sim_eq if x.category == category and x.code not in used)
         used.add(e.code)
         faults.append(Fault(e.code, kind, start + at_min * 60_000, start + (at_min + minutes) * 60_000))
 
-    running(run_alerts, settings)
+    metrics = running(run_alerts, settings)
     sim = Fleet(settings, sim_eq, seed=5, client_prefix=f"sim-{uid}")
     recorded: list[tuple[str, bytes]] = []
     published_at: dict[int, float] = {}  # tick time → wall time it was handed to the broker
     sim.connect(start)
+
+    def evaluated() -> float:
+        return metrics.get_sample_value("safewatch_alerts_readings_evaluated_total") or 0.0
+
     for tick in range(int(SPAN_MS / (TICK_S * 1000)) + 1):
         t = start + int(tick * TICK_S * 1000)
         published_at[t] = time.time()
         recorded += [(o.topic, o.payload) for o in sim.tick(t, TICK_S, faults) if o.action == "publish"]
+        if tick % 8 == 7:
+            # Let the worker catch up every 8 ticks (480 messages): the shared broker keeps Mosquitto's
+            # default queue of 1000 messages per client and drops QoS 1 messages beyond it.
+            assert sim.flush() == 0
+            wait_until(evaluated, lambda n: n >= sim.counters.readings, what="the worker caught up")
     assert sim.flush() == 0
     sim.close()
 
     def detected(rows: list[dict[str, Any]]) -> dict[Fault, dict[str, Any]]:
+        """The first alert of each fault's equipment inside its window (+ 60 s)."""
         found = {}
         for f in faults:
             hits = [r for r in rows if r["code"] == f.code and f.start_ms <= r["opened_ms"] <= f.end_ms + 60_000]
@@ -87,6 +101,7 @@ def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet,
 
     rows = wait_until(lambda: _alerts(pg_url, uid), lambda r: len(detected(r)) == len(faults), timeout=60,
                       what="an alert for every injected safety fault")
+
     found = detected(rows)
     event_latency = {f.kind + "@" + f.code[:4]: (a["opened_ms"] - f.start_ms) / 1000 for f, a in found.items()}
     wall_latency = [a["committed_s"] - published_at[max(t for t in published_at if t <= a["opened_ms"])]
@@ -95,7 +110,9 @@ def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet,
     print(f"reading published → alert committed (wall, s): p50 {statistics.median(wall_latency):.3f} "
           f"max {max(wall_latency):.3f}")
     assert all(s >= 0 for s in event_latency.values()), event_latency
-    assert {a["severity"] for a in found.values()} <= {"critical", "major"}
+    for f in faults:  # each fault reached a safety severity (the first alert may be an early warning)
+        assert any(r["code"] == f.code and r["severity"] in ("critical", "major")
+                   and f.start_ms <= r["opened_ms"] <= f.end_ms + 60_000 for r in rows), f
     # Faults elsewhere raised nothing on healthy equipment (thresholds only: no anomaly before learning).
     assert all(any(r["code"] == f.code for f in faults) for r in rows), [r for r in rows if r["code"] not in used]
 
@@ -116,4 +133,6 @@ def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet,
         replays.append(raised)
     assert replays[0] == replays[1]
     live = {(r["code"], r["rule_key"]): r["opened_ms"] for r in _alerts(pg_url, uid)}
-    assert live == replays[0]
+    differing = {k: (live.get(k), replays[0].get(k)) for k in set(live) | set(replays[0])
+                 if live.get(k) != replays[0].get(k)}
+    assert not differing, f"(equipment, rule): (live opened_ms, replay) differ: {differing}"
