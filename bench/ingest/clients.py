@@ -206,7 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=100_000)
     args = parser.parse_args()
-    import gmqtt  # noqa: F401  (fail early: `pip install gmqtt aiomqtt`, the bench extra)
+    import gmqtt  # noqa: F401  (fail early: `pip install -e .[bench]`)
 
     print(f"machine: {platform.platform()} cpus={__import__('os').cpu_count()} python={platform.python_version()} "
           f"paho={paho.__version__ if hasattr(paho, '__version__') else '2.x'} load={__import__('os').getloadavg()}")
