@@ -32,7 +32,7 @@ def _publish(settings, uid, messages) -> None:  # type: ignore[no-untyped-def]
 
 def test_dead_letters_listed_in_scope_and_reprocessed_once_fixed(settings, fleet, running, pg_url, uid, api_as):
     registry = fleet(30)
-    running(run_ingest, settings)
+    metrics = running(run_ingest, settings)
     eq = next(e for e in registry.equipment if e["category"] == "3000")
     gw = next(g for g in registry.gateways if g["id"] == eq["gateway_id"])
     other = next(g for g in registry.gateways if g["league_code"] != gw["league_code"])
@@ -52,6 +52,13 @@ def test_dead_letters_listed_in_scope_and_reprocessed_once_fixed(settings, fleet
 
     rows = wait_until(dead, lambda r: len(r) >= 2, what="two dead letters")
     by_reason = {reason: id_ for id_, reason in rows}
+    # Counted by reason once committed. (The worker subscribes to every device topic of the shared test
+    # broker, where other tests publish too: hence at-least counts here; exact ones are in the fault tests.)
+    wait_until(lambda: [metrics.get_sample_value("safewatch_ingest_messages_rejected_total", {"reason": r})
+                        for r in ("unknown_equipment", "equipment_not_bound_to_gateway")],
+               lambda v: all(x >= 1 for x in v), what="rejections counted by reason")
+    assert metrics.get_sample_value("safewatch_ingest_messages_stored_total") >= 2  # committed and acked
+    assert metrics.get_sample_value("safewatch_ingest_batch_messages_count") >= 1
     unknown_id, unbound_id = by_reason["unknown_equipment"], by_reason["equipment_not_bound_to_gateway"]
 
     admin = api_as("administrator", "150000")
