@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -497,8 +498,7 @@ def main() -> None:
     finally:
         with psycopg.connect(SERVER_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        for leftover in tmp.glob("*.log"):
-            leftover.unlink()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
