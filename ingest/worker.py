@@ -91,7 +91,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
         while not stop.is_set():
             if ready is not None and not ready.is_set() and subscriber.subscribed.is_set():
                 ready.set()
-            deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000)
+            deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, cfg.batch_max_bytes)
             housekeeping.due()
             if not deliveries:
                 continue

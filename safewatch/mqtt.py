@@ -67,17 +67,21 @@ class InflightWindow:
             self._unacked_bytes += len(delivery.payload)
             self._cond.notify_all()
 
-    def take(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
-        """Up to ``max_messages``: wait ``max_wait_s`` for the first, then as long again for more."""
+    def take(self, max_messages: int, max_wait_s: float, max_bytes: int | None = None) -> list[Delivery]:
+        """Up to ``max_messages`` (and about ``max_bytes`` of payload): wait ``max_wait_s`` for the first,
+        then as long again for more."""
+        limit = max_bytes if max_bytes is not None else 1 << 62
         with self._cond:
             if not self._cond.wait_for(lambda: self._items, max_wait_s):
                 return []
             deadline = time.monotonic() + max_wait_s
             batch: list[Delivery] = []
-            while len(batch) < max_messages:
-                while self._items and len(batch) < max_messages:
+            size = 0
+            while len(batch) < max_messages and size < limit:
+                while self._items and len(batch) < max_messages and size < limit:
                     batch.append(self._items.popleft())
-                if len(batch) >= max_messages:
+                    size += len(batch[-1].payload)
+                if len(batch) >= max_messages or size >= limit:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._cond.wait_for(lambda: self._items, remaining):
@@ -196,9 +200,10 @@ class Subscriber:
         self._window.put(Delivery(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, time.time()))
 
     # -- consumer side -----------------------------------------------------------------------
-    def get_batch(self, max_messages: int, max_wait_s: float) -> list[Delivery]:
-        """Up to ``max_messages``, waiting at most ``max_wait_s`` for the first and then for the rest."""
-        return self._window.take(max_messages, max_wait_s)
+    def get_batch(self, max_messages: int, max_wait_s: float, max_bytes: int | None = None) -> list[Delivery]:
+        """Up to ``max_messages`` (stopping once ``max_bytes`` of payload are in), waiting at most
+        ``max_wait_s`` for the first and then for the rest."""
+        return self._window.take(max_messages, max_wait_s, max_bytes)
 
     def ack(self, deliveries: Iterable[Delivery]) -> int:
         """Acknowledge committed deliveries of the current connection; return how many were acked.

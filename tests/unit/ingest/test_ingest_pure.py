@@ -76,3 +76,11 @@ def test_window_bounds_the_count_and_admits_a_lone_oversized_message():
     window.release(window.take(1, 0.01))
     blocked.join(5)
     assert not blocked.is_alive()
+
+
+def test_a_batch_stops_at_its_byte_budget():
+    window = InflightWindow(max_messages=100, max_bytes=10_000)
+    for mid in range(5):
+        window.put(_d(mid, 1000))
+    assert [d.mid for d in window.take(100, 0.01, max_bytes=2500)] == [0, 1, 2]  # stops once 2,500 are in
+    assert [d.mid for d in window.take(100, 0.01)] == [3, 4]
