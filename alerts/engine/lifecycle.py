@@ -106,9 +106,7 @@ def transition(status: AlarmStatus, action: Action) -> AlarmStatus:
             raise InvalidTransition("only latched alerts are reset; acknowledge this one instead")
         if status.active:
             raise InvalidTransition("the condition is still present; reset it once the device reports it cleared")
-        if s in HIDDEN:
-            return AlarmStatus(s, False, False, crit)
-        return AlarmStatus(AlarmState.NORMAL, False, False, crit)
+        return AlarmStatus(AlarmState.NORMAL, False, False, crit)  # also from suppressed: nothing left to do
     if action is Action.SHELVE:
         if crit or status.latched:
             raise InvalidTransition("critical and latched alerts cannot be shelved; acknowledge it and handle it")

@@ -40,6 +40,8 @@ def test_latched_stays_until_reset_after_the_condition_goes() -> None:
     assert walk(after, Action.ACKNOWLEDGE, Action.RESET) == ["active_ack", "normal"]
     with pytest.raises(InvalidTransition, match="acknowledge"):
         transition(AlarmStatus(S.ACTIVE_UNACK, True), Action.RESET)
+    # Latched while its equipment was out of service: the reset closes it too.
+    assert transition(AlarmStatus(S.SUPPRESSED, False, latched=True), Action.RESET).state is S.NORMAL
 
 
 def test_shelving_hides_and_returns_where_the_condition_says() -> None:
