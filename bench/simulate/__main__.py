@@ -129,7 +129,7 @@ def main() -> None:
                         help="also measure one paho network thread per gateway")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 4 * args.gateways + 1000  # per gateway: its socket, paho's socket pair, the broker's end
+    need = 8 * args.gateways + 1000  # per gateway and design: its socket, paho's socket pair, the broker's end
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     print(machine())
@@ -183,6 +183,7 @@ def main() -> None:
                   f"{updates / wall / required_updates:.1f}x  ->  one process keeps up at "
                   f"{updates / wall / required_updates:.1f}x real time")
             fleet.close()
+            del fleet  # its clients' socket pairs are closed with them
             if args.compare_threads:
                 threaded(settings, fleet_spec, args.ticks, args.interval, required_updates)
         finally:
