@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_body
 
@@ -22,28 +22,63 @@ class RequestMetrics(BaseHTTPMiddleware):
                                   registry=registry)
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        route = "unmatched"
-        for r in request.app.routes:
-            if r.matches(request.scope)[0] is Match.FULL:
-                route = getattr(r, "path", "unmatched")
-                break
         started = time.perf_counter()
         response = await call_next(request)
+        # The router records the route it matched in the scope: its template, never the raw path.
+        matched = request.scope.get("route")
+        route = getattr(matched, "path_format", None) or getattr(matched, "path", None) or "unmatched"
         self.requests.labels(route=route, method=request.method, status=str(response.status_code)).inc()
         self.duration.labels(route=route).observe(time.perf_counter() - started)
         return response
 
 
-class BodyLimit(BaseHTTPMiddleware):
-    """Refuse bodies over the limit before anything reads them."""
+class _BodyTooLarge(Exception):
+    pass
 
-    def __init__(self, app, max_bytes: int) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(app)
-        self.max_bytes = max_bytes
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
+class BodyLimit:
+    """Refuse bodies over the limit with 413: by Content-Length up front, and by counting the bytes
+    of bodies sent without one (chunked), so no handler ever reads more than the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return JSONResponse(error_body(f"request body over {self.max_bytes} bytes; send less per request",
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = too_large = False
+
+        async def counted_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if too_large and not started:
+                return  # whatever the app answers to a cut-off body, the answer is our 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _BodyTooLarge:
+            pass
+        if too_large and not started:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(error_body(f"request body over {self.max_bytes} bytes; send less per request",
                                            ["body"], "payload_too_large"), status_code=413)
-        return await call_next(request)
+        await response(scope, receive, send)

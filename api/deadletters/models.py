@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -32,7 +33,7 @@ class DeadLetterPage(BaseModel):
 class ReprocessBody(BaseModel):
     """Which dead letters to re-run: explicit ids, or everything pending matching the filters."""
 
-    ids: list[int] = Field(default_factory=list, max_length=1000)
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(default_factory=list, max_length=1000)
     reason: str | None = Field(None, pattern=r"^[a-z_]{1,64}$")
     gateway: str | None = Field(None, max_length=64)
     limit: int = Field(1000, ge=1, le=1000)
