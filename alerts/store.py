@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from alerts.engine.inspection import RegistryFacts
 from alerts.engine.lifecycle import Action, AlarmState, AlarmStatus, opening_state, transition
@@ -111,6 +112,15 @@ FROM equipment e JOIN divisions d ON d.code = e.banner_code
 LEFT JOIN alerts a ON a.equipment_id = e.id AND a.closed_at IS NULL AND a.kind = 'inspection'
 WHERE {_IN_LEAGUES}
 GROUP BY e.id
+"""
+UPSERT_ENGINE_STATE = """
+INSERT INTO alert_engine_state (equipment_id, state) VALUES (%s, %s)
+ON CONFLICT (equipment_id) DO UPDATE SET state = EXCLUDED.state, saved_at = clock_timestamp()
+"""
+SELECT_ENGINE_STATES = f"""
+SELECT s.equipment_id, s.state FROM alert_engine_state s
+JOIN equipment e ON e.id = s.equipment_id JOIN divisions d ON d.code = e.banner_code
+WHERE {_IN_LEAGUES}
 """
 COUNT_OPEN_ALERTS = """
 SELECT severity, state, count(*) FROM alerts
@@ -287,6 +297,18 @@ def sync_equipment_status(conn: psycopg.Connection, *, leagues: list[str]) -> in
         else:
             _change_state(conn, row, Action.UNSUPPRESS, reason="the equipment is back in use")
     return len(rows)
+
+
+def save_engine_states(conn: psycopg.Connection, states: dict[int, dict[str, Any]]) -> int:
+    """Save the engine's per-equipment states (plain data from `state_to_plain`); return how many."""
+    with conn.cursor() as cur:
+        cur.executemany(UPSERT_ENGINE_STATE, [(eq_id, Jsonb(plain)) for eq_id, plain in states.items()])
+    return len(states)
+
+
+def load_engine_states(conn: psycopg.Connection, leagues: list[str]) -> dict[int, dict[str, Any]]:
+    """The saved states of the equipment of the worker's leagues."""
+    return {eq_id: state for eq_id, state in conn.execute(SELECT_ENGINE_STATES, {"leagues": leagues})}
 
 
 def count_open_alerts(conn: psycopg.Connection, *, leagues: list[str]) -> dict[tuple[str, str], int]:

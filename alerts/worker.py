@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
@@ -37,6 +37,8 @@ from alerts.engine.step import (
     event_effects,
     new_detector,
     range_fault_effects,
+    state_from_plain,
+    state_to_plain,
     status_effects,
     step,
 )
@@ -47,12 +49,14 @@ from alerts.store import (
     count_open_alerts,
     expire_shelves,
     load_active_conditions,
+    load_engine_states,
     load_equipment,
     load_equipment_by_codes,
     load_equipment_of_gateway,
     load_overrides,
     load_registry_facts,
     record_flood,
+    save_engine_states,
     sync_equipment_status,
     write_effects,
 )
@@ -147,11 +151,29 @@ class Engine:
             self.states[eq_id] = state
         return state
 
+    def restore(self, saved: dict[int, dict[str, Any]]) -> None:
+        """Load states saved by a previous worker (`plain_states`); unreadable ones start afresh."""
+        for eq_id, plain in saved.items():
+            if eq_id not in self.equipment:
+                continue
+            try:
+                self.states[eq_id] = state_from_plain(plain)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("saved engine state unreadable; starting afresh", extra={"equipment_id": eq_id,
+                                                                                    "error": str(exc)[:200]})
+
+    def plain_states(self) -> dict[int, dict[str, Any]]:
+        """Every equipment's state as plain data, for `save_engine_states`."""
+        return {eq_id: state_to_plain(state) for eq_id, state in self.states.items()}
+
     def restore_active(self, pairs: Iterable[tuple[int, str]]) -> None:
         """Mark conditions whose alert is open and active (after a restart) so they clear, not re-raise."""
         for eq_id, rule_key in pairs:
             if eq_id in self.equipment:
                 state = self.state_of(eq_id)
+                known = state.conditions.get(rule_key)
+                if known is not None and known.active:
+                    continue  # the saved state knows it, with its timing
                 self.states[eq_id] = EquipmentState({**state.conditions, rule_key: Condition(active=True)},
                                                     state.windows, state.changes, state.suppressed,
                                                     state.last_seen_ms, state.detector)
@@ -300,6 +322,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             with conn.transaction():
                 engine.add(load_equipment(conn, cfg.leagues))
                 engine.set_overrides(load_overrides(conn, cfg.leagues))
+                engine.restore(load_engine_states(conn, cfg.leagues))
                 engine.restore_active(load_active_conditions(conn, cfg.leagues))
         except psycopg.OperationalError as exc:
             log.error("database unavailable at start; retrying", extra={"error": str(exc).strip()[:200]})
@@ -329,7 +352,19 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             if conn is None:
                 break
             sub.ack(deliveries)
+    if conn is not None:
+        _save_states(conn, engine)
     log.info("alert worker stopped", extra={"worker": cfg.worker_id})
+
+
+def _save_states(conn: psycopg.Connection, engine: Engine) -> None:
+    """On a graceful stop: keep what the engine learned for the next start (best effort, once)."""
+    try:
+        with conn.transaction():
+            saved = save_engine_states(conn, engine.plain_states())
+        log.info("engine state saved", extra={"equipment": saved})
+    except psycopg.Error as exc:
+        log.error("engine state not saved; the next start re-learns", extra={"error": str(exc).strip()[:200]})
 
 
 def _with_db(conn: psycopg.Connection, settings: Settings, stop: threading.Event,

@@ -55,13 +55,22 @@ class InflightWindow:
         self._unacked_messages = 0
         self._unacked_bytes = 0
         self._cond = threading.Condition()
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop admitting: a `put` blocked on a full window returns (its message, never acked, is redelivered)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def put(self, delivery: Delivery) -> None:
         """Admit one delivery, blocking while the window is full (a lone oversized message still passes)."""
         with self._cond:
-            self._cond.wait_for(lambda: self._unacked_messages == 0 or (
+            self._cond.wait_for(lambda: self._closed or self._unacked_messages == 0 or (
                 self._unacked_messages < self._max_messages
                 and self._unacked_bytes + len(delivery.payload) <= self._max_bytes))
+            if self._closed:
+                return  # shutting down: the network thread must not wait for a consumer that has stopped
             self._items.append(delivery)
             self._unacked_messages += 1
             self._unacked_bytes += len(delivery.payload)
@@ -155,6 +164,7 @@ class Subscriber:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._window.close()  # else loop_stop waits forever on a network thread blocked by a full window
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
+from typing import Any
 
 from alerts.engine.anomaly import AnomalyConfig, EquipmentDetector
 from alerts.engine.rules import Change, Condition, Direction, Rule, RuleKind, evaluate, resolve_limits
@@ -416,3 +417,35 @@ def range_fault_effects(equipment_id: int, state: EquipmentState, *, metric: str
     effect = RaiseAlert(equipment_id, key, Severity.MINOR, metric, None, None, ts_ms, f"sensor fault: {detail}",
                         kind=RuleKind.OUT_OF_RANGE)
     return replace(state, conditions=conditions), [effect]
+
+
+# ---------------------------------------------------------------------------------- persistence
+
+def state_to_plain(state: EquipmentState) -> dict[str, Any]:
+    """The whole state as JSON-compatible data (the worker saves it on a graceful stop)."""
+    return {
+        "version": 1,
+        "conditions": {k: [c.active, c.pending_since_ms, c.clearing_since_ms, c.last_ts_ms]
+                       for k, c in state.conditions.items()},
+        "windows": {k: [[b.start_ms, b.lo, b.hi, b.last, b.last_ms] for b in w] for k, w in state.windows.items()},
+        "changes": {k: list(v) for k, v in state.changes.items()},
+        "suppressed": sorted(state.suppressed),
+        "last_seen_ms": state.last_seen_ms,
+        "detector": state.detector.to_state() if state.detector is not None else None,
+    }
+
+
+def state_from_plain(plain: Mapping[str, Any]) -> EquipmentState:
+    """Rebuild a state saved by `state_to_plain`; it continues exactly where that one stopped."""
+    if plain.get("version") != 1:
+        raise ValueError(f"unsupported engine state version {plain.get('version')!r}")
+    detector = plain.get("detector")
+    return EquipmentState(
+        conditions={k: Condition(bool(a), p, c, t) for k, (a, p, c, t) in plain["conditions"].items()},
+        windows={k: tuple(Bucket(int(s), float(lo), float(hi), float(last), int(ms)) for s, lo, hi, last, ms in w)
+                 for k, w in plain["windows"].items()},
+        changes={k: tuple(int(t) for t in v) for k, v in plain["changes"].items()},
+        suppressed=frozenset(plain["suppressed"]),
+        last_seen_ms=plain["last_seen_ms"],
+        detector=EquipmentDetector.from_state(detector) if detector is not None else None,
+    )

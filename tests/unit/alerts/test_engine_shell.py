@@ -71,3 +71,20 @@ def test_last_will_and_event_time_silence() -> None:
     assert [(x.equipment_id, x.rule_key, x.suppressed_by) for x in silent] == [
         (2, "no_data.silent", "no_data.gateway_offline")]
     assert silent[0].ts_ms // SILENCE_TICK_MS * SILENCE_TICK_MS == silent[0].ts_ms
+
+
+def test_a_full_window_never_blocks_the_worker_from_stopping() -> None:
+    """At shutdown the subscriber closes its window: a network thread blocked on a full window returns."""
+    import threading
+
+    from safewatch.mqtt import InflightWindow
+
+    window = InflightWindow(1, 1 << 20)
+    window.put(Delivery("t", b"x", 1, 1, 0, 0.0))
+    blocked = threading.Thread(target=window.put, args=(Delivery("t", b"y", 2, 1, 0, 0.0),), daemon=True)
+    blocked.start()
+    blocked.join(0.2)
+    assert blocked.is_alive()  # the window is full: back-pressure
+    window.close()
+    blocked.join(5)
+    assert not blocked.is_alive() and window.queued() == 1

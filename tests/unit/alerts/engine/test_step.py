@@ -206,3 +206,31 @@ def test_same_input_same_effects() -> None:
     _, a = feed(BOILER_RULES, BOILER, series)
     _, b = feed(BOILER_RULES, BOILER, series)
     assert a and a == b
+
+
+def test_saved_state_continues_exactly() -> None:
+    """A worker stopped and restarted mid-stream (state saved as JSON) raises what an uninterrupted one does."""
+    import json
+
+    from alerts.engine.step import state_from_plain, state_to_plain
+
+    rng = random.Random(8)
+    config = AnomalyConfig(learning_period=100, table_slots=1024, tod_buckets=0, rest_period=20)
+    series = [(T0 + i * 5000, 0.7 + 0.05 * math.sin(i / 5) + rng.gauss(0, 0.004 if i < 400 else 0.08),
+               40 + rng.gauss(0, 0.3)) for i in range(500)]
+    rules = VESSEL_RULES
+
+    def run(state, part):  # type: ignore[no-untyped-def]
+        out = []
+        for ts, p, t in part:
+            state, new = step(1, {"design_pressure": 0.8, "safety_valve_set": 0.776}, rules, state,
+                              [("vessel_pressure", ts, p), ("vessel_temp", ts, t)])
+            out += new
+        return state, out
+
+    fresh = EquipmentState(detector=new_detector(rules, config))
+    _, straight = run(fresh, series)
+    half, first = run(EquipmentState(detector=new_detector(rules, config)), series[:250])
+    restored = state_from_plain(json.loads(json.dumps(state_to_plain(half))))
+    _, second = run(restored, series[250:])
+    assert straight and first + second == straight
