@@ -403,9 +403,11 @@ class HotWaterBoilerModel(_Model):
         setpoint = min(130.0, max(60.0, 50.0 + 1.9 * (18.0 - out)))
         self.flow = 0.05 if "circulation_pump_failure" in active else 1.0  # natural circulation only
         if self.supply >= self.limit and not self.cutoff:
-            self.cutoff = True  # the over-temperature limiter (no catalogue event yet: burner_on shows it)
+            self.cutoff = True  # the over-temperature limiter cuts the burner
+            self._raise("over_temperature_cutoff", t, supply=round(self.supply, 1), limit=self.limit)
         elif self.cutoff and self.supply < self.limit - 15.0 and "circulation_pump_failure" not in active:
             self.cutoff = False
+            self._clear("over_temperature_cutoff", t, supply=round(self.supply, 1))
         if "flame_failure" in active and not self.flame_lockout:
             self.flame_lockout = True
             self._raise("flame_failure", t)

@@ -125,6 +125,8 @@ EVENT_TYPES: tuple[EventSpec, ...] = (
     EventSpec("safety_valve_lift", _B, Severity.MAJOR, "安全阀起跳"),
     EventSpec("flame_failure", _B, Severity.MAJOR, "熄火保护"),
     EventSpec("high_water_level", _B, Severity.MINOR, "高水位报警"),
+    # Hot-water boilers: the over-temperature limiter cuts the burner (outlet ≥ 20 °C below saturation).
+    EventSpec("over_temperature_cutoff", _B, Severity.CRITICAL, "超温联锁", latched=True),
     # Pressure vessels.
     EventSpec("vessel_safety_valve_lift", _V, Severity.MAJOR, "安全阀起跳"),
     EventSpec("vessel_overpressure", _V, Severity.CRITICAL, "超压"),

@@ -248,3 +248,6 @@ def test_hot_water_boiler_follows_its_heating_curve_and_the_limiter_acts_when_ci
     assert max(v["outlet_water_temp"] for v in during) >= model.limit - 1  # runs up to the limiter ...
     assert any(v["burner_on"] == 0.0 for v in during)  # ... which cuts the burner
     assert out[-1][1]["burner_on"] == 1.0  # and the boiler returns to service after the pump is back
+    cutoffs = [(e.active, e.ts_ms) for e in model.take_events() if e.type == "over_temperature_cutoff"]
+    assert [active for active, _ in cutoffs] == [True, False]  # the limiter reports its trip and its reset
+    assert january * 1000 + 3_600_000 <= cutoffs[0][1] < cutoffs[1][1]
