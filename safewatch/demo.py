@@ -127,7 +127,6 @@ def choose_broker(settings: Settings, services: Services, env: dict[str, str], *
         services.children.append(("amqtt", subprocess.Popen([sys.executable, "-m", "safewatch.embedded.broker",
                                                              "--port", str(port)])))
         env["SAFEWATCH_MQTT__PROTOCOL5"] = "false"
-        env["SAFEWATCH_MQTT__SHARED_SUBSCRIPTIONS"] = "false"
         print("  MQTT: embedded amqtt (MQTT 3.1.1; install Mosquitto for v5 and shared subscriptions)")
     _wait_port("127.0.0.1", port, 20)
 

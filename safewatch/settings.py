@@ -31,9 +31,11 @@ class MqttSettings(BaseModel):
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
     password: SecretStr | None = None
-    # MQTT v5 shared subscriptions split the stream across ingest workers; the embedded amqtt
-    # broker speaks 3.1.1 only, so the demo turns this off there.
-    shared_subscriptions: bool = True
+    # MQTT v5 shared subscriptions split the stream across ingest workers. Off by default: Mosquitto 2.0
+    # does not restore $share subscriptions after a broker restart, so messages published before the
+    # workers reconnect would be dropped, while a plain subscription of a persistent session is kept
+    # and queued (measured: docs/decisions.md). Turn it on to scale out ingest, preferably on EMQX/HiveMQ.
+    shared_subscriptions: bool = False
     protocol5: bool = True
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
     keepalive_s: int = Field(30, ge=5)

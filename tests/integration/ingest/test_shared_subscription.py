@@ -26,8 +26,10 @@ def test_two_workers_split_one_stream_without_loss_or_duplicates(settings, fleet
     league = {g["id"]: g["league_code"] for g in registry.gateways}
     metrics = []
     for n in (1, 2):
-        worker = settings.model_copy(update={"ingest": IngestSettings(
-            worker_id=f"ingest-{uid}-{n}", share_group=f"ingest-{uid}", metrics_port=None, batch_max_ms=20)})
+        worker = settings.model_copy(update={
+            "ingest": IngestSettings(worker_id=f"ingest-{uid}-{n}", share_group=f"ingest-{uid}", metrics_port=None,
+                                     batch_max_ms=20),
+            "mqtt": settings.mqtt.model_copy(update={"shared_subscriptions": True})})
         metrics.append(running(run_ingest, worker))
 
     client = connect_publisher(settings.mqtt, client_id=f"pub-{uid}")
