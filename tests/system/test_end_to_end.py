@@ -95,8 +95,11 @@ def test_overpressure_alert_opens_and_resolves(settings, fleet, processes, pg_ur
     # A steam boiler (11xx): its stuck controller lifts the safety valve (hot-water boilers differ).
     boiler = next(e for e in registry.equipment if e["variety"].startswith("11"))
     league = {g["id"]: g["league_code"] for g in registry.gateways}
+    # The boiler and a few neighbours on their own gateways: 500 messages in one burst stay well inside
+    # the 1,000 a stock Mosquitto queues per subscriber (the machine's broker may run its defaults).
+    chosen = [boiler, *[e for e in registry.equipment if e is not boiler][:4]]
     sim_eq = [SimEquipment(e["code"], e["category"], e["rated"], e["gateway_id"], league[e["gateway_id"]])
-              for e in registry.equipment]
+              for e in chosen]
     with psycopg.connect(pg_url) as c:
         upsert_user(c, f"insp-{uid}", "pw-" + uid, "region_inspector", "150000")
     listener = psycopg.connect(pg_url, autocommit=True)
