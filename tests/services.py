@@ -5,6 +5,7 @@
 - ``fleet``: a registry fleet of its own per test (unique gateways and codes), committed.
 - ``settings``: Settings pointing at both, with names unique to the test.
 - ``running``: start real workers (ingest / alerts) in threads, stopped and joined after the test.
+- ``stored_callers``: API callers (a stored person with a token) per role and division, for API fixtures.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from api.auth.tokens import Principal, issue_token
+from api.auth.users import upsert_user
 from safewatch.db import with_database
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
@@ -112,3 +116,30 @@ def running() -> Iterator[Callable[..., CollectorRegistry]]:
     for _, thread in started:
         thread.join(timeout=30)
         assert not thread.is_alive(), "a worker did not stop within 30 s of its stop event"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A person with a token: ``headers`` authenticate a request as them."""
+
+    username: str
+    role: str
+    division: str
+    headers: dict[str, str]
+
+
+def stored_callers(db_url: str, secret: str) -> Callable[[str, str], Caller]:
+    """``stored_callers(url, secret)(role, division)``: a person of that role bound to that division, stored in
+    the database at ``url``, with a token signed by ``secret``; made once per (role, division)."""
+    made: dict[tuple[str, str], Caller] = {}
+
+    def make(role: str, division: str) -> Caller:
+        if (role, division) not in made:
+            username = f"{role}-{division}"
+            with psycopg.connect(db_url) as conn:
+                user_id = upsert_user(conn, username, "a-long-test-password", role, division)
+            token = issue_token(Principal(user_id, username, role, division), secret=secret, ttl_s=3600)
+            made[(role, division)] = Caller(username, role, division, {"Authorization": f"Bearer {token}"})
+        return made[(role, division)]
+
+    return make

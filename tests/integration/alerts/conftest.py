@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -13,13 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from alerts.store import EquipmentInfo, load_equipment
 from api.app import create_app
-from api.auth.tokens import Principal, issue_token
-from api.auth.users import upsert_user
 from safewatch.db import open_pool
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.settings import ApiSettings, DbSettings, Settings
-from tests.services import create_database, drop_database
+from tests.services import Caller, create_database, drop_database, stored_callers
 
 SECRET = "test-secret-for-the-alert-api-tests"
 
@@ -56,29 +53,10 @@ def api_client(alerts_db: str) -> Iterator[TestClient]:
     pool.close()
 
 
-@dataclass(frozen=True)
-class Caller:
-    username: str
-    role: str
-    division: str
-    headers: dict[str, str]
-
-
 @pytest.fixture(scope="session")
 def as_user(alerts_db: str) -> Callable[[str, str], Caller]:
     """``as_user(role, division)``: a stored person with a token."""
-    made: dict[tuple[str, str], Caller] = {}
-
-    def make(role: str, division: str) -> Caller:
-        if (role, division) not in made:
-            username = f"{role}-{division}"
-            with psycopg.connect(alerts_db) as conn:
-                user_id = upsert_user(conn, username, "a-long-test-password", role, division)
-            token = issue_token(Principal(user_id, username, role, division), secret=SECRET, ttl_s=3600)
-            made[(role, division)] = Caller(username, role, division, {"Authorization": f"Bearer {token}"})
-        return made[(role, division)]
-
-    return make
+    return stored_callers(alerts_db, SECRET)
 
 
 def first_of(infos: dict[str, EquipmentInfo], category: str, *, skip: int = 0) -> EquipmentInfo:

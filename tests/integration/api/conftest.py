@@ -17,13 +17,11 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
-from api.auth.tokens import Principal, issue_token
-from api.auth.users import upsert_user
 from safewatch.db import open_pool
 from safewatch.registry.codes import uscc_check_char
 from safewatch.registry.divisions import load_divisions
 from safewatch.settings import ApiSettings, DbSettings, Settings
-from tests.services import create_database, drop_database
+from tests.services import Caller, create_database, drop_database, stored_callers
 
 NINGXIA = Path(__file__).parent / "ningxia_divisions.csv"
 SECRET = "test-secret-for-the-registry-api-tests"
@@ -58,31 +56,10 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
         yield c
 
 
-@dataclass(frozen=True)
-class Caller:
-    """A person with a token: ``headers`` authenticate a request as them."""
-
-    username: str
-    role: str
-    division: str
-    headers: dict[str, str]
-
-
 @pytest.fixture(scope="session")
 def as_user(api_db: str) -> Callable[[str, str], Caller]:
     """``as_user(role, division)``: a stored person of that role bound to that division, with a token."""
-    made: dict[tuple[str, str], Caller] = {}
-
-    def make(role: str, division: str) -> Caller:
-        if (role, division) not in made:
-            username = f"{role}-{division}"
-            with psycopg.connect(api_db) as conn:
-                user_id = upsert_user(conn, username, "a-long-test-password", role, division)
-            token = issue_token(Principal(user_id, username, role, division), secret=SECRET, ttl_s=3600)
-            made[(role, division)] = Caller(username, role, division, {"Authorization": f"Bearer {token}"})
-        return made[(role, division)]
-
-    return make
+    return stored_callers(api_db, SECRET)
 
 
 def make_uscc(division: str, serial: int) -> str:
