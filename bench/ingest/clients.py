@@ -17,7 +17,7 @@ import platform
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 import paho.mqtt.client as paho
@@ -85,10 +85,24 @@ def measure_paho(broker: PrivateBroker, n: int) -> float:
     return n / elapsed
 
 
-def measure_gmqtt(broker: PrivateBroker, n: int) -> float:
-    """gmqtt, optimistic_acknowledgement=False: PUBACK is sent when the async handler returns."""
+async def _gmqtt_rate(broker: PrivateBroker, n: int, on_message: Callable[..., Awaitable[int]],
+                      done: asyncio.Event) -> float:
+    """Messages per second for a gmqtt session (PUBACK when ``on_message`` returns) from connect until ``done``."""
     import gmqtt
 
+    client = gmqtt.Client("gmqtt", clean_session=False, optimistic_acknowledgement=False,
+                          session_expiry_interval=600, receive_maximum=5000)
+    client.on_message = on_message
+    started = time.perf_counter()
+    await client.connect("127.0.0.1", broker.port, version=gmqtt.constants.MQTTv50)
+    await asyncio.wait_for(done.wait(), 300)
+    elapsed = time.perf_counter() - started
+    await client.disconnect()
+    return n / elapsed
+
+
+def measure_gmqtt(broker: PrivateBroker, n: int) -> float:
+    """gmqtt, optimistic_acknowledgement=False: PUBACK is sent when the async handler returns."""
     async def main() -> float:
         got = 0
         done = asyncio.Event()
@@ -101,23 +115,13 @@ def measure_gmqtt(broker: PrivateBroker, n: int) -> float:
                 done.set()
             return 0
 
-        client = gmqtt.Client("gmqtt", clean_session=False, optimistic_acknowledgement=False,
-                              session_expiry_interval=600, receive_maximum=5000)
-        client.on_message = on_message
-        started = time.perf_counter()
-        await client.connect("127.0.0.1", broker.port, version=gmqtt.constants.MQTTv50)
-        await asyncio.wait_for(done.wait(), 300)
-        elapsed = time.perf_counter() - started
-        await client.disconnect()
-        return n / elapsed
+        return await _gmqtt_rate(broker, n, on_message, done)
 
     return asyncio.run(main())
 
 
 def measure_gmqtt_batched(broker: PrivateBroker, n: int) -> float:
     """gmqtt with ack after a (simulated) batch commit: each handler awaits its batch's future."""
-    import gmqtt
-
     async def main() -> float:
         got = 0
         done = asyncio.Event()
@@ -141,15 +145,7 @@ def measure_gmqtt_batched(broker: PrivateBroker, n: int) -> float:
             await mine
             return 0
 
-        client = gmqtt.Client("gmqtt", clean_session=False, optimistic_acknowledgement=False,
-                              session_expiry_interval=600, receive_maximum=5000)
-        client.on_message = on_message
-        started = time.perf_counter()
-        await client.connect("127.0.0.1", broker.port, version=gmqtt.constants.MQTTv50)
-        await asyncio.wait_for(done.wait(), 300)
-        elapsed = time.perf_counter() - started
-        await client.disconnect()
-        return n / elapsed
+        return await _gmqtt_rate(broker, n, on_message, done)
 
     return asyncio.run(main())
 
