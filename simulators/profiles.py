@@ -168,7 +168,24 @@ class _Model:
         return values
 
 
-class BoilerModel(_Model):
+class _SubsteppedModel(_Model):
+    """A model integrated in substeps of at most ``H`` seconds, each seeing the faults active at its end."""
+
+    H: float  # s: the longest integration step, stated by each model
+
+    def _advance(self, t_s: float, faults: Faults) -> None:
+        assert self.t is not None
+        t = self.t
+        while t < t_s - 1e-9:
+            h = min(self.H, t_s - t)
+            t += h
+            self._substep(t, h, active_at(faults, t), faults)
+
+    def _substep(self, t: float, h: float, active: Collection[str], faults: Faults) -> None:
+        raise NotImplementedError
+
+
+class BoilerModel(_SubsteppedModel):
     """A steam boiler with its pressure and level controllers and its protections.
 
     Pressure: dp/dt = K · P · (heat in − steam out), heat in = firing × (1 − fouling loss), in units of
@@ -223,14 +240,6 @@ class BoilerModel(_Model):
         base = 0.45 + 0.2 * math.exp(-((hour - 9.0) / 2.5) ** 2) + 0.15 * math.exp(-((hour - 19.0) / 3.0) ** 2)
         self._load_noise += -self._load_noise * h / 300.0 + self.rng.gauss(0, 0.01) * math.sqrt(h)
         return min(0.8, max(0.35, base + self._load_noise))
-
-    def _advance(self, t_s: float, faults: Faults) -> None:
-        assert self.t is not None
-        t = self.t
-        while t < t_s - 1e-9:
-            h = min(self.H, t_s - t)
-            t += h
-            self._substep(t, h, active_at(faults, t), faults)
 
     def _substep(self, t: float, h: float, active: Collection[str], faults: Faults) -> None:
         P = self.P
@@ -342,7 +351,7 @@ class BoilerModel(_Model):
         }
 
 
-class HotWaterBoilerModel(_Model):
+class HotWaterBoilerModel(_SubsteppedModel):
     """A pressurised hot-water heating boiler (承压热水锅炉, variety 1200), e.g. 1.25 MPa, 130/70 °C.
 
     The supply temperature follows a heating curve on the outdoor temperature (Inner Mongolia: about
@@ -387,14 +396,6 @@ class HotWaterBoilerModel(_Model):
         season = 5.0 - 20.0 * math.cos(2 * math.pi * (day - 15.0) / 365.25)
         daily = -6.0 * math.cos(2 * math.pi * (local_hour(t_s) - 4.0) / 24.0)
         return season + daily + self._weather
-
-    def _advance(self, t_s: float, faults: Faults) -> None:
-        assert self.t is not None
-        t = self.t
-        while t < t_s - 1e-9:
-            h = min(self.H, t_s - t)
-            t += h
-            self._substep(t, h, active_at(faults, t), faults)
 
     def _substep(self, t: float, h: float, active: Collection[str], faults: Faults) -> None:
         self._weather += -self._weather * h / 86_400.0 + self.rng.gauss(0, 0.05) * math.sqrt(h)
@@ -463,7 +464,7 @@ class HotWaterBoilerModel(_Model):
         }
 
 
-class VesselModel(_Model):
+class VesselModel(_SubsteppedModel):
     """A compressed-air receiver fed by a load/unload compressor, drawn by a plant's demand.
 
     dp/dt = p_atm (Q_in − Q_out) / V: the compressor delivers ``3 V`` m³/min of free air when loaded
@@ -493,14 +494,6 @@ class VesselModel(_Model):
 
     def scale(self, metric: str) -> float:
         return {"vessel_pressure": 0.05 * self.D, "vessel_temp": 5.0}.get(metric, super().scale(metric))
-
-    def _advance(self, t_s: float, faults: Faults) -> None:
-        assert self.t is not None
-        t = self.t
-        while t < t_s - 1e-9:
-            h = min(self.H, t_s - t)
-            t += h
-            self._substep(t, h, active_at(faults, t), faults)
 
     def _substep(self, t: float, h: float, active: Collection[str], faults: Faults) -> None:
         hour = local_hour(t)
