@@ -231,6 +231,22 @@ class _Surprise:
         self.count = int(state["count"])
 
 
+def _mark_contexts(rows: Sequence[np.ndarray], r: int, h: int, bins: Sequence[int], order: int, slots: int) -> int:
+    """Mark the contexts of the last 1..``order`` bins (hashes chained from the seed ``h``) seen in the bit
+    tables ``rows[r:r + order]``, one table per context length; return how many were not seen before."""
+    novel = 0
+    for k in range(order):
+        h = (h * _PRIME + bins[k] + 7) & _MASK
+        slot = h % slots
+        row = rows[r + k]
+        bit = 1 << (slot & 7)
+        byte = row[slot >> 3]
+        if not byte & bit:
+            novel += 1
+            row[slot >> 3] = byte | bit
+    return novel
+
+
 class MetricDetector:
     """Anomaly detector of one metric stream (see the module docstring for the method).
 
@@ -411,29 +427,11 @@ class MetricDetector:
             bins = self._bin_lists[v]
             bins.pop()
             bins.insert(0, math.floor((x - lo) / width))
-            h = 7919 * (v + 1)
-            for k in range(c.max_order):
-                h = (h * _PRIME + bins[k] + 7) & _MASK
-                slot = h % slots
-                row = rows[r]
-                bit = 1 << (slot & 7)
-                byte = row[slot >> 3]
-                if not byte & bit:
-                    seq_novel += 1
-                    row[slot >> 3] = byte | bit
-                r += 1
+            seq_novel += _mark_contexts(rows, r, 7919 * (v + 1), bins, c.max_order, slots)
+            r += c.max_order
             if tod >= 0:
-                h = 7919 * (v + 1) + 104729 * (tod + 1)
-                for k in range(c.tod_order):
-                    h = (h * _PRIME + bins[k] + 7) & _MASK
-                    slot = h % slots
-                    row = rows[r]
-                    bit = 1 << (slot & 7)
-                    byte = row[slot >> 3]
-                    if not byte & bit:
-                        tod_novel += 1
-                        row[slot >> 3] = byte | bit
-                    r += 1
+                tod_novel += _mark_contexts(rows, r, 7919 * (v + 1) + 104729 * (tod + 1), bins, c.tod_order, slots)
+                r += c.tod_order
         n_grids = len(self._grids)
         seq = seq_novel / (n_grids * c.max_order)
         daily = tod_novel / (n_grids * c.tod_order) if tod >= 0 and c.tod_order else 0.0
