@@ -19,6 +19,7 @@ from api.auth.routes import router as auth_router
 from api.contacts.routes import router as contacts_router
 from api.dashboard.routes import router as dashboard_router
 from api.deadletters.routes import router as deadletters_router
+from api.divisions.response_routes import router as division_response_router
 from api.divisions.routes import router as divisions_router
 from api.equipment.routes import router as equipment_router
 from api.gateways.routes import router as gateways_router
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
     Info("safewatch_build", "SafeWatch build", registry=registry).info({"version": safewatch.__version__})
     for router in (auth_router, divisions_router, equipment_router, alerts_router, dashboard_router):
         app.include_router(router)
+    app.include_router(division_response_router)  # trapped-passenger arrival deadlines
     app.include_router(kpis_router)  # alarm-load KPIs (issue 6)
     for router in (units_router, gateways_router, users_router):  # the registry (issue 3)
         app.include_router(router)

@@ -34,6 +34,8 @@ class AlertRead(BaseModel):
     suppressed_by: str | None
     chattering: bool
     raise_count: int
+    # Trapped passengers only: when the maintenance unit must have arrived (the division's response clock).
+    arrival_deadline_at: datetime | None = None
 
 
 class TransitionRead(BaseModel):

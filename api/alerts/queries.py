@@ -7,11 +7,13 @@ from typing import Any
 import psycopg
 
 from api.deps import IN_SCOPE
+from api.divisions.arrival import ARRIVAL_DEADLINE_AT
 
-_COLUMNS = """
+_COLUMNS = f"""
 a.id, e.code AS equipment_code, e.category, a.rule_key, a.kind, a.severity, a.state, a.active, a.latched, a.level,
 a.division_code, a.league_code, a.metric, a.value, a.limit_value, a.message, a.opened_at, a.updated_at,
-a.cleared_at, a.closed_at, a.shelved_until, a.shelved_by, a.assignee, a.suppressed_by, a.chattering, a.raise_count
+a.cleared_at, a.closed_at, a.shelved_until, a.shelved_by, a.assignee, a.suppressed_by, a.chattering, a.raise_count,
+{ARRIVAL_DEADLINE_AT} AS arrival_deadline_at
 """
 _FROM = "FROM alerts a JOIN equipment e ON e.id = a.equipment_id JOIN divisions d ON d.code = a.division_code"
 SELECT_ALERT_PAGE = f"""

@@ -66,6 +66,8 @@ class EmergencyAlert(BaseModel):
     trapped: bool
     next_escalation_at: datetime | None
     next_level: str | None
+    # Trapped passengers only: when the maintenance unit must have arrived (the division's response clock).
+    arrival_deadline_at: datetime | None = None
 
 
 class NextEscalation(BaseModel):

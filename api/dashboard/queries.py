@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from api.deps import IN_SCOPE
+from api.divisions.arrival import ARRIVAL_DEADLINE_AT, TRAPPED_RULE_KEY
 
 # Open alerts are few (hundreds); they are drawn one by one on top of the cells.
 SELECT_MAP_ALERTS = f"""
@@ -35,7 +36,6 @@ JOIN LATERAL ({NEXT_CLIMB}) nx ON true
 WHERE {IN_SCOPE} AND a.closed_at IS NULL
 """
 
-TRAPPED_RULE_KEY = "event.passenger_trapped"
 # Escalated (above banner level) or critical, open; trapped passengers first, then by severity, then
 # the longest-waiting first (their response clock has run the longest).
 SELECT_EMERGENCY = f"""
@@ -43,7 +43,7 @@ SELECT a.id, e.code AS equipment_code, e.category, a.rule_key, a.severity, a.sta
        a.level, a.division_code, d.name AS division_name, d.name_en AS division_name_en, a.league_code,
        a.message, a.opened_at, e.address, e.lat, e.lon, u.name AS unit_name, u.safety_manager,
        u.phone AS unit_phone, (a.rule_key = %(trapped)s) AS trapped
-       , nx.due_at AS next_escalation_at, nx.level AS next_level
+       , nx.due_at AS next_escalation_at, nx.level AS next_level, {ARRIVAL_DEADLINE_AT} AS arrival_deadline_at
 FROM alerts a
 JOIN equipment e ON e.id = a.equipment_id
 JOIN divisions d ON d.code = a.division_code

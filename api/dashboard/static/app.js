@@ -556,6 +556,8 @@ async function renderEmergency() {
       <div>${esc(a.message)}</div>
       <div class="note"><a href="#/equipment/${encodeURIComponent(a.equipment_code)}">${esc(a.equipment_code)}</a> · ${esc(S.lang === "en" && a.division_name_en ? a.division_name_en : a.division_name)} · ${esc(a.address)}</div>
       <div class="clocks"><div><div class="note">${esc(t("response_clock"))}</div><div class="big clock" data-since="${esc(a.opened_at)}"></div></div>
+        ${a.arrival_deadline_at ? `<div><div class="note">${esc(t("arrival_deadline"))} · ${esc(fmtTime(a.arrival_deadline_at))}</div>
+          <div class="big clock" data-arrival data-until="${esc(a.arrival_deadline_at)}"></div></div>` : ""}
         ${a.next_escalation_at ? `<div><div class="note">${esc(t("next_escalation"))} → ${esc(t("lvl_" + (a.next_level || "league")))}</div>
           <div class="big clock" data-until="${esc(a.next_escalation_at)}"></div></div>` : ""}</div>
       <div><strong>${esc(t("contacts"))}</strong>

@@ -48,7 +48,8 @@ class Foreign:
         return {"code": self.reg.code, "equipment_code": self.reg.code, "uscc": self.reg.uscc,
                 "gateway_id": self.reg.gateway_id, "username": self.username, "alert_id": str(self.alert_id),
                 "dead_letter_id": str(self.dead_letter_id), "contact_id": str(self.contact_id),
-                "policy_id": str(self.policy_id), "rule_key": self.rule_key, "name": "app.js"}
+                "policy_id": str(self.policy_id), "rule_key": self.rule_key, "name": "app.js",
+                "division_code": self.reg.banner}
 
 
 Body = Callable[[Foreign], Any]
@@ -101,6 +102,8 @@ MATRIX: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/auth/token"): PUBLIC,
     ("GET", "/api/v1/me"): SELF,
     ("GET", "/api/v1/divisions"): FILTERED(also=("150102",)),
+    ("GET", "/api/v1/divisions/{division_code}/response"): DENIED(),
+    ("PUT", "/api/v1/divisions/{division_code}/response"): DENIED(lambda f: {"arrival_deadline_min": 45}),
     # registry (issue 3)
     ("GET", "/api/v1/equipment"): FILTERED(),
     ("GET", "/api/v1/equipment/search"): FILTERED(params={"q": "3110"}),

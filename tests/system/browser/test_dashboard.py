@@ -7,6 +7,7 @@ every page under test-artifacts/browser/.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -204,6 +205,13 @@ def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     playwright_expect(first).to_have_attribute("data-emergency", str(trapped))  # trapped passengers first
     playwright_expect(first.locator(".clock").first).not_to_have_text("")
     playwright_expect(first.locator(".contact")).to_contain_text("96333")
+    # The trapped passenger's arrival deadline counts down (opened_at + the division's 30 or 60 min) …
+    arrival = first.locator("[data-arrival]")
+    playwright_expect(arrival).to_have_text(re.compile(r"^00:[0-5]\d:\d\d$"))
+    playwright_expect(arrival).not_to_have_class(re.compile(r"\bbad\b"))
+    playwright_expect(first).to_contain_text("Arrival deadline")
+    # … and only trapped passengers have one.
+    playwright_expect(page.locator(f"[data-emergency='{critical}'] [data-arrival]")).to_have_count(0)
     # The notifier sends a critical alert to league and region at once; the console shows it as it happens.
     playwright_expect(page.locator(f"[data-emergency='{critical}'] .badge.esc")).to_have_count(1)
     screenshot(page, "07-emergency")
@@ -217,6 +225,13 @@ def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     log_in(wall, site, user_with(site, "region_inspector", "150000"))
     playwright_expect(wall.locator("#nav a[data-page=alerts]")).to_have_text("告警")
     screenshot(wall, "09-overview-wall-zh")
+    # Two hours on, nobody has arrived: the deadline has passed and shows red, counting past it.
+    with psycopg.connect(site.db_url) as conn:
+        conn.execute("UPDATE alerts SET opened_at = opened_at - interval '2 hours' WHERE id = %s", (trapped,))
     wall.click("#nav a[data-page=emergency]")
-    playwright_expect(wall.locator("#emergency-cards .card").first).to_have_attribute("data-trapped", "1")
+    wall_first = wall.locator("#emergency-cards .card").first
+    playwright_expect(wall_first).to_have_attribute("data-trapped", "1")
+    playwright_expect(wall_first).to_contain_text("到达时限")
+    playwright_expect(wall_first.locator("[data-arrival]")).to_have_text(re.compile(r"^-0[01]:[0-5]\d:\d\d$"))
+    playwright_expect(wall_first.locator("[data-arrival]")).to_have_class(re.compile(r"\bbad\b"))
     screenshot(wall, "10-emergency-wall-zh")
