@@ -20,7 +20,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from safewatch.registry.categories import BY_CODE, VARIETIES, category_of
@@ -50,6 +50,17 @@ RETIRED_STATUSES = (EquipmentStatus.SCRAPPED, EquipmentStatus.CANCELLED)
 
 Text100 = Annotated[str, Field(min_length=1, max_length=100)]
 Text200 = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _checked_uscc(v: str) -> str:
+    try:
+        return validate_uscc(v)
+    except CodeError as exc:
+        raise ValueError(str(exc)) from None  # pydantic reports a ValueError against the field
+
+
+# A 统一社会信用代码 whose GB 32100 check character is right (the field gives its length and description).
+Uscc = Annotated[str, AfterValidator(_checked_uscc)]
 
 
 class StrictModel(BaseModel):
@@ -155,7 +166,7 @@ class EquipmentRecord(_Strict):
     variety: str | None = Field(None, description="TSG class or variety code, e.g. 3110; default: from the code")
     category: str | None = Field(None, description="1000, 2000 or 3000; derived from variety")
     registration_no: str | None = Field(None, max_length=32, description="使用登记证编号 or 注册代码")
-    unit_uscc: str = Field(min_length=18, max_length=18, description="the user unit's 统一社会信用代码")
+    unit_uscc: Uscc = Field(min_length=18, max_length=18, description="the user unit's 统一社会信用代码")
     banner_code: str = Field(pattern=DIVISION_CODE, description="the banner (county-level division) it stands in")
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
@@ -176,14 +187,6 @@ class EquipmentRecord(_Strict):
     def _code(cls, v: str) -> str:
         try:
             return parse_equipment_code(v).code
-        except CodeError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("unit_uscc")
-    @classmethod
-    def _uscc(cls, v: str) -> str:
-        try:
-            return validate_uscc(v)
         except CodeError as exc:
             raise ValueError(str(exc)) from None
 
@@ -248,20 +251,12 @@ EQUIPMENT_MUTABLE: tuple[str, ...] = tuple(f for f in EquipmentRecord.model_fiel
 class UnitRecord(_Strict):
     """使用单位: name, USCC with its GB 32100 check character, division, address, safety manager, phone."""
 
-    uscc: str = Field(min_length=18, max_length=18, description="统一社会信用代码")
+    uscc: Uscc = Field(min_length=18, max_length=18, description="统一社会信用代码")
     name: Text200
     division_code: str = Field(pattern=DIVISION_CODE)
     address: Text200 | None = None
     safety_manager: Text100 | None = Field(None, description="安全管理员")
     phone: str | None = Field(None, pattern=r"^\+?[0-9][0-9 ()-]{4,24}$")
-
-    @field_validator("uscc")
-    @classmethod
-    def _uscc(cls, v: str) -> str:
-        try:
-            return validate_uscc(v)
-        except CodeError as exc:
-            raise ValueError(str(exc)) from None
 
 
 class GatewayRecord(_Strict):
