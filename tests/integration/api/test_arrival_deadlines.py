@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from tests.integration.api.conftest import Registered
 from tests.services import Caller
 
@@ -127,3 +128,15 @@ def test_bad_values_are_422_naming_the_field(client: TestClient, as_user: Callab
     assert any(e["loc"][-1] == "arrival_deadline_min" for e in r.json()["detail"]), r.text
     assert client.get(f"/api/v1/divisions/{code}/response",
                       headers=admin.headers).json()["effective_arrival_deadline_min"] == 60
+
+
+def test_shipped_defaults_are_the_city_districts_and_the_region(api_db: str) -> None:
+    """On load, exactly the 市辖区 of Inner Mongolia's prefecture-level cities (1501xx–1509xx) get 30 min."""
+    shipped = parse_divisions(shipped_divisions_text())
+    districts = {d.code for d in shipped if d.level == "banner" and d.name.endswith("区")
+                 and d.league_code is not None and "150100" <= d.league_code <= "150900"}
+    with psycopg.connect(api_db) as conn:
+        rows = conn.execute("SELECT code, arrival_deadline_min FROM divisions WHERE code LIKE '15%' "
+                            "AND arrival_deadline_min IS NOT NULL").fetchall()
+    assert dict(rows) == {"150000": 60} | dict.fromkeys(districts, 30)
+    assert {"150102", "150602", "150902"} <= districts and not {"152201", "152502", "152921"} & districts
