@@ -43,6 +43,14 @@ def _get_or_404(conn: psycopg.Connection, scope: str, uscc: str) -> UnitRead:
     return UnitRead(**row)
 
 
+def _for_update(conn: psycopg.Connection, scope: str, uscc: str) -> dict[str, Any]:
+    """The unit's row, locked until the transaction ends; 404 when it is not in the caller's jurisdiction."""
+    row = conn.execute(q.SELECT_UNIT_FOR_UPDATE, {"scope": scope, "uscc": uscc.upper()}).fetchone()
+    if row is None:
+        raise NotFound(f"user unit {uscc} is not in your jurisdiction's registry", ["path", "uscc"])
+    return row
+
+
 @router.get("", response_model=UnitPage)
 def list_(conn: Conn, user: CurrentUser,
           division: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
@@ -80,9 +88,7 @@ def get(uscc: Uscc, conn: Conn, user: CurrentUser) -> UnitRead:
 @router.patch("/{uscc}", response_model=UnitRead, dependencies=[require(*WRITE_REGISTRY)])
 def update(uscc: Uscc, body: UnitUpdate, conn: Conn, user: CurrentUser) -> UnitRead:
     with conn.transaction():
-        current = conn.execute(q.SELECT_UNIT_FOR_UPDATE, {"scope": user.division_code, "uscc": uscc.upper()}).fetchone()
-        if current is None:
-            raise NotFound(f"user unit {uscc} is not in your jurisdiction's registry", ["path", "uscc"])
+        current = _for_update(conn, user.division_code, uscc)
         patch = body.model_dump(exclude_unset=True)
         reason = patch.pop("reason", None)
         for required in ("name", "division_code"):
@@ -104,9 +110,7 @@ def update(uscc: Uscc, body: UnitUpdate, conn: Conn, user: CurrentUser) -> UnitR
 def retire(uscc: Uscc, body: RetireUnit, conn: Conn, user: CurrentUser) -> UnitRead:
     """Retire a unit that has no equipment in use or suspended (transfer or retire those first)."""
     with conn.transaction():
-        current = conn.execute(q.SELECT_UNIT_FOR_UPDATE, {"scope": user.division_code, "uscc": uscc.upper()}).fetchone()
-        if current is None:
-            raise NotFound(f"user unit {uscc} is not in your jurisdiction's registry", ["path", "uscc"])
+        current = _for_update(conn, user.division_code, uscc)
         if current["retired_at"] is not None:
             raise HTTPException(409, detail=[{"msg": f"user unit {uscc} is already retired", "loc": ["path", "uscc"],
                                               "type": "retired"}])
