@@ -1,7 +1,8 @@
 """Shared test configuration.
 
 Tests use the real services: PostgreSQL at SAFEWATCH_TEST_DB_URL (default the local server) and
-the MQTT broker at SAFEWATCH_TEST_MQTT_URL (default the local Mosquitto); see tests/services.py.
+the MQTT broker at SAFEWATCH_TEST_MQTT_URL (default: a private Mosquitto with the shipped
+configuration, started for the session); see tests/services.py.
 Tests under integration/ and system/ get those markers from their folder.
 """
 

@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from api.auth.tokens import Principal, issue_token
 from api.auth.users import upsert_user
+from bench.ingest.instances import MOSQUITTO, PrivateBroker
 from safewatch.db import with_database
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
@@ -31,7 +33,7 @@ from safewatch.schema.migrate import migrate
 from safewatch.settings import AlertSettings, DbSettings, IngestSettings, MqttSettings, Settings
 
 TEST_DB_URL = os.environ.get("SAFEWATCH_TEST_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TEST_MQTT_URL = os.environ.get("SAFEWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+TEST_MQTT_URL = os.environ.get("SAFEWATCH_TEST_MQTT_URL")
 
 _serials = itertools.count(0, 5000)
 
@@ -68,11 +70,25 @@ def conn(pg_url: str) -> Iterator[psycopg.Connection]:
         c.rollback()
 
 
+@pytest.fixture(scope="session")
+def mqtt_url() -> Iterator[str]:
+    """The broker the tests use: SAFEWATCH_TEST_MQTT_URL when set; else a Mosquitto of the tests' own,
+    configured as we ship it (a stock broker's 1,000-message queue per subscriber drops QoS 1 bursts,
+    and the machine's broker is not ours to reconfigure); else the local broker on 1883."""
+    if TEST_MQTT_URL:
+        yield TEST_MQTT_URL
+    elif Path(MOSQUITTO).exists():
+        with PrivateBroker(shipped=True) as broker:
+            yield broker.url
+    else:
+        yield "mqtt://127.0.0.1:1883"
+
+
 @pytest.fixture
-def settings(pg_url: str, uid: str) -> Settings:
+def settings(pg_url: str, mqtt_url: str, uid: str) -> Settings:
     return Settings(
         db=DbSettings(url=pg_url),
-        mqtt=MqttSettings(url=TEST_MQTT_URL, session_expiry_s=120),
+        mqtt=MqttSettings(url=mqtt_url, session_expiry_s=120),
         ingest=IngestSettings(worker_id=f"ingest-{uid}", share_group=f"ingest-{uid}", metrics_port=None,
                               batch_max_ms=20),
         alerts=AlertSettings(worker_id=f"alerts-{uid}", metrics_port=None),
