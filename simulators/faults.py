@@ -137,6 +137,13 @@ def scenario_key(category: str, variety: str = "") -> str:
     return "1200" if category == "1000" and variety.startswith("12") else category
 
 
+def _event_count(sources: int, per_source_hour: float, horizon_ms: int, rng: random.Random) -> int:
+    """How many events ``sources`` sources at ``per_source_hour`` each give over the horizon: the expected
+    number, its fraction rounded up at random so that the mean is exact."""
+    expected = sources * per_source_hour * horizon_ms / 3_600_000
+    return int(expected) + (1 if rng.random() < expected - int(expected) else 0)
+
+
 def random_faults(equipment: Sequence[tuple[str, str]], *, rng: random.Random, start_ms: int, horizon_ms: int,
                   per_equipment_hour: float, duration_ms: int | None = None) -> list[Fault]:
     """Faults at ``per_equipment_hour`` per equipment over the horizon, for (code, `scenario_key`) pairs.
@@ -146,8 +153,7 @@ def random_faults(equipment: Sequence[tuple[str, str]], *, rng: random.Random, s
     """
     if not equipment or per_equipment_hour <= 0:
         return []
-    expected = len(equipment) * per_equipment_hour * horizon_ms / 3_600_000
-    count = int(expected) + (1 if rng.random() < expected - int(expected) else 0)
+    count = _event_count(len(equipment), per_equipment_hour, horizon_ms, rng)
     faults = []
     for _ in range(count):
         code, category = rng.choice(equipment)
@@ -163,8 +169,7 @@ def random_gateway_faults(gateways: Sequence[str], *, rng: random.Random, start_
     """Gateway misbehaviour at ``per_gateway_hour`` per gateway, each lasting 1-10 minutes."""
     if not gateways or per_gateway_hour <= 0:
         return []
-    expected = len(gateways) * per_gateway_hour * horizon_ms / 3_600_000
-    count = int(expected) + (1 if rng.random() < expected - int(expected) else 0)
+    count = _event_count(len(gateways), per_gateway_hour, horizon_ms, rng)
     faults = []
     for _ in range(count):
         at = start_ms + rng.randrange(max(1, horizon_ms))
