@@ -56,6 +56,14 @@ def _get_or_404(conn: psycopg.Connection, scope: str, code: str) -> dict[str, An
     return row
 
 
+def _for_update(conn: psycopg.Connection, scope: str, code: str) -> dict[str, Any]:
+    """The equipment's row, locked until the transaction ends; 404 when it is not in the caller's jurisdiction."""
+    row = conn.execute(q.SELECT_FOR_UPDATE, {"scope": scope, "code": code.upper()}).fetchone()
+    if row is None:
+        raise NotFound(f"equipment {code} is not in your jurisdiction's registry", ["path", "code"])
+    return row
+
+
 @router.get("", response_model=EquipmentPage)
 def list_(conn: Conn, user: CurrentUser, division: DivisionCode = None,
           category: Annotated[str | None, Query(pattern=r"^[123]000$")] = None,
@@ -203,9 +211,7 @@ def audit(code: EquipmentCode, conn: Conn, user: CurrentUser) -> list[AuditEntry
 def update(code: EquipmentCode, body: Annotated[EquipmentUpdate, Body()], conn: Conn,
            user: CurrentUser) -> EquipmentRead:
     with conn.transaction():
-        current = conn.execute(q.SELECT_FOR_UPDATE, {"scope": user.division_code, "code": code.upper()}).fetchone()
-        if current is None:
-            raise NotFound(f"equipment {code} is not in your jurisdiction's registry", ["path", "code"])
+        current = _for_update(conn, user.division_code, code)
         if current["status"] in ("scrapped", "cancelled"):
             raise HTTPException(409, detail=[{"msg": f"equipment {code} is {current['status']}; a retired record "
                                               "is kept as it was", "loc": ["path", "code"], "type": "retired"}])
@@ -236,9 +242,7 @@ def update(code: EquipmentCode, body: Annotated[EquipmentUpdate, Body()], conn: 
 def retire(code: EquipmentCode, body: RetireBody, conn: Conn, user: CurrentUser) -> EquipmentRead:
     """Scrap (报废) or cancel (注销) the registration; the record stays, read-only, with its audit trail."""
     with conn.transaction():
-        current = conn.execute(q.SELECT_FOR_UPDATE, {"scope": user.division_code, "code": code.upper()}).fetchone()
-        if current is None:
-            raise NotFound(f"equipment {code} is not in your jurisdiction's registry", ["path", "code"])
+        current = _for_update(conn, user.division_code, code)
         if current["status"] in ("scrapped", "cancelled"):
             raise HTTPException(409, detail=[{"msg": f"equipment {code} is already {current['status']}",
                                               "loc": ["path", "code"], "type": "retired"}])
