@@ -20,7 +20,15 @@ import psycopg
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_BROKER_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
-PG_BIN = Path(os.environ.get("SAFEWATCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """The newest Debian PostgreSQL server binaries (initdb, pg_ctl), unless SAFEWATCH_PG_BIN says."""
+    if "SAFEWATCH_PG_BIN" in os.environ:
+        return Path(os.environ["SAFEWATCH_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
