@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 
-from bench.ingest.instances import PrivateBroker, PrivatePostgres, free_port
+from bench.ingest.instances import MOSQUITTO, PG_BIN, PrivateBroker, PrivatePostgres, free_port
 from safewatch.contract import Kind, build_topic, encode_telemetry
 from safewatch.mqtt import connect_publisher
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
@@ -31,7 +31,11 @@ from safewatch.schema.migrate import migrate
 from safewatch.settings import MqttSettings
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.system
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(not (PG_BIN / "initdb").exists() or not os.path.exists(MOSQUITTO),
+                       reason="needs PostgreSQL server binaries (initdb) and mosquitto for private instances"),
+]
 
 VALUES = {"3000": {"speed": 1.0, "floor": 3.0}, "1000": {"drum_pressure": 0.8, "drum_level": 5.0},
           "2000": {"vessel_pressure": 0.6, "vessel_temp": 40.0}}

@@ -8,14 +8,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from bench.ingest.instances import PrivateBroker
+from bench.ingest.instances import MOSQUITTO, PrivateBroker
 from safewatch.mqtt import Subscriber, connect_publisher
 from safewatch.settings import MqttSettings
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.system
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="needs the mosquitto binary for a private broker"),
+]
 
 PUBLISHED = 3000
 
