@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from api.divisions.models import DivisionRead
+
 
 class MapAlert(BaseModel):
     id: int
@@ -16,25 +18,8 @@ class MapAlert(BaseModel):
     equipment_code: str
 
 
-class OverviewDivision(BaseModel):
-    """Counts of one division; banners carry their own, the page rolls them up the tree."""
-
-    code: str
-    name: str
-    name_en: str | None
-    parent_code: str | None
-    level: str
-    equipment: int
-    online: int
-    inspections_overdue: int
-    critical: int
-    major: int
-    minor: int
-    warning: int
-
-
 class OverviewRead(BaseModel):
-    divisions: list[OverviewDivision]
+    divisions: list[DivisionRead]
     cells: list[tuple[float, float, str, int, int]] = Field(
         description="map cells of 0.1°: [lat, lon, league_code, equipment, offline]")
     alerts: list[MapAlert]

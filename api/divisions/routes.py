@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from api.deps import IN_SCOPE, Conn, CurrentUser
+from api.divisions.models import DivisionRead
 
 router = APIRouter(prefix="/api/v1/divisions", tags=["divisions"])
 
@@ -32,21 +32,6 @@ LEFT JOIN (
 WHERE {IN_SCOPE}
 ORDER BY d.code
 """
-
-
-class DivisionRead(BaseModel):
-    code: str
-    name: str
-    name_en: str | None
-    parent_code: str | None
-    level: str
-    equipment: int
-    online: int
-    inspections_overdue: int
-    critical: int
-    major: int
-    minor: int
-    warning: int
 
 
 @router.get("", response_model=list[DivisionRead])
