@@ -54,7 +54,6 @@ WHERE id = %(id)s
 """
 RETIRE_GATEWAY = "UPDATE gateways SET retired_at = now(), updated_at = now() WHERE id = %s"
 COUNT_BOUND_LIVE = "SELECT count(*) AS n FROM equipment WHERE gateway_id = %s AND status IN ('in_use', 'suspended')"
-INSERT_REGISTRY_AUDIT = "INSERT INTO registry_audit (entity, key, actor, action, changes) VALUES (%s, %s, %s, %s, %s)"
 
 
 def list_gateways(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-import orjson
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -26,6 +25,7 @@ from api.gateways.models import (
     RetireGateway,
 )
 from api.pagination import BadCursor
+from api.registry_audit import record_change
 from safewatch.registry.broker import gateway_prefix, mosquitto_hash, new_secret
 from safewatch.registry.records import GATEWAY_ID, changes
 
@@ -57,7 +57,7 @@ def _for_update(conn: psycopg.Connection, scope: str, gateway_id: str) -> dict[s
 
 
 def _audit(conn: psycopg.Connection, key: str, actor: str, action: str, what: dict[str, Any]) -> None:
-    conn.execute(q.INSERT_REGISTRY_AUDIT, ("gateway", key, actor, action, orjson.dumps(what, default=str).decode()))
+    record_change(conn, "gateway", key, actor, action, what)
 
 
 def _cursor(value: str | None) -> str | None:

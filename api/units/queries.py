@@ -42,7 +42,6 @@ WHERE id = %(id)s
 RETIRE_UNIT = "UPDATE units SET retired_at = now(), updated_at = now() WHERE id = %s"
 COUNT_LIVE_EQUIPMENT = "SELECT count(*) AS n FROM equipment WHERE unit_id = %s AND status IN ('in_use', 'suspended')"
 SELECT_DIVISION_SCOPE = f"SELECT d.code, ({IN_SCOPE}) AS in_scope FROM divisions d WHERE d.code = %(code)s"
-INSERT_REGISTRY_AUDIT = "INSERT INTO registry_audit (entity, key, actor, action, changes) VALUES (%s, %s, %s, %s, %s)"
 
 
 def list_units(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from api.deps import WRITE_REGISTRY, Conn, CurrentUser, require
 from api.errors import NotFound
 from api.pagination import decode_cursor, encode_cursor
+from api.registry_audit import record_change
 from api.units import queries as q
 from api.units.models import RetireUnit, UnitCreate, UnitPage, UnitRead, UnitUpdate
 from safewatch.registry.records import changes
@@ -33,7 +33,7 @@ def check_division(conn: psycopg.Connection, *, scope: str, code: str, field: st
 
 
 def audit(conn: psycopg.Connection, key: str, actor: str, action: str, what: dict[str, Any]) -> None:
-    conn.execute(q.INSERT_REGISTRY_AUDIT, ("unit", key, actor, action, orjson.dumps(what, default=str).decode()))
+    record_change(conn, "unit", key, actor, action, what)
 
 
 def _get_or_404(conn: psycopg.Connection, scope: str, uscc: str) -> UnitRead:

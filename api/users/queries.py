@@ -39,7 +39,6 @@ UPDATE users SET role = %(role)s, division_code = %(division_code)s, display_nam
 WHERE id = %(id)s
 """
 RETIRE_USER = "UPDATE users SET retired_at = now(), updated_at = now() WHERE id = %s"
-INSERT_REGISTRY_AUDIT = "INSERT INTO registry_audit (entity, key, actor, action, changes) VALUES (%s, %s, %s, %s, %s)"
 
 
 def list_users(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -16,6 +15,7 @@ from api.auth.passwords import hash_password
 from api.deps import Conn, CurrentUser, require
 from api.errors import NotFound
 from api.pagination import decode_cursor, encode_cursor
+from api.registry_audit import record_change
 from api.users import queries as q
 from api.users.models import (
     ROLE_LEVEL,
@@ -49,7 +49,7 @@ def _check_binding(conn: psycopg.Connection, *, scope: str, role: str, division:
 
 
 def _audit(conn: psycopg.Connection, key: str, actor: str, action: str, what: dict[str, Any]) -> None:
-    conn.execute(q.INSERT_REGISTRY_AUDIT, ("user", key, actor, action, orjson.dumps(what, default=str).decode()))
+    record_change(conn, "user", key, actor, action, what)
 
 
 def _get_or_404(conn: psycopg.Connection, scope: str, username: str) -> UserRead:
