@@ -40,7 +40,7 @@ from alerts.engine.step import (
     state_from_plain,
     state_to_plain,
     status_effects,
-    step,
+    step_instants,
 )
 from alerts.metrics import AlertMetrics
 from alerts.store import (
@@ -78,6 +78,7 @@ from safewatch.contract import (
 from safewatch.db import connect
 from safewatch.mqtt import Delivery, Subscriber
 from safewatch.retry import backoff
+from safewatch.runtime import settle_heap
 from safewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -186,17 +187,18 @@ class Engine:
         the readings' own timestamps.
         """
         limits = Limits(now_ms)
-        per_equipment: dict[int, list[tuple[str, int, float]]] = defaultdict(list)
+        per_equipment: dict[int, list[tuple[int, dict[str, float]]]] = defaultdict(list)
         effects: list[Effect] = []
+        by_code = self.by_code
         for d in deliveries:
             try:
                 topic = parse_topic(d.topic)
                 if topic.kind is Kind.TELEMETRY:
                     msg = decode_telemetry(d.payload, limits)
-                    for r in msg.readings:
-                        info = self.by_code.get(r.equipment)
+                    for e in msg.entries:
+                        info = by_code.get(e.equipment)
                         if info is not None and info.gateway_id == topic.gateway_id:
-                            per_equipment[info.id].append((r.metric, r.ts_ms, r.value))
+                            per_equipment[info.id].append((e.ts_ms, e.values))
                     for rej in msg.rejected:
                         self._range_fault(rej, topic.gateway_id, limits, effects)
                 elif topic.kind is Kind.EVENT:
@@ -219,13 +221,12 @@ class Engine:
             except ContractError:
                 continue  # the ingest dead-letters it; nothing to evaluate here
         evaluated = 0
-        for eq_id, readings in per_equipment.items():
-            info = self.equipment[eq_id]
-            self.states[eq_id], eq_effects = step(eq_id, info.rated, self.table_for(eq_id), self.state_of(eq_id),
-                                                  readings)
+        for eq_id, instants in per_equipment.items():
+            self.states[eq_id], eq_effects = step_instants(eq_id, self.table_for(eq_id), self.state_of(eq_id),
+                                                           instants)
             effects.extend(eq_effects)
-            evaluated += len(readings)
-            newest = max(ts for _, ts, _ in readings)
+            evaluated += sum(len(values) for _, values in instants)
+            newest = max(ts for ts, _ in instants)
             effects.extend(self._advance_watermark(newest))
         return effects, evaluated
 
@@ -330,6 +331,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             stop.wait(next(delays))
     if conn is None:
         return
+    settle_heap()
     filters = [device_filter(league) for league in cfg.leagues] or [device_filter()]
     sub = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=filters,
                      max_inflight=settings.ingest.max_inflight, protocol5=settings.mqtt.protocol5)

@@ -6,15 +6,18 @@ reason; nothing is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import orjson
 
 from safewatch.contract import (
+    METRICS,
     METRICS_BY_KEY,
     ContractError,
+    Entry,
     Kind,
     Limits,
     decode_event,
@@ -77,14 +80,65 @@ INGEST_REASONS = (UNKNOWN_EQUIPMENT, NOT_BOUND, WRONG_CATEGORY)
 
 
 @dataclass(slots=True)
+class Readings:
+    """Reading rows column by column: what the binary COPY encoder packs (with numpy) in one go.
+
+    A batch of shape (b) holds 20,000 readings; one tuple each would be 20,000 objects to make and
+    unpack again. Iterating yields `ReadingRow`s, for tests and the slow paths.
+    """
+
+    equipment_ids: list[int] = field(default_factory=list)
+    metric_ids: list[int] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, rows: Iterable[ReadingRow]) -> Readings:
+        readings = cls()
+        for row in rows:
+            readings.append(row)
+        return readings
+
+    def append(self, row: ReadingRow) -> None:
+        self.equipment_ids.append(row.equipment_id)
+        self.metric_ids.append(row.metric_id)
+        self.ts_ms.append(row.ts_ms)
+        self.values.append(row.value)
+
+    def add(self, equipment_id: int, ts_ms: int, values: dict[str, float]) -> None:
+        """All of one entry's values (metric keys already checked against the catalogue)."""
+        n = len(values)
+        self.equipment_ids.extend(repeat(equipment_id, n))
+        self.metric_ids.extend(map(METRIC_IDS.__getitem__, values))
+        self.ts_ms.extend(repeat(ts_ms, n))
+        self.values.extend(values.values())
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[ReadingRow]:
+        return map(ReadingRow, self.equipment_ids, self.metric_ids, self.ts_ms, self.values)
+
+
+METRIC_IDS: dict[str, int] = {m.key: m.id for m in METRICS}
+# Per category, the metric keys that belong to it: one subset test per entry instead of a check per reading.
+CATEGORY_KEYS: dict[str, frozenset[str]] = {
+    category: frozenset(m.key for m in METRICS if m.category == category) for category in {m.category for m in METRICS}}
+
+
+@dataclass(slots=True)
 class Batch:
     """Rows decoded from one batch of messages, ready for one transaction."""
 
-    readings: list[ReadingRow] = field(default_factory=list)
+    readings: Readings = field(default_factory=Readings)
     events: list[EventRow] = field(default_factory=list)
     statuses: list[StatusRow] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)  # kind → messages
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.readings, Readings):
+            self.readings = Readings.of(self.readings)
 
 
 def codes_in(messages: Iterable[RawMessage]) -> set[str]:
@@ -96,16 +150,14 @@ def codes_in(messages: Iterable[RawMessage]) -> set[str]:
     return codes
 
 
-def _check_binding(code: str, gateway_id: str, registry: Mapping[str, Bound]) -> tuple[str, str] | Bound:
-    bound = registry.get(code)
+def _refusal(code: str, gateway_id: str, bound: Bound | None) -> tuple[str, str]:
+    """Why ``gateway_id`` may not report ``code`` (unknown, or bound elsewhere), and what to do about it."""
     if bound is None:
         return UNKNOWN_EQUIPMENT, (f"equipment {code} is not in the registry; register it "
                                    "(POST /api/v1/equipment) before its gateway reports it")
-    if bound.gateway_id != gateway_id:
-        return NOT_BOUND, (f"gateway {gateway_id} published for equipment {code} bound to "
-                           f"{bound.gateway_id or 'no gateway'}; fix the binding (PATCH /api/v1/equipment/{code}) "
-                           "or the gateway's configuration")
-    return bound
+    return NOT_BOUND, (f"gateway {gateway_id} published for equipment {code} bound to "
+                       f"{bound.gateway_id or 'no gateway'}; fix the binding (PATCH /api/v1/equipment/{code}) "
+                       "or the gateway's configuration")
 
 
 def assemble(messages: Iterable[RawMessage], registry: Mapping[str, Bound], limits: Limits) -> Batch:
@@ -124,13 +176,14 @@ def assemble(messages: Iterable[RawMessage], registry: Mapping[str, Bound], limi
                 _telemetry(batch, m, gw, registry, limits)
             elif topic.kind is Kind.EVENT:
                 event = decode_event(m.payload, limits)
-                bound = _check_binding(event.equipment, gw, registry)
-                if isinstance(bound, Bound):
+                bound = registry.get(event.equipment)
+                if bound is not None and bound.gateway_id == gw:
                     details = {**event.details, **({"extra": event.extra} if event.extra else {})}
                     batch.events.append(EventRow(bound.equipment_id, event.type, event.ts_ms, event.active, gw,
                                                  details))
                 else:
-                    batch.dead_letters.append(DeadLetter(m.topic, gw, event.equipment, *bound, m.payload))
+                    batch.dead_letters.append(DeadLetter(m.topic, gw, event.equipment,
+                                                         *_refusal(event.equipment, gw, bound), m.payload))
             else:
                 if not m.payload:  # a retained status being cleared
                     continue
@@ -147,21 +200,32 @@ def _telemetry(batch: Batch, m: RawMessage, gw: str, registry: Mapping[str, Boun
         batch.dead_letters.append(DeadLetter(m.topic, gw, rej.equipment, rej.reason, rej.detail,
                                              orjson.dumps(rej.entry)))
     refused: set[str] = set()
-    for r in msg.readings:
-        if r.equipment in refused:
+    readings = batch.readings
+    for e in msg.entries:
+        bound = registry.get(e.equipment)
+        if bound is None or bound.gateway_id != gw:
+            if e.equipment not in refused:
+                refused.add(e.equipment)
+                _refuse(batch, m.topic, gw, e, msg.entries, _refusal(e.equipment, gw, bound))
             continue
-        bound = _check_binding(r.equipment, gw, registry)
-        if not isinstance(bound, Bound):
-            refused.add(r.equipment)
-            entry = {"equipment": r.equipment, "values": {x.metric: x.value for x in msg.readings
-                                                          if x.equipment == r.equipment}, "ts": r.ts_ms}
-            batch.dead_letters.append(DeadLetter(m.topic, gw, r.equipment, *bound, orjson.dumps(entry)))
+        if e.values.keys() <= CATEGORY_KEYS.get(bound.category, frozenset()):
+            readings.add(bound.equipment_id, e.ts_ms, e.values)
             continue
-        spec = METRICS_BY_KEY[r.metric]
-        if spec.category != bound.category:
-            batch.dead_letters.append(DeadLetter(
-                m.topic, gw, r.equipment, WRONG_CATEGORY,
-                f"metric {r.metric} belongs to category {spec.category}, equipment {r.equipment} is {bound.category}",
-                orjson.dumps({"equipment": r.equipment, "ts": r.ts_ms, "values": {r.metric: r.value}})))
-            continue
-        batch.readings.append(ReadingRow(bound.equipment_id, spec.id, r.ts_ms, r.value))
+        for metric, value in e.values.items():  # some metric of another category: refuse those alone
+            spec = METRICS_BY_KEY[metric]
+            if spec.category != bound.category:
+                batch.dead_letters.append(DeadLetter(
+                    m.topic, gw, e.equipment, WRONG_CATEGORY,
+                    f"metric {metric} belongs to category {spec.category}, equipment {e.equipment} is "
+                    f"{bound.category}", orjson.dumps({"equipment": e.equipment, "ts": e.ts_ms,
+                                                       "values": {metric: value}})))
+            else:
+                readings.append(ReadingRow(bound.equipment_id, spec.id, e.ts_ms, value))
+
+
+def _refuse(batch: Batch, topic: str, gw: str, e: Entry, entries: tuple[Entry, ...],
+            why: tuple[str, str]) -> None:
+    """One dead letter for an equipment this gateway may not report: all its readings of the message."""
+    values = {metric: value for x in entries if x.equipment == e.equipment for metric, value in x.values.items()}
+    entry = {"equipment": e.equipment, "values": values, "ts": e.ts_ms}
+    batch.dead_letters.append(DeadLetter(topic, gw, e.equipment, *why, orjson.dumps(entry)))

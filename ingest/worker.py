@@ -19,6 +19,7 @@ from safewatch.db import connect
 from safewatch.metrics_server import serve_metrics
 from safewatch.mqtt import Delivery, Subscriber
 from safewatch.retry import backoff
+from safewatch.runtime import settle_heap
 from safewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     cache = RegistryCache()
     housekeeping = Housekeeping(db, cfg.rollup_interval_s)
     housekeeping.partitions()
+    settle_heap()
     subscriber = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=[topic_filter],
                             max_inflight=cfg.max_inflight, max_inflight_bytes=cfg.max_inflight_bytes,
                             protocol5=settings.mqtt.protocol5)
@@ -160,6 +162,6 @@ def _process(deliveries: list[Delivery], settings: Settings, db: DatabaseLink, c
     metrics.batch_messages.observe(len(deliveries))
     if batch.readings:
         metrics.batch_readings.observe(len(batch.readings))
-        newest = max(r.ts_ms for r in batch.readings)
+        newest = max(batch.readings.ts_ms)
         metrics.lag_seconds.observe(max(0.0, committed - newest / 1000))
     return True

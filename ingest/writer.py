@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import orjson
 import psycopg
 
-from ingest.batching import Batch
+from ingest.batching import Batch, Readings
+from ingest.copy_format import pack, timestamptz_from_ms
 from safewatch.db import storage_of
 
 # Fast path: binary COPY straight into readings, inside a savepoint. COPY cannot skip duplicates, so
@@ -51,7 +52,6 @@ INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (topic, gateway_id, equipment_code, reason, detail, payload)
 VALUES (%s, %s, %s, %s, %s, %s)
 """
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ENSURE_PARTITIONS = "SELECT safewatch_ensure_partitions(%s::date, %s::date)"
 
 
@@ -68,20 +68,16 @@ def write_batch(conn: psycopg.Connection, batch: Batch, *, mark_rollups: bool = 
     stored = 0
     with conn.transaction(), conn.cursor() as cur:
         if batch.readings:
+            r = batch.readings
             try:
                 with conn.transaction(), cur.copy(COPY_READINGS) as copy:
-                    copy.set_types(["timestamptz", "int4", "int2", "float8"])
-                    times: dict[int, datetime] = {}  # a batch holds few distinct instants: convert each once
-                    for eq, metric, ts_ms, value in batch.readings:
-                        t = times.get(ts_ms)
-                        if t is None:
-                            t = times[ts_ms] = _EPOCH + timedelta(milliseconds=ts_ms)
-                        copy.write_row((t, eq, metric, value))
-                stored = len(batch.readings)
+                    copy.write(pack([("timestamptz", timestamptz_from_ms(r.ts_ms)), ("int4", r.equipment_ids),
+                                     ("int2", r.metric_ids), ("float8", r.values)]))
+                stored = len(r)
             except psycopg.errors.UniqueViolation:
-                stored = _insert_skipping_duplicates(cur, batch)
+                stored = _insert_skipping_duplicates(cur, r)
             if mark_rollups:
-                cur.execute(MARK_ROLLUP_MINUTES, (sorted({r.ts_ms // 60_000 for r in batch.readings}),))
+                cur.execute(MARK_ROLLUP_MINUTES, (sorted({t // 60_000 for t in set(r.ts_ms)}),))
         if batch.events:
             cur.executemany(INSERT_EVENT, [(e.ts_ms, e.equipment_id, e.type, e.active, e.gateway_id,
                                             orjson.dumps(e.details).decode()) for e in batch.events])
@@ -93,11 +89,9 @@ def write_batch(conn: psycopg.Connection, batch: Batch, *, mark_rollups: bool = 
     return stored
 
 
-def _insert_skipping_duplicates(cur: psycopg.Cursor, batch: Batch) -> int:
+def _insert_skipping_duplicates(cur: psycopg.Cursor, r: Readings) -> int:
     with cur.copy(COPY_STAGING) as copy:
-        copy.set_types(["int4", "int2", "int8", "float8"])
-        for row in batch.readings:
-            copy.write_row(row)
+        copy.write(pack([("int4", r.equipment_ids), ("int2", r.metric_ids), ("int8", r.ts_ms), ("float8", r.values)]))
     cur.execute(INSERT_READINGS_FROM_STAGING)
     return cur.rowcount
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -34,9 +34,8 @@ from safewatch.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message as received, not yet acknowledged."""
+class Delivery(NamedTuple):
+    """One message as received, not yet acknowledged (a tuple: made once per message on the network thread)."""
 
     topic: str
     payload: bytes
@@ -56,6 +55,9 @@ class InflightWindow:
         self._unacked_bytes = 0
         self._cond = threading.Condition()
         self._closed = False
+        # How many queued items would satisfy the waiting consumer: `put` wakes it only then, not for
+        # every message (a thread switch per message costs more than receiving it).
+        self._wanted = 1
 
     def close(self) -> None:
         """Stop admitting: a `put` blocked on a full window returns (its message, never acked, is redelivered)."""
@@ -74,27 +76,37 @@ class InflightWindow:
             self._items.append(delivery)
             self._unacked_messages += 1
             self._unacked_bytes += len(delivery.payload)
-            self._cond.notify_all()
+            if len(self._items) >= self._wanted:
+                self._cond.notify_all()
 
     def take(self, max_messages: int, max_wait_s: float, max_bytes: int | None = None) -> list[Delivery]:
         """Up to ``max_messages`` (and about ``max_bytes`` of payload): wait ``max_wait_s`` for the first,
         then as long again for more."""
         limit = max_bytes if max_bytes is not None else 1 << 62
         with self._cond:
+            self._wanted = 1
             if not self._cond.wait_for(lambda: self._items, max_wait_s):
                 return []
             deadline = time.monotonic() + max_wait_s
             batch: list[Delivery] = []
             size = 0
-            while len(batch) < max_messages and size < limit:
-                while self._items and len(batch) < max_messages and size < limit:
-                    batch.append(self._items.popleft())
-                    size += len(batch[-1].payload)
-                if len(batch) >= max_messages or size >= limit:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._cond.wait_for(lambda: self._items, remaining):
-                    break
+            try:
+                while True:
+                    while self._items and len(batch) < max_messages and size < limit:
+                        batch.append(self._items.popleft())
+                        size += len(batch[-1].payload)
+                    remaining = deadline - time.monotonic()
+                    if len(batch) >= max_messages or size >= limit or remaining <= 0 or self._closed:
+                        break
+                    # Sleep until the rest of the batch is there (or the deadline), not once per message.
+                    # A window full of bytes before the count is reached waits out the deadline: bounded.
+                    can_come = self._max_messages - self._unacked_messages  # the window admits no more than this
+                    if can_come <= 0:
+                        break
+                    self._wanted = min(max_messages - len(batch), can_come)
+                    self._cond.wait_for(lambda: len(self._items) >= self._wanted or self._closed, remaining)
+            finally:
+                self._wanted = 1
             return batch
 
     def release(self, deliveries: Iterable[Delivery]) -> None:

@@ -37,6 +37,22 @@ TEST_MQTT_URL = os.environ.get("SAFEWATCH_TEST_MQTT_URL")
 
 _serials = itertools.count(0, 5000)
 
+TIMESCALE_AVAILABLE = "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+NO_TIMESCALE = "TimescaleDB is not installed and preloaded on this PostgreSQL; the plain path is tested"
+
+
+def timescale_available() -> bool:
+    """Whether a database here can use the TimescaleDB path (extension installed and preloaded)."""
+    with psycopg.connect(TEST_DB_URL) as c:
+        if c.execute(TIMESCALE_AVAILABLE).fetchone() is None:
+            return False
+        return "timescaledb" in c.execute("SHOW shared_preload_libraries").fetchone()[0]
+
+
+# Parametrise a storage fixture with these: the TimescaleDB case skips, with its reason, where absent.
+STORAGES = ["plain", pytest.param("timescale", marks=pytest.mark.skipif(not timescale_available(),
+                                                                         reason=NO_TIMESCALE))]
+
 
 def create_database(storage: str | None = None) -> str:
     """A fresh, migrated database with the divisions loaded; returns its URL."""

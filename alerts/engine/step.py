@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from alerts.engine.anomaly import AnomalyConfig, EquipmentDetector
@@ -155,17 +156,15 @@ def is_chattering(times: tuple[int, ...], ts_ms: int) -> bool:
 class _Run:
     """The mutable scratch of one `step` call (local to it; the result is a new frozen state)."""
 
-    def __init__(self, equipment_id: int, state: EquipmentState, rules: Iterable[Rule]) -> None:
+    def __init__(self, equipment_id: int, state: EquipmentState, rules: Iterable[Rule] | RuleTable) -> None:
         self.equipment_id = equipment_id
         self.conditions = dict(state.conditions)
         self.windows = dict(state.windows)
         self.changes = dict(state.changes)
         self.suppressed = set(state.suppressed)
         self.effects: list[Effect] = []
-        self.covers: dict[str, list[Rule]] = {}  # cause rule key → the rules it covers
-        for rule in rules:
-            for cause in rule.covered_by:
-                self.covers.setdefault(cause, []).append(rule)
+        # cause rule key → the rules it covers
+        self.covers = rules.covers if isinstance(rules, RuleTable) else covers_of(rules)
         self.sensor_faults = any(k.startswith("sensor.") for k in self.conditions)
 
     def advance(self, rule: Rule, limit: float, value: float, ts_ms: int, *, metric: str | None,
@@ -241,6 +240,16 @@ class RuleTable:
     by_metric: Mapping[str, tuple[tuple[Rule, float, float | None], ...]]
     anomaly: tuple[tuple[Rule, float], ...]
     silence: tuple[tuple[Rule, float], ...]
+    covers: Mapping[str, list[Rule]]  # cause rule key → the rules it covers
+
+
+def covers_of(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
+    """Cause rule key → the rules whose alert it suppresses by design."""
+    covers: dict[str, list[Rule]] = {}
+    for rule in rules:
+        for cause in rule.covered_by:
+            covers.setdefault(cause, []).append(rule)
+    return covers
 
 
 def compile_rules(rules: Iterable[Rule], rated: Mapping[str, float]) -> RuleTable:
@@ -261,7 +270,8 @@ def compile_rules(rules: Iterable[Rule], rated: Mapping[str, float]) -> RuleTabl
             by_metric.setdefault(rule.metric, []).append((rule, limits[0], limits[1]))
     for entries in by_metric.values():  # causes first, so a child breaching on the same reading is covered
         entries.sort(key=lambda e: _SEVERITY_RANK[e[0].severity])
-    return RuleTable(rules, {m: tuple(v) for m, v in by_metric.items()}, tuple(anomaly), tuple(silence))
+    return RuleTable(rules, {m: tuple(v) for m, v in by_metric.items()}, tuple(anomaly), tuple(silence),
+                     covers_of(rules))
 
 
 def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule] | RuleTable, state: EquipmentState,
@@ -272,23 +282,48 @@ def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule] | 
     table. Returns the new state and the effects to carry out, in the order they happened.
     """
     table = rules if isinstance(rules, RuleTable) else compile_rules(rules, rated)
-    run = _Run(equipment_id, state, table.rules)
+    instants: list[tuple[int, dict[str, float]]] = []
+    for ts_ms, group in groupby(sorted(readings, key=lambda r: r[1]), key=lambda r: r[1]):
+        instants.append((ts_ms, {metric: value for metric, _, value in group}))
+    return step_instants(equipment_id, table, state, instants)
+
+
+def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
+                  instants: Iterable[tuple[int, Mapping[str, float]]]) -> tuple[EquipmentState, list[Effect]]:
+    """`step` over readings already grouped by instant: (ts_ms, metric → value), as messages carry them.
+
+    Instants are taken in time order (a stable sort: of two values of one metric at one instant the
+    later wins); within an instant, metrics in name order, so the outcome never depends on the order
+    of keys in a gateway's JSON.
+    """
+    run = _Run(equipment_id, state, table)
     by_metric, anomaly, silence = table.by_metric, table.anomaly, table.silence
+    conditions = run.conditions
     detector = state.detector
     last_seen = state.last_seen_ms
-    ordered = sorted(readings, key=lambda r: (r[1], r[0]))
-    for ts_ms, group in groupby(ordered, key=lambda r: r[1]):
-        values = {metric: value for metric, _, value in group}
-        for metric, value in values.items():
+    for ts_ms, group in groupby(sorted(instants, key=itemgetter(0)), key=itemgetter(0)):
+        same = [v for _, v in group]
+        # Several entries at one instant make one set of values, the later winning.
+        values = same[0] if len(same) == 1 else {k: v for entry in same for k, v in entry.items()}
+        names = sorted(values)
+        for metric in names:
+            value = values[metric]
             for rule, limit, low in by_metric.get(metric, ()):
+                if rule.kind is RuleKind.THRESHOLD:
+                    # The common case, decided here: a normal condition that stays normal only moves its time.
+                    cond = conditions.get(rule.key)
+                    normal = cond is None or (not cond.active and (cond.last_ts_ms is None or ts_ms >= cond.last_ts_ms))
+                    if normal and not (value > limit if rule.direction is Direction.HIGH else value < limit):
+                        conditions[rule.key] = Condition(False, None, None, ts_ms)
+                        continue
                 _observe(run, rule, limit, low, metric, value, ts_ms)
             if run.sensor_faults:
-                fault = run.conditions.get(sensor_fault_key(metric))
+                fault = conditions.get(sensor_fault_key(metric))
                 if fault is not None and fault.active:  # a valid reading again: the sensor is back
-                    run.conditions[sensor_fault_key(metric)] = Condition(False, None, None, ts_ms)
+                    conditions[sensor_fault_key(metric)] = Condition(False, None, None, ts_ms)
                     run.effects.append(ClearAlert(equipment_id, sensor_fault_key(metric), metric, value, ts_ms))
         if detector is not None and anomaly:
-            known = {m: v for m, v in values.items() if m in detector.metrics}
+            known = {m: values[m] for m in names if m in detector.metrics}
             if known:
                 scores = detector.update(known, ts_ms / 1000)
                 for rule, limit in anomaly:
@@ -296,7 +331,7 @@ def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule] | 
                         score = scores[rule.metric]
                         run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score)
         for rule, limit in silence:  # a reading ends any silence
-            cond = run.conditions.get(rule.key)
+            cond = conditions.get(rule.key)
             if cond is not None and cond.active:
                 run.advance(rule, limit, 0.0, max(ts_ms, cond.last_ts_ms or ts_ms), metric=None, reported=0.0,
                             message=rule.message)

@@ -184,7 +184,7 @@ def writer_ceiling(url: str, readings: int, batch_readings: int = 8000) -> tuple
                     stored += write_batch(c, b, mark_rollups=plain)
                 else:
                     with c.transaction(), c.cursor() as cur:
-                        stored += _insert_skipping_duplicates(cur, b)
+                        stored += _insert_skipping_duplicates(cur, b.readings)
             rates.append(stored / (time.perf_counter() - started))
         c.execute("DELETE FROM readings")
         c.commit()

@@ -29,6 +29,7 @@ from safewatch.contract.errors import (
 )
 from safewatch.contract.payloads import (
     MAX_PAYLOAD_BYTES,
+    Entry,
     Event,
     GatewayState,
     GatewayStatus,
@@ -67,6 +68,7 @@ __all__ = [
     "BadTopic",
     "Category",
     "ContractError",
+    "Entry",
     "Event",
     "EventSpec",
     "GatewayState",

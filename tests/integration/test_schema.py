@@ -11,24 +11,7 @@ from safewatch.db import storage_of
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.schema.migrate import available_migrations, migrate
-from tests.services import TEST_DB_URL, create_database, drop_database
-
-TIMESCALE_AVAILABLE = "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-
-
-def _timescale_available() -> bool:
-    with psycopg.connect(TEST_DB_URL) as c:
-        if c.execute(TIMESCALE_AVAILABLE).fetchone() is None:
-            return False
-        return "timescaledb" in c.execute("SHOW shared_preload_libraries").fetchone()[0]
-
-
-STORAGES = [
-    "plain",
-    pytest.param("timescale", marks=pytest.mark.skipif(
-        not _timescale_available(),
-        reason="TimescaleDB is not installed and preloaded on this PostgreSQL; the plain path is tested")),
-]
+from tests.services import STORAGES, create_database, drop_database
 
 
 @pytest.fixture(params=STORAGES)

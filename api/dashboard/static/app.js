@@ -301,11 +301,15 @@ $("#alert-filters").addEventListener("submit", e => e.preventDefault());
 $("#alert-filters").addEventListener("input", e => { if (e.target.name === "q") drawAlerts(); });
 
 async function renderAlerts() {
+  // Refreshes overlap (a live event, an action's own reload): only the latest started may draw, since
+  // an older answer may predate the action just taken and would put stale rows back.
+  const seq = S.alertsSeq = (S.alertsSeq || 0) + 1;
   const f = alertFilters();
   const qs = new URLSearchParams({ limit: "500" });
   if (f.open) qs.set("open", "true");
   for (const k of ["severity", "state", "division"]) if (f[k]) qs.set(k, f[k]);
   const [page, next] = await Promise.all([api("/api/v1/alerts?" + qs), api("/api/v1/dashboard/escalations")]);
+  if (seq !== S.alertsSeq) return;
   const climbs = Object.fromEntries(next.map(n => [n.alert_id, n]));
   S.alerts = page.items.map(a => ({ ...a, ...(climbs[a.id] || {}) }));
   drawAlerts();
@@ -361,7 +365,9 @@ function drawAlerts() {
   tick();
 }
 async function loadAlertDetail(id) {
+  const seq = (S.detailSeq ||= {})[id] = (S.detailSeq[id] || 0) + 1;
   const d = await api(`/api/v1/alerts/${id}`);
+  if (seq !== S.detailSeq[id]) return;   // a newer load of this alert is under way
   (S.details ||= {})[id] = d;
   fillDetail(id, d);
 }

@@ -13,12 +13,12 @@ from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS_BY_KEY
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
-from tests.services import create_database, drop_database
+from tests.services import STORAGES, create_database, drop_database
 
 SPEED = METRICS_BY_KEY["speed"].id
 
 
-@pytest.fixture(params=["plain", "timescale"])
+@pytest.fixture(params=STORAGES)
 def storage_url(request):  # type: ignore[no-untyped-def]
     url = create_database(storage=request.param)
     with psycopg.connect(url) as c:
