@@ -408,28 +408,39 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
     """Evaluate one batch once, then commit its effects, retrying the database until it succeeds or we stop."""
     leagues = settings.alerts.leagues
 
+    # What the engine does not know yet is looked up first; in the steady state nothing is, and a batch
+    # that changes no alert touches the database not at all (a round trip costs more than evaluating it).
+    missing = [code for code in _codes(deliveries) if code not in engine.by_code]
+    gateways = set()
+    for d in deliveries:
+        if d.topic.endswith("/status"):
+            try:
+                gateway = parse_topic(d.topic).gateway_id
+            except ContractError:
+                continue
+            if gateway not in engine.by_gateway:
+                gateways.add(gateway)
+
     def preload(c: psycopg.Connection) -> None:
-        missing = [code for code in _codes(deliveries) if code not in engine.by_code]
         if missing:
             engine.add(load_equipment_by_codes(c, missing, leagues))
-        for d in deliveries:
-            if d.topic.endswith("/status"):
-                try:
-                    gateway = parse_topic(d.topic).gateway_id
-                except ContractError:
-                    continue
-                if gateway not in engine.by_gateway:
-                    engine.add(load_equipment_of_gateway(c, gateway, leagues))
-                    engine.by_gateway.setdefault(gateway, set())
+        for gateway in sorted(gateways):
+            engine.add(load_equipment_of_gateway(c, gateway, leagues))
+            engine.by_gateway.setdefault(gateway, set())
 
-    conn2, _ = _with_db(conn, settings, stop, preload, "load equipment")
-    if conn2 is None:
-        return None
+    conn2: psycopg.Connection | None = conn
+    if missing or gateways:
+        conn2, _ = _with_db(conn, settings, stop, preload, "load equipment")
+        if conn2 is None:
+            return None
+        conn = conn2
     effects, evaluated = engine.evaluate(deliveries, int(time.time() * 1000))
-    conn2, applied = _with_db(conn2, settings, stop, lambda c: write_effects(c, effects, engine.equipment),
-                              "write alerts")
-    if conn2 is None or applied is None:
-        return None
+    applied: list[Applied] | None = []
+    if effects:
+        conn2, applied = _with_db(conn, settings, stop, lambda c: write_effects(c, effects, engine.equipment),
+                                  "write alerts")
+        if conn2 is None or applied is None:
+            return None
     committed = time.time()
     floods = engine.floods_after(applied)
     if floods:

@@ -21,7 +21,7 @@ from typing import Any
 
 from alerts.engine.anomaly import AnomalyConfig, EquipmentDetector
 from alerts.engine.rules import Change, Condition, Direction, Rule, RuleKind, evaluate, resolve_limits
-from safewatch.contract import EVENTS_BY_TYPE, Severity
+from safewatch.contract import EVENTS_BY_TYPE, METRICS, Severity
 
 CHATTER_WINDOW_MS = 60_000
 CHATTER_TRANSITIONS = 3  # ISA-18.2 / EEMUA 191: 3 or more transitions a minute is chattering (DOMAIN.md)
@@ -165,7 +165,7 @@ class _Run:
         self.effects: list[Effect] = []
         # cause rule key → the rules it covers
         self.covers = rules.covers if isinstance(rules, RuleTable) else covers_of(rules)
-        self.sensor_faults = any(k.startswith("sensor.") for k in self.conditions)
+        self.sensor_faults = not SENSOR_FAULT_KEYS.isdisjoint(self.conditions)
 
     def advance(self, rule: Rule, limit: float, value: float, ts_ms: int, *, metric: str | None,
                 reported: float | None, message: str | None = None, shown_limit: float | None = None) -> None:
@@ -309,13 +309,21 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
         for metric in names:
             value = values[metric]
             for rule, limit, low in by_metric.get(metric, ()):
-                if rule.kind is RuleKind.THRESHOLD:
-                    # The common case, decided here: a normal condition that stays normal only moves its time.
+                kind = rule.kind
+                if kind is RuleKind.THRESHOLD or kind is RuleKind.OUT_OF_RANGE:
+                    # The common case, decided here as `evaluate` would: a normal condition that stays
+                    # normal only moves its time.
                     cond = conditions.get(rule.key)
-                    normal = cond is None or (not cond.active and (cond.last_ts_ms is None or ts_ms >= cond.last_ts_ms))
-                    if normal and not (value > limit if rule.direction is Direction.HIGH else value < limit):
-                        conditions[rule.key] = Condition(False, None, None, ts_ms)
-                        continue
+                    if cond is None or (not cond.active and (cond.last_ts_ms is None or ts_ms >= cond.last_ts_ms)):
+                        high = rule.direction is Direction.HIGH
+                        if kind is RuleKind.THRESHOLD:
+                            breached = value > limit if high else value < limit
+                        else:
+                            outside = 0.0 if low is not None and low <= value <= limit else 1.0
+                            breached = outside > 0.5 if high else outside < 0.5
+                        if not breached:
+                            conditions[rule.key] = Condition(False, None, None, ts_ms)
+                            continue
                 _observe(run, rule, limit, low, metric, value, ts_ms)
             if run.sensor_faults:
                 fault = conditions.get(sensor_fault_key(metric))
@@ -329,6 +337,12 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
                 for rule, limit in anomaly:
                     if rule.metric in scores:
                         score = scores[rule.metric]
+                        cond = conditions.get(rule.key)  # the same shortcut as above, for a quiet score
+                        normal = cond is None or (not cond.active and (cond.last_ts_ms is None
+                                                                       or ts_ms >= cond.last_ts_ms))
+                        if normal and not (score > limit if rule.direction is Direction.HIGH else score < limit):
+                            conditions[rule.key] = Condition(False, None, None, ts_ms)
+                            continue
                         run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score)
         for rule, limit in silence:  # a reading ends any silence
             cond = conditions.get(rule.key)
@@ -436,6 +450,9 @@ def event_effects(equipment_id: int, rules: Sequence[Rule], state: EquipmentStat
 def sensor_fault_key(metric: str) -> str:
     """The rule key of a metric's physically impossible readings (the contract's valid range)."""
     return f"sensor.{metric}.out_of_range"
+
+
+SENSOR_FAULT_KEYS = frozenset(sensor_fault_key(m.key) for m in METRICS)
 
 
 def range_fault_effects(equipment_id: int, state: EquipmentState, *, metric: str, ts_ms: int,

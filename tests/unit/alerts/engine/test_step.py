@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import random
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from alerts.engine.anomaly import AnomalyConfig
 from alerts.engine.defaults import BOILER_RULES, ELEVATOR_RULES, ENGINE_ANOMALY, VESSEL_RULES
-from alerts.engine.rules import Direction, Limit, Rule, RuleKind
+from alerts.engine.rules import Change, Condition, Direction, Limit, Rule, RuleKind, evaluate
 from alerts.engine.step import (
     WINDOW_BUCKETS,
     ClearAlert,
@@ -234,3 +237,34 @@ def test_saved_state_continues_exactly() -> None:
     restored = state_from_plain(json.loads(json.dumps(state_to_plain(half))))
     _, second = run(restored, series[250:])
     assert straight and first + second == straight
+
+
+# -- the shortcut for readings that leave a normal condition normal must decide as `evaluate` does --------------
+
+_SPACING_MS = 61_000  # over a minute apart: never chattering, so the reference needs no chatter hold
+
+
+@given(kind=st.sampled_from([RuleKind.THRESHOLD, RuleKind.OUT_OF_RANGE]),
+       direction=st.sampled_from(list(Direction)),
+       deadband=st.sampled_from([0.0, 0.5]), on_delay_s=st.sampled_from([0.0, 61.0, 200.0]),
+       off_delay_s=st.sampled_from([0.0, 61.0, 200.0]),
+       values=st.lists(st.sampled_from([-2.0, 0.0, 0.9, 1.0, 1.2, 2.0, 3.0]), min_size=1, max_size=40),
+       batch=st.integers(1, 5))
+def test_step_decides_each_reading_as_evaluate_does(kind, direction, deadband, on_delay_s, off_delay_s, values,
+                                                    batch):
+    rule = Rule("t.x", Category.BOILER, "drum_pressure", direction, Limit(absolute=1.0), Severity.MAJOR,
+                deadband=deadband, on_delay_s=on_delay_s, off_delay_s=off_delay_s, kind=kind,
+                low=Limit(absolute=0.0) if kind is RuleKind.OUT_OF_RANGE else None)
+    readings = [("drum_pressure", T0 + i * _SPACING_MS, v) for i, v in enumerate(values)]
+    expected, cond = [], Condition()
+    for _, ts, v in readings:
+        observed = v if kind is RuleKind.THRESHOLD else (0.0 if 0.0 <= v <= 1.0 else 1.0)
+        cond, change = evaluate(rule, 1.0 if kind is RuleKind.THRESHOLD else 0.5, cond, observed, ts)
+        if change is not None:
+            expected.append((change is Change.RAISE, ts))
+    state, got = EquipmentState(), []
+    for k in range(0, len(readings), batch):  # batches of several instants take the same decisions
+        state, effects = step(1, {}, (rule,), state, readings[k:k + batch])
+        got += [(isinstance(e, RaiseAlert), e.ts_ms) for e in effects]
+    assert got == expected
+    assert state.conditions["t.x"].active == cond.active
