@@ -76,8 +76,11 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
         topic_filter = shared_filter(cfg.share_group, topic_filter)
     db = DatabaseLink(settings.db.url, stop, metrics)
     cache = RegistryCache()
-    housekeeping = Housekeeping(db, cfg.rollup_interval_s)
-    housekeeping.partitions()
+    # Upkeep has its own connection and thread: recomputing a minute of rollups reads every reading of
+    # that minute (seconds, at full rate), and the batch loop must not stand still meanwhile.
+    housekeeping = Housekeeping(DatabaseLink(settings.db.url, stop, metrics), cfg.rollup_interval_s, stop)
+    housekeeping.partitions()  # before the first write: today's partition must exist
+    db.run("connect", lambda conn: None)  # connected (and prepared) before the first batch arrives
     settle_heap()
     subscriber = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=[topic_filter],
                             max_inflight=cfg.max_inflight, max_inflight_bytes=cfg.max_inflight_bytes,
@@ -86,6 +89,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     metrics.unacked.set_function(lambda: subscriber.unacked()[0])
     metrics.unacked_bytes.set_function(lambda: subscriber.unacked()[1])
     metrics.queue_depth.set_function(subscriber.queued)
+    housekeeping.start()
     with subscriber:
         log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter,
                                                  "max_inflight": cfg.max_inflight,
@@ -94,7 +98,6 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             if ready is not None and not ready.is_set() and subscriber.subscribed.is_set():
                 ready.set()
             deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, cfg.batch_max_bytes)
-            housekeeping.due()
             if not deliveries:
                 continue
             if not _process(deliveries, settings, db, cache, metrics):
@@ -102,18 +105,19 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             subscriber.ack(deliveries)
             metrics.messages_stored.inc(len(deliveries))
         log.info("ingest worker stopped", extra={"worker": cfg.worker_id})
+    housekeeping.join()
     if db.conn is not None:
         db.conn.close()
 
 
-class Housekeeping:
-    """Partitions, retention and (plain PostgreSQL) rollups, run between batches when due."""
+class Housekeeping(threading.Thread):
+    """Partitions, retention and (plain PostgreSQL) rollups, on a thread and connection of their own."""
 
-    def __init__(self, db: DatabaseLink, rollup_interval_s: float) -> None:
-        self._db = db
+    def __init__(self, db: DatabaseLink, rollup_interval_s: float, stop: threading.Event) -> None:
+        super().__init__(name="ingest-housekeeping", daemon=True)
+        self._db, self._halt = db, stop  # not `_stop`: threading.Thread has a method of that name
         self._rollup_interval_s = rollup_interval_s
         self._next_partitions = 0.0
-        self._next_rollup = time.monotonic() + rollup_interval_s
 
     def partitions(self) -> None:
         self._db.run("partitions", ensure_partitions)
@@ -122,13 +126,14 @@ class Housekeeping:
             log.info("dropped reading partitions past retention", extra={"partitions": dropped})
         self._next_partitions = time.monotonic() + PARTITION_CHECK_S
 
-    def due(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_partitions:
-            self.partitions()
-        if self._db.plain and now >= self._next_rollup:
-            self._db.run("rollups", refresh_rollups)
-            self._next_rollup = now + self._rollup_interval_s
+    def run(self) -> None:
+        while not self._halt.wait(self._rollup_interval_s):
+            if time.monotonic() >= self._next_partitions:
+                self.partitions()
+            if self._db.plain:
+                self._db.run("rollups", refresh_rollups)
+        if self._db.conn is not None:
+            self._db.conn.close()
 
 
 def _process(deliveries: list[Delivery], settings: Settings, db: DatabaseLink, cache: RegistryCache,

@@ -35,7 +35,7 @@ import httpx
 import psutil
 import psycopg
 
-from bench.ingest.instances import PrivateBroker, free_port
+from bench.ingest.instances import PrivateBroker, PrivatePostgres, free_port
 from bench.ingest.publisher import RawPublisher, entry
 from safewatch.db import with_database
 from safewatch.registry.divisions import load_divisions
@@ -73,9 +73,9 @@ FROM gateways g JOIN equipment e ON e.gateway_id = g.id WHERE g.id LIKE 'bench-%
 COUNT_READINGS = "SELECT count(*) FROM readings"
 
 
-def machine() -> str:
+def machine(server_url: str) -> str:
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[0]
-    with psycopg.connect(SERVER_URL) as c:
+    with psycopg.connect(server_url) as c:
         pg = c.execute("SHOW server_version").fetchone()[0]
         ts = c.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     return (f"machine: {platform.platform()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
@@ -451,15 +451,28 @@ def main() -> None:
     parser.add_argument("--no-alerts", action="store_true")
     parser.add_argument("--burst", action="store_true", help="10x the rate for 30 s between two sustained phases")
     parser.add_argument("--ceiling-messages", type=int, default=200_000)
+    parser.add_argument("--private-postgres", metavar="SETTINGS", default=None,
+                        help="run against a private PostgreSQL cluster with these postgresql.conf lines, "
+                             "comma-separated (e.g. 'shared_buffers=4GB,max_wal_size=16GB'), not the shared server")
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # so the finally blocks clean up
-    print(machine())
+    with contextlib.ExitStack() as servers:
+        server_url = SERVER_URL
+        if args.private_postgres is not None:
+            settings = [s.strip() for s in args.private_postgres.split(",") if s.strip()]
+            server_url = servers.enter_context(PrivatePostgres(extra="\n".join(settings))).url
+            print(f"private PostgreSQL cluster with: {', '.join(settings) or 'its defaults'}")
+        run_bench(args, server_url)
+
+
+def run_bench(args: argparse.Namespace, server_url: str) -> None:
+    print(machine(server_url))
     print(f"before: {load()}")
     name = f"safewatch_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as admin:
+    with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(SERVER_URL, name)
+    url = with_database(server_url, name)
     tmp = Path(tempfile.mkdtemp(prefix="sw-bench-"))
     try:
         storage = migrate(url)
@@ -496,7 +509,7 @@ def main() -> None:
                 print(f"  {load()}")
         print(f"\nafter: {load()}")
     finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as admin:
+        with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -121,7 +121,8 @@ class PrivateBroker:
 class PrivatePostgres:
     """A throw-away PostgreSQL 15 cluster (initdb + pg_ctl) on a free port, run as the postgres user."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, extra: str = "") -> None:
+        self.extra = extra  # postgresql.conf lines added after ours (the last setting of a name wins)
         self.dir = Path(tempfile.mkdtemp(prefix="sw-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
@@ -141,7 +142,8 @@ class PrivatePostgres:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
         with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
-                       "fsync = on\nsynchronous_commit = on\nshared_buffers = 128MB\nmax_connections = 50\n")
+                       "fsync = on\nsynchronous_commit = on\nshared_buffers = 128MB\nmax_connections = 50\n"
+                       f"{self.extra}\n")
         return self
 
     def start(self) -> None:
