@@ -221,7 +221,9 @@ class Pipeline:
         base = {**os.environ, "SAFEWATCH_DB__URL": self.db_url, "SAFEWATCH_MQTT__URL": self.broker.url,
                 "SAFEWATCH_LOG_JSON": "true", "SAFEWATCH_MQTT__SESSION_EXPIRY_S": "600",
                 "SAFEWATCH_INGEST__SHARE_GROUP": f"bench-{run_id}",
-                "SAFEWATCH_INGEST__MAX_INFLIGHT": str(max_inflight)}
+                "SAFEWATCH_INGEST__MAX_INFLIGHT": str(max_inflight),
+                # Several ingest workers share the stream (MQTT v5 shared subscription); one reads it plain.
+                "SAFEWATCH_MQTT__SHARED_SUBSCRIPTIONS": "true" if ingest_workers > 1 else "false"}
         names = [f"ingest-{n + 1}" for n in range(ingest_workers)] + (["alerts"] if alerts else [])
         for name in names:
             port = free_port()
