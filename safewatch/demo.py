@@ -70,9 +70,12 @@ def answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _wait_port(host: str, port: int, timeout: float) -> None:
+def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not answers(host, port):
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the process meant to listen on {host}:{port} exited with code {proc.returncode}; "
+                               "its log is above")
         if time.monotonic() > deadline:
             raise RuntimeError(f"nothing answers on {host}:{port} after {timeout:.0f} s")
         time.sleep(0.1)
@@ -183,7 +186,7 @@ def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, f
         for name, args in (("ingest", ["ingest"]), ("alerts", ["alerts"]), ("notifier", ["notifier"]), ("api", ["api"]),
                            ("simulate", ["simulate", "--interval", str(interval_s), "--fault-rate", str(fault_rate)])):
             services.children.append((name, subprocess.Popen([*cli, *args], env=env)))
-        _wait_port(settings.api.host, settings.api.port, 60)
+        _wait_port(settings.api.host, settings.api.port, 60, dict(services.children)["api"])
         print(f"\nSafeWatch is running: open http://{settings.api.host}:{settings.api.port}/", flush=True)
         print(f"  log in as admin, region, hohhot (league), xincheng (banner) or emergency; password: {password}")
         print("  API docs: /docs · metrics: /metrics · Ctrl-C stops everything\n", flush=True)

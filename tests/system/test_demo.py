@@ -29,10 +29,12 @@ class Demo:
                "SAFEWATCH_INGEST__METRICS_PORT": str(free_port()), "SAFEWATCH_ALERTS__METRICS_PORT": str(free_port())}
         for name in ("SAFEWATCH_DB__URL", "DATABASE_URL", "SAFEWATCH_MQTT__URL", "MQTT_URL"):
             env.pop(name, None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "safewatch.cli", "demo", "--embedded", "--broker", "amqtt", "--port", str(port),
-             "--equipment", "300", "--interval", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True)
+        # The children's logs (stderr) go to a file, so a failure below can say what they said.
+        self.err_path = data_dir / f"demo-stderr-{id(self)}.log"
+        with self.err_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "safewatch.cli", "demo", "--embedded", "--broker", "amqtt", "--port", str(port),
+                 "--equipment", "300", "--interval", "1"], env=env, stdout=subprocess.PIPE, stderr=err, text=True)
         self.out: list[str] = []
         self.running = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -44,6 +46,10 @@ class Demo:
             if "SafeWatch is running" in line:
                 self.running.set()
 
+    def transcript(self) -> str:
+        """What the demo printed, then the last of its children's logs."""
+        return "".join(self.out) + "\n--- logs ---\n" + self.err_path.read_text(errors="replace")[-4000:]
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=60)
@@ -53,7 +59,7 @@ def test_demo_runs_on_embedded_services_and_restarts_with_its_data(tmp_path):
     port = free_port()
     demo = Demo(tmp_path, port)
     try:
-        assert demo.running.wait(120), "".join(demo.out)
+        assert demo.running.wait(120), demo.transcript()
         text = "".join(demo.out)
         assert "embedded (pgserver)" in text and "embedded amqtt" in text
         assert "300 equipment in the registry" in text
@@ -69,12 +75,12 @@ def test_demo_runs_on_embedded_services_and_restarts_with_its_data(tmp_path):
         assert online <= sum(d["equipment"] for d in divisions)
     finally:
         code = demo.stop()
-    assert code == 0, "".join(demo.out)
+    assert code == 0, demo.transcript()
     assert "stopping" in "".join(demo.out)
 
     again = Demo(tmp_path, port)
     try:
-        assert again.running.wait(120), "".join(again.out)
+        assert again.running.wait(120), again.transcript()
         assert "300 equipment in the registry" in "".join(again.out)
     finally:
         assert again.stop() == 0
