@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 
 # A batch of shape (b) makes tens of thousands of short-lived containers (decoded JSON); at CPython's
 # default threshold of 700 that is dozens of young collections a batch, each also walking whatever
@@ -17,6 +18,8 @@ def settle_heap() -> None:
     `gc.freeze` keeps what exists now (registry, rules, restored engine state) out of every later
     collection; the raised thresholds still collect reference cycles, just in larger, rarer sweeps.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return  # a worker run on a thread of another program (the tests) leaves that program's collector alone
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
