@@ -428,30 +428,31 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
             engine.add(load_equipment_of_gateway(c, gateway, leagues))
             engine.by_gateway.setdefault(gateway, set())
 
-    conn2: psycopg.Connection | None = conn
     if missing or gateways:
-        conn2, _ = _with_db(conn, settings, stop, preload, "load equipment")
-        if conn2 is None:
+        reconnected, _ = _with_db(conn, settings, stop, preload, "load equipment")
+        if reconnected is None:
             return None
-        conn = conn2
+        conn = reconnected
     effects, evaluated = engine.evaluate(deliveries, int(time.time() * 1000))
-    applied: list[Applied] | None = []
+    applied: list[Applied] = []
     if effects:
-        conn2, applied = _with_db(conn, settings, stop, lambda c: write_effects(c, effects, engine.equipment),
-                                  "write alerts")
-        if conn2 is None or applied is None:
+        reconnected, written = _with_db(conn, settings, stop, lambda c: write_effects(c, effects, engine.equipment),
+                                        "write alerts")
+        if reconnected is None or written is None:
             return None
+        conn, applied = reconnected, written
     committed = time.time()
     floods = engine.floods_after(applied)
     if floods:
         def write_floods(c: psycopg.Connection) -> None:
             for division, change, ts_ms, peak in floods:
                 record_flood(c, division=division, started=change is FloodChange.STARTED, ts_ms=ts_ms, peak=peak)
-        conn2, _ = _with_db(conn2, settings, stop, write_floods, "record floods")
+        reconnected, _ = _with_db(conn, settings, stop, write_floods, "record floods")
         for division, change, _, peak in floods:
             log.warning("alert flood %s", change, extra={"division": division, "peak": peak})
-        if conn2 is None:
+        if reconnected is None:
             return None
+        conn = reconnected
     metrics.evaluated.inc(evaluated)
     received = {d.payload: d.received_at for d in deliveries} if effects else {}
     first_received = min(received.values()) if received else committed
@@ -463,4 +464,4 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
             log.info("alert raised", extra={"equipment": info.code, "rule": e.rule_key, "severity": str(e.severity)})
         else:
             metrics.cleared.inc()
-    return conn2
+    return conn

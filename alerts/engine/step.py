@@ -310,20 +310,19 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
             value = values[metric]
             for rule, limit, low in by_metric.get(metric, ()):
                 kind = rule.kind
-                if kind is RuleKind.THRESHOLD or kind is RuleKind.OUT_OF_RANGE:
-                    # The common case, decided here as `evaluate` would: a normal condition that stays
-                    # normal only moves its time.
-                    cond = conditions.get(rule.key)
-                    if cond is None or (not cond.active and (cond.last_ts_ms is None or ts_ms >= cond.last_ts_ms)):
-                        high = rule.direction is Direction.HIGH
-                        if kind is RuleKind.THRESHOLD:
-                            breached = value > limit if high else value < limit
-                        else:
-                            outside = 0.0 if low is not None and low <= value <= limit else 1.0
-                            breached = outside > 0.5 if high else outside < 0.5
-                        if not breached:
-                            conditions[rule.key] = Condition(False, None, None, ts_ms)
-                            continue
+                # The common case, decided here as `evaluate` would: a normal condition that stays
+                # normal only moves its time.
+                if ((kind is RuleKind.THRESHOLD or kind is RuleKind.OUT_OF_RANGE)
+                        and _normal_in_order(conditions.get(rule.key), ts_ms)):
+                    high = rule.direction is Direction.HIGH
+                    if kind is RuleKind.THRESHOLD:
+                        breached = value > limit if high else value < limit
+                    else:
+                        outside = 0.0 if low is not None and low <= value <= limit else 1.0
+                        breached = outside > 0.5 if high else outside < 0.5
+                    if not breached:
+                        conditions[rule.key] = Condition(False, None, None, ts_ms)
+                        continue
                 _observe(run, rule, limit, low, metric, value, ts_ms)
             if run.sensor_faults:
                 fault = conditions.get(sensor_fault_key(metric))
@@ -337,10 +336,9 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
                 for rule, limit in anomaly:
                     if rule.metric in scores:
                         score = scores[rule.metric]
-                        cond = conditions.get(rule.key)  # the same shortcut as above, for a quiet score
-                        normal = cond is None or (not cond.active and (cond.last_ts_ms is None
-                                                                       or ts_ms >= cond.last_ts_ms))
-                        if normal and not (score > limit if rule.direction is Direction.HIGH else score < limit):
+                        # The same shortcut as above, for a quiet score.
+                        if (_normal_in_order(conditions.get(rule.key), ts_ms)
+                                and not (score > limit if rule.direction is Direction.HIGH else score < limit)):
                             conditions[rule.key] = Condition(False, None, None, ts_ms)
                             continue
                         run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score)
@@ -351,6 +349,12 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
                             message=rule.message)
         last_seen = ts_ms if last_seen is None else max(last_seen, ts_ms)
     return run.state(last_seen, detector), run.effects
+
+
+def _normal_in_order(cond: Condition | None, ts_ms: int) -> bool:
+    """Whether ``cond`` is normal and ``ts_ms`` not older than it: then a reading that does not breach
+    leaves it normal with only its time moved, exactly as `evaluate` would."""
+    return cond is None or (not cond.active and (cond.last_ts_ms is None or ts_ms >= cond.last_ts_ms))
 
 
 def _observe(run: _Run, rule: Rule, limit: float, low: float | None, metric: str, value: float, ts_ms: int) -> None:
