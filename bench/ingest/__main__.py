@@ -35,13 +35,11 @@ import httpx
 import psutil
 import psycopg
 
-from bench.ingest.instances import PrivateBroker, PrivatePostgres, free_port
+from bench.ingest.instances import PrivateBroker, bench_server, free_port
 from bench.ingest.publisher import RawPublisher, entry
 from safewatch.db import with_database
 from safewatch.registry.divisions import load_divisions
 from safewatch.schema.migrate import migrate
-
-SERVER_URL = os.environ.get("SAFEWATCH_BENCH_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 # A bench fleet straight in SQL (20,000 rows in well under a second): boilers and elevators, the
 # categories with at least 8 metrics, spread over the banners, 50 per gateway.
@@ -459,12 +457,7 @@ def main() -> None:
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # so the finally blocks clean up
-    with contextlib.ExitStack() as servers:
-        server_url = SERVER_URL
-        if args.private_postgres is not None:
-            settings = [s.strip() for s in args.private_postgres.split(",") if s.strip()]
-            server_url = servers.enter_context(PrivatePostgres(extra="\n".join(settings))).url
-            print(f"private PostgreSQL cluster with: {', '.join(settings) or 'its defaults'}")
+    with bench_server(args.private_postgres) as server_url:
         run_bench(args, server_url)
 
 

@@ -6,6 +6,7 @@ restarts a service starts its own copy here, on a free port, with its own data d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -173,3 +175,20 @@ class PrivatePostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# The shared server the benches use unless told to start a private one.
+SHARED_SERVER_URL = os.environ.get("SAFEWATCH_BENCH_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def bench_server(private_settings: str | None) -> Iterator[str]:
+    """The PostgreSQL a bench runs on: the shared server, or with ``private_settings`` (comma-separated
+    postgresql.conf lines; "" for its defaults) a private cluster started for the run and removed after."""
+    if private_settings is None:
+        yield SHARED_SERVER_URL
+        return
+    settings = [s.strip() for s in private_settings.split(",") if s.strip()]
+    print(f"private PostgreSQL cluster with: {', '.join(settings) or 'its defaults'}")
+    with PrivatePostgres(extra="\n".join(settings)) as pg:
+        yield pg.url

@@ -20,7 +20,6 @@ backend's CPU, on the shared server (a database of its own, dropped after) or, w
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import time
@@ -30,11 +29,10 @@ import numpy as np
 import psutil
 import psycopg
 
-from bench.ingest.instances import PrivatePostgres
+from bench.ingest.instances import bench_server
 from ingest.copy_format import pack, timestamptz_from_ms
 from safewatch.db import with_database
 
-SERVER_URL = os.environ.get("SAFEWATCH_BENCH_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 METRICS = 8
 CREATE_NARROW = """
 CREATE TABLE layout_narrow (time timestamptz NOT NULL, equipment_id integer NOT NULL, metric_id smallint NOT NULL,
@@ -107,12 +105,7 @@ def main() -> None:
     parser.add_argument("--private-postgres", metavar="SETTINGS", default=None,
                         help="a private cluster with these comma-separated postgresql.conf lines")
     args = parser.parse_args()
-    with contextlib.ExitStack() as stack:
-        server = SERVER_URL
-        if args.private_postgres is not None:
-            settings = [s.strip() for s in args.private_postgres.split(",") if s.strip()]
-            server = stack.enter_context(PrivatePostgres(extra="\n".join(settings))).url
-            print(f"private PostgreSQL cluster with: {', '.join(settings) or 'its defaults'}")
+    with bench_server(args.private_postgres) as server:
         with psycopg.connect(server) as c:
             version = c.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             buffers = c.execute("SHOW shared_buffers").fetchone()[0]  # type: ignore[index]
