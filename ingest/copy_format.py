@@ -48,3 +48,48 @@ def pack(columns: Sequence[tuple[str, Sequence[float] | np.ndarray]]) -> bytes:
         rows[f"len{i}"] = np.dtype(_TYPES[pg_type]).itemsize
         rows[f"val{i}"] = values
     return SIGNATURE + rows.tobytes() + TRAILER
+
+
+def pack_nullable(keys: Sequence[tuple[str, Sequence[float] | np.ndarray]], values: np.ndarray) -> bytes:
+    """A binary COPY stream of non-null ``keys`` columns then float8 ``values`` columns, NaN as NULL.
+
+    ``values`` is (rows, columns). A NULL field is its length alone (-1), so rows with different
+    NULLs have different sizes: rows are packed in groups of the same NULL pattern (a wide readings
+    batch has one or two), in whatever order; COPY does not care.
+    """
+    n, k = values.shape
+    if k > 62:
+        raise ValueError(f"{k} nullable columns: at most 62 (one bit each in the NULL pattern)")
+    present = ~np.isnan(values)
+    if n == 0:
+        return SIGNATURE + TRAILER
+    if present.all():
+        return pack([*keys, *(("float8", values[:, j]) for j in range(k))])
+    pattern = present @ (np.int64(1) << np.arange(k, dtype=np.int64))
+    groups, of_row = np.unique(pattern, return_inverse=True)
+    parts = [SIGNATURE]
+    for g, bits in enumerate(groups.tolist()):
+        rows = np.flatnonzero(of_row == g)
+        fields: list[tuple[str, str]] = [("count", ">i2")]
+        for i, (pg_type, _) in enumerate(keys):
+            if pg_type not in _TYPES:
+                raise ValueError(f"no binary COPY packing for PostgreSQL type {pg_type!r}")
+            fields += [(f"klen{i}", ">i4"), (f"key{i}", _TYPES[pg_type])]
+        for j in range(k):
+            fields.append((f"len{j}", ">i4"))
+            if bits >> j & 1:
+                fields.append((f"val{j}", ">f8"))
+        packed = np.empty(len(rows), dtype=np.dtype(fields))
+        packed["count"] = len(keys) + k
+        for i, (pg_type, column) in enumerate(keys):
+            packed[f"klen{i}"] = np.dtype(_TYPES[pg_type]).itemsize
+            packed[f"key{i}"] = np.asarray(column)[rows]
+        for j in range(k):
+            if bits >> j & 1:
+                packed[f"len{j}"] = 8
+                packed[f"val{j}"] = values[rows, j]
+            else:
+                packed[f"len{j}"] = -1
+        parts.append(packed.tobytes())
+    parts.append(TRAILER)
+    return b"".join(parts)

@@ -19,7 +19,7 @@ import psycopg
 
 from ingest.batching import Batch, Bound, RawMessage, assemble, codes_in
 from ingest.registry_cache import SELECT_BOUND_EQUIPMENT
-from ingest.writer import CREATE_STAGING, write_batch
+from ingest.writer import create_staging, write_batch
 from safewatch.contract import Limits
 from safewatch.db import storage_of
 from safewatch.settings import IngestSettings
@@ -74,7 +74,7 @@ def as_message(topic: str, payload: bytes) -> RawMessage:
 def reprocess(conn: psycopg.Connection, rows: Sequence[DeadLetterRow], *, actor: str,
               cfg: IngestSettings) -> list[Outcome]:
     """Re-run ``rows`` through the ingest and record the outcome, inside the caller's transaction."""
-    conn.execute(CREATE_STAGING)
+    create_staging(conn)
     mark_rollups = storage_of(conn) == "plain"
     outcomes = []
     for row in rows:

@@ -54,13 +54,13 @@ STORAGES = ["plain", pytest.param("timescale", marks=pytest.mark.skipif(not time
                                                                          reason=NO_TIMESCALE))]
 
 
-def create_database(storage: str | None = None) -> str:
-    """A fresh, migrated database with the divisions loaded; returns its URL."""
+def create_database(storage: str | None = None, upto: int | None = None) -> str:
+    """A fresh, migrated database (up to ``upto``, by default all) with the divisions loaded; its URL."""
     name = f"safewatch_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(TEST_DB_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = with_database(TEST_DB_URL, name)
-    migrate(url, storage=storage)
+    migrate(url, storage=storage, upto=upto)
     with psycopg.connect(url) as conn:
         load_divisions(conn)
     return url

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from api.deps import IN_SCOPE
 from api.divisions.arrival import ARRIVAL_DEADLINE_AT, TRAPPED_RULE_KEY
+from safewatch.schema.layout import READING_TABLES, ReadingTable
 
 # Open alerts are few (hundreds); they are drawn one by one on top of the cells.
 SELECT_MAP_ALERTS = f"""
@@ -56,16 +58,33 @@ ORDER BY (a.rule_key = %(trapped)s) DESC,
 LIMIT %(limit)s
 """
 
-# The latest value of each metric of one equipment within the last day (the primary key
-# (equipment_id, metric_id, time) serves this as one index probe per metric).
-SELECT_LATEST_VALUES = """
-SELECT DISTINCT ON (r.metric_id) m.key AS metric, m.unit, r.value, r.time
-FROM readings r JOIN metrics m ON m.id = r.metric_id
-WHERE r.equipment_id = %(equipment_id)s AND r.time > now() - interval '1 day'
-ORDER BY r.metric_id, r.time DESC
+# The latest value of each metric of one equipment within the last day, from its category's table:
+# per metric one backward probe of the key (equipment_id, time), stopping at the first row that has
+# it (the first row, unless the gateway sends that metric less often). Unfolding the day through the
+# readings view and keeping the latest per metric instead reads the whole day (200 ms against 2 at 1 Hz).
+LATEST_OF_METRIC = """
+(SELECT {metric_id}::smallint AS metric_id, {column} AS value, time FROM {table}
+ WHERE equipment_id = %(equipment_id)s AND time > now() - interval '1 day' AND {column} IS NOT NULL
+ ORDER BY time DESC LIMIT 1)
 """
-SELECT_EQUIPMENT_ID_IN_SCOPE = f"""
-SELECT e.id FROM equipment e JOIN divisions d ON d.code = e.banner_code WHERE {IN_SCOPE} AND e.code = %(code)s
+SELECT_LATEST_VALUES = """
+SELECT m.key AS metric, m.unit, l.value, l.time
+FROM ({latest_of_each}) l JOIN metrics m ON m.id = l.metric_id
+ORDER BY l.metric_id
+"""
+
+
+def _latest_values_of(table: ReadingTable) -> sql.Composed:
+    parts = [sql.SQL(LATEST_OF_METRIC).format(metric_id=sql.Literal(m.id), column=sql.Identifier(m.key),
+                                              table=sql.Identifier(table.name)) for m in table.metrics]
+    return sql.SQL(SELECT_LATEST_VALUES).format(latest_of_each=sql.SQL(" UNION ALL ").join(parts))
+
+
+LATEST_VALUES_BY_CATEGORY: dict[str, sql.Composed] = {t.category: _latest_values_of(t) for t in READING_TABLES}
+
+SELECT_EQUIPMENT_IN_SCOPE = f"""
+SELECT e.id, e.category FROM equipment e JOIN divisions d ON d.code = e.banner_code
+WHERE {IN_SCOPE} AND e.code = %(code)s
 """
 SELECT_RECENT_EVENTS = """
 SELECT time, type, active, details FROM events WHERE equipment_id = %(equipment_id)s ORDER BY time DESC LIMIT 50
@@ -91,13 +110,14 @@ def emergency_alerts(conn: psycopg.Connection, *, scope: str, limit: int) -> lis
     return conn.execute(SELECT_EMERGENCY, {"scope": scope, "trapped": TRAPPED_RULE_KEY, "limit": limit}).fetchall()
 
 
-def equipment_id_in_scope(conn: psycopg.Connection, *, scope: str, code: str) -> int | None:
-    row = conn.execute(SELECT_EQUIPMENT_ID_IN_SCOPE, {"scope": scope, "code": code}).fetchone()
-    return None if row is None else int(row["id"])
+def equipment_in_scope(conn: psycopg.Connection, *, scope: str, code: str) -> tuple[int, str] | None:
+    """(id, category) of the equipment ``code`` when it is in ``scope``."""
+    row = conn.execute(SELECT_EQUIPMENT_IN_SCOPE, {"scope": scope, "code": code}).fetchone()
+    return None if row is None else (int(row["id"]), row["category"])
 
 
-def latest_values(conn: psycopg.Connection, *, equipment_id: int) -> list[dict[str, Any]]:
-    return conn.execute(SELECT_LATEST_VALUES, {"equipment_id": equipment_id}).fetchall()
+def latest_values(conn: psycopg.Connection, *, equipment_id: int, category: str) -> list[dict[str, Any]]:
+    return conn.execute(LATEST_VALUES_BY_CATEGORY[category], {"equipment_id": equipment_id}).fetchall()
 
 
 def recent_events(conn: psycopg.Connection, *, equipment_id: int) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from api.dashboard.models import (
 from api.dashboard.overview import RegistryCounts, divisions_in_scope, fold_overview, open_alert_counts
 from api.dashboard.queries import (
     emergency_alerts,
-    equipment_id_in_scope,
+    equipment_in_scope,
     latest_values,
     map_alerts,
     next_escalations,
@@ -107,11 +107,12 @@ def escalations(conn: Conn, user: CurrentUser) -> list[NextEscalation]:
 
 @router.get("/api/v1/dashboard/equipment/{code}/live", response_model=EquipmentLive)
 def live(code: Annotated[str, Path(max_length=32)], conn: Conn, user: CurrentUser) -> EquipmentLive:
-    equipment_id = equipment_id_in_scope(conn, scope=user.division_code, code=code)
-    if equipment_id is None:
+    found = equipment_in_scope(conn, scope=user.division_code, code=code)
+    if found is None:
         raise NotFound(f"equipment {code} is not in your jurisdiction's registry", ["path", "code"])
+    equipment_id, category = found
     values = [LatestValue(**v, name_zh=getattr(METRICS_BY_KEY.get(v["metric"]), "name_zh", None))
-              for v in latest_values(conn, equipment_id=equipment_id)]
+              for v in latest_values(conn, equipment_id=equipment_id, category=category)]
     return EquipmentLive(values=values,
                          events=[EquipmentEvent(**e) for e in recent_events(conn, equipment_id=equipment_id)])
 

@@ -64,6 +64,12 @@ def _detect_storage(conn: psycopg.Connection) -> str:
     """'timescale' when the extension can be created here, else 'plain'."""
     if conn.execute(TIMESCALE_AVAILABLE).fetchone() is None:
         return "plain"
+    # Installed but not preloaded: CREATE EXTENSION would end the session with a FATAL error.
+    preloaded = conn.execute("SHOW shared_preload_libraries").fetchone()
+    if preloaded is None or "timescaledb" not in preloaded[0]:
+        log.warning("TimescaleDB is installed but not in shared_preload_libraries; using plain PostgreSQL "
+                    "(add it there and restart PostgreSQL before the first migration to use it)")
+        return "plain"
     try:
         with conn.transaction():
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
@@ -74,11 +80,12 @@ def _detect_storage(conn: psycopg.Connection) -> str:
     return "timescale"
 
 
-def migrate(url: str, *, storage: str | None = None) -> str:
+def migrate(url: str, *, storage: str | None = None, upto: int | None = None) -> str:
     """Bring the database at ``url`` up to date; return the storage in use.
 
     ``storage`` forces 'plain' or 'timescale' on a new database (tests run both); by default it is
-    detected. A database keeps the storage it was first migrated with.
+    detected. A database keeps the storage it was first migrated with. ``upto`` stops after that
+    version (to upgrade a database step by step, or to test an upgrade from data of an older schema).
     """
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -93,6 +100,8 @@ def migrate(url: str, *, storage: str | None = None) -> str:
             for migration in available_migrations():
                 if migration.version in applied or migration.variant not in (None, storage):
                     continue
+                if upto is not None and migration.version > upto:
+                    break
                 with conn.transaction():
                     conn.execute(migration.sql)
                     conn.execute(RECORD_MIGRATION, (migration.version, migration.name, migration.variant))

@@ -5,13 +5,17 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ingest.batching import Batch, ReadingRow
+from ingest.batching import METRIC_IDS, Batch, ReadingRow
 from ingest.writer import ensure_partitions, prepare, write_batch
 from safewatch.db import storage_of
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
+from safewatch.schema.layout import READING_TABLES
 from safewatch.schema.migrate import available_migrations, migrate
 from tests.services import STORAGES, create_database, drop_database
+
+WIDE_READINGS = 30  # the migration that moved readings to the wide layout
+NARROW_ROWS = "SELECT time, equipment_id, metric_id, value FROM readings ORDER BY 1, 2, 3"
 
 
 @pytest.fixture(params=STORAGES)
@@ -56,12 +60,65 @@ def test_readings_are_idempotent_and_queried_alike(storage_db):
         stats = c.execute("SELECT count(*), min(value), max(value) FROM readings WHERE equipment_id = %s",
                           (eq_id,)).fetchone()
         assert stats == (100, 1.0, 1.99)
-        if storage == "timescale":
-            assert c.execute("SELECT count(*) FROM timescaledb_information.hypertables "
-                             "WHERE hypertable_name = 'readings'").fetchone()[0] == 1
-        else:
-            partitions = c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass"
-                                   ).fetchone()[0]
-            assert partitions >= 9  # yesterday … a week ahead, plus the default partition
-            in_default = c.execute("SELECT count(*) FROM readings_default").fetchone()[0]
-            assert in_default == 0
+        for table in READING_TABLES:
+            if storage == "timescale":
+                assert c.execute("SELECT count(*) FROM timescaledb_information.hypertables "
+                                 "WHERE hypertable_name = %s", (table.name,)).fetchone()[0] == 1
+            else:
+                partitions = c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass",
+                                       (table.name,)).fetchone()[0]
+                assert partitions >= 9  # yesterday … a week ahead, plus the default partition
+                in_default = c.execute(f"SELECT count(*) FROM {table.name}_default").fetchone()[0]
+                assert in_default == 0
+
+
+def test_each_category_table_has_a_column_per_catalogue_metric(storage_db):
+    """A metric added to the catalogue needs its migration (a nullable column): this says which."""
+    _, url = storage_db
+    with psycopg.connect(url) as c:
+        for table in READING_TABLES:
+            columns = [r[0] for r in c.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+                (table.name,))]
+            assert columns == ["time", "equipment_id", *table.columns], (
+                f"{table.name} must have a nullable double precision column per metric of category "
+                f"{table.category}: write the migration that adds the missing ones")
+
+
+def test_a_message_repeating_some_stored_values_adds_only_the_new_ones(storage_db):
+    _, url = storage_db
+    registry = demo_registry(parse_divisions(shipped_divisions_text()), 3, gateway_prefix="schema")
+    with psycopg.connect(url) as c:
+        insert_registry(c, registry)
+        eq_id = c.execute("SELECT id FROM equipment ORDER BY id LIMIT 1").fetchone()[0]
+        prepare(c)
+        ensure_partitions(c)
+        now_ms = int(c.execute("SELECT extract(epoch FROM now()) * 1000").fetchone()[0])
+        speed, load, floor = (METRIC_IDS[k] for k in ("speed", "load", "floor"))
+        assert write_batch(c, Batch(readings=[ReadingRow(eq_id, speed, now_ms, 1.5),
+                                              ReadingRow(eq_id, load, now_ms, 40.0)])) == 2
+        # The same instant again: speed given twice (the stored 1.5 stays), floor new.
+        again = [ReadingRow(eq_id, speed, now_ms, 9.9), ReadingRow(eq_id, floor, now_ms, 3.0),
+                 ReadingRow(eq_id, floor, now_ms, 4.0)]  # and twice within the batch: the first stays
+        assert write_batch(c, Batch(readings=again)) == 1
+        stored = dict(c.execute("SELECT metric_id, value FROM readings WHERE equipment_id = %s", (eq_id,)))
+        assert stored == {speed: 1.5, load: 40.0, floor: 3.0}
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_an_upgrade_moves_narrow_readings_into_the_wide_tables(storage):
+    url = create_database(storage=storage, upto=WIDE_READINGS - 1)
+    try:
+        with psycopg.connect(url) as c:
+            c.execute("SELECT safewatch_ensure_partitions(current_date - 1, current_date + 1)")
+            c.execute("""INSERT INTO readings (time, equipment_id, metric_id, value)
+                         SELECT now() - i * interval '1 second', 7, m, i + m / 100.0
+                         FROM generate_series(0, 99) AS i, unnest(ARRAY[1, 2, 20, 40, 52]) AS m""")
+            before = c.execute(NARROW_ROWS).fetchall()
+        migrate(url)
+        with psycopg.connect(url) as c:
+            assert c.execute(NARROW_ROWS).fetchall() == before
+            rows = {t.name: c.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] for t in READING_TABLES}
+            assert rows == {"boiler_readings": 100, "pressure_vessel_readings": 100, "elevator_readings": 100}
+    finally:
+        drop_database(url)

@@ -33,7 +33,7 @@ from ingest.metrics import IngestMetrics
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.settings import ApiSettings, DbSettings, Settings
-from tests.services import create_database, drop_database
+from tests.services import STORAGES, create_database, drop_database
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -62,12 +62,8 @@ def _sql_queries() -> list[tuple[str, str]]:
     return panels + variables
 
 
-@pytest.fixture(scope="module", params=["timescale", "plain"])
+@pytest.fixture(scope="module", params=STORAGES)
 def fleet_db(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "timescale":
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres") as c:
-            if c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone() is None:
-                pytest.skip("TimescaleDB is not installed on this PostgreSQL")
     url = create_database(storage=request.param)
     yield url
     drop_database(url)

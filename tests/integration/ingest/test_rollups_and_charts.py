@@ -13,6 +13,7 @@ from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS_BY_KEY
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
+from safewatch.schema.layout import READING_TABLES
 from tests.services import STORAGES, create_database, drop_database
 
 SPEED = METRICS_BY_KEY["speed"].id
@@ -35,8 +36,8 @@ def _refresh(conn: psycopg.Connection, storage: str, now: datetime) -> None:
         assert refresh_rollups(conn, now) > 0
     else:  # what the continuous-aggregate policies do on their schedule
         conn.autocommit = True
-        conn.execute("CALL refresh_continuous_aggregate('readings_1m', NULL, NULL)")
-        conn.execute("CALL refresh_continuous_aggregate('readings_1h', NULL, NULL)")
+        for rollup in [t.minute for t in READING_TABLES] + [t.hour for t in READING_TABLES]:
+            conn.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", (rollup,))
         conn.autocommit = False
 
 

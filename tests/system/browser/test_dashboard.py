@@ -16,7 +16,9 @@ import pytest
 
 from alerts.engine.step import RaiseAlert, event_effect
 from alerts.store import apply_effects, load_equipment_by_codes
-from safewatch.contract import Severity
+from ingest.batching import Batch, ReadingRow
+from ingest.writer import prepare, write_batch
+from safewatch.contract import METRICS, Severity
 from tests.system.browser.conftest import Site, log_in, screenshot
 from tests.waiting import wait_until
 
@@ -168,10 +170,12 @@ def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     elevator = next(e for e in site.registry.equipment if e["category"] == "3000")
     with psycopg.connect(site.db_url) as conn:
         # Readings of the last minutes: live values and the last-hour chart come from them.
-        conn.execute("INSERT INTO readings (time, equipment_id, metric_id, value) "
-                     "SELECT now() - (g * interval '1 minute'), e.id, m.id, 1.0 + g / 100.0 "
-                     "FROM equipment e, metrics m, generate_series(0, 5) g "
-                     "WHERE e.code = %s AND m.category = e.category ON CONFLICT DO NOTHING", (eq["code"],))
+        eq_id, category = conn.execute("SELECT id, category FROM equipment WHERE code = %s",
+                                       (eq["code"],)).fetchone()
+        now_ms = int(time.time() * 1000)
+        prepare(conn)
+        write_batch(conn, Batch(readings=[ReadingRow(eq_id, m.id, now_ms - g * 60_000, 1.0 + g / 100.0)
+                                          for m in METRICS if m.category == category for g in range(6)]))
         # An on-duty emergency team where the elevator stands.
         conn.execute("INSERT INTO contacts (division_code, name, kind) VALUES (%s, %s, 'emergency_team')",
                      (elevator["banner_code"], "96333 救援队 rescue team"))
