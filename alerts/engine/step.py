@@ -306,6 +306,8 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
         # Several entries at one instant make one set of values, the later winning.
         values = same[0] if len(same) == 1 else {k: v for entry in same for k, v in entry.items()}
         names = sorted(values)
+        # Conditions are immutable: every rule that stays normal at this instant shares this one.
+        normal = Condition(False, None, None, ts_ms)
         for metric in names:
             value = values[metric]
             for rule, limit, low in by_metric.get(metric, ()):
@@ -321,7 +323,7 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
                         outside = 0.0 if low is not None and low <= value <= limit else 1.0
                         breached = outside > 0.5 if high else outside < 0.5
                     if not breached:
-                        conditions[rule.key] = Condition(False, None, None, ts_ms)
+                        conditions[rule.key] = normal
                         continue
                 _observe(run, rule, limit, low, metric, value, ts_ms)
             if run.sensor_faults:
@@ -339,7 +341,7 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
                         # The same shortcut as above, for a quiet score.
                         if (_normal_in_order(conditions.get(rule.key), ts_ms)
                                 and not (score > limit if rule.direction is Direction.HIGH else score < limit)):
-                            conditions[rule.key] = Condition(False, None, None, ts_ms)
+                            conditions[rule.key] = normal
                             continue
                         run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score)
         for rule, limit in silence:  # a reading ends any silence

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from safewatch.contract.errors import BadTopic
 
@@ -51,6 +52,9 @@ def build_topic(league: str, gateway_id: str, kind: Kind | str) -> str:
     return str(Topic(league, gateway_id, Kind(kind)))
 
 
+# Topics are few (three a gateway) and every message names one: parse each once. Topic is frozen, and
+# a bad topic raises, which is never cached.
+@lru_cache(maxsize=65_536)
 def parse_topic(topic: str) -> Topic:
     """Parse a device topic, or raise `BadTopic`."""
     parts = topic.split("/")
