@@ -1,15 +1,16 @@
-"""The ingest worker: the loop that receives, assembles, writes, commits and only then acks."""
+"""The ingest worker: a loop that receives and assembles, a committer that writes, commits and only then acks."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from ingest.batching import RawMessage, assemble, codes_in
+from ingest.batching import Batch, RawMessage, assemble, codes_in
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
 from ingest.rollups import drop_old_partitions, refresh_rollups
@@ -39,7 +40,7 @@ class DatabaseLink:
     def run(self, action: str, fn):  # type: ignore[no-untyped-def]
         """Run ``fn(conn)`` until it succeeds; None if stopped first."""
         delays = backoff()
-        while not self._stop.is_set():
+        while True:  # one try even when stopping: a batch in hand is finished if the database is up
             try:
                 if self.conn is None or self.conn.closed:
                     self.conn = connect(self._url)
@@ -54,13 +55,13 @@ class DatabaseLink:
                 if self.conn is not None:
                     self.conn.close()
                     self.conn = None
-                self._stop.wait(next(delays))
+                if self._stop.wait(next(delays)):
+                    return None
                 continue
             if self._down_since is not None:
                 log.info("database recovered", extra={"down_s": round(time.monotonic() - self._down_since, 1)})
                 self._down_since = None
             return result
-        return None
 
 
 def run(settings: Settings, *, stop: threading.Event | None = None,
@@ -74,13 +75,15 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     topic_filter = device_filter()
     if settings.mqtt.shared_subscriptions and settings.mqtt.protocol5:
         topic_filter = shared_filter(cfg.share_group, topic_filter)
-    db = DatabaseLink(settings.db.url, stop, metrics)
+    db = DatabaseLink(settings.db.url, stop, metrics)  # the committer's
+    lookups = DatabaseLink(settings.db.url, stop, metrics)  # the decoding loop's registry lookups
     cache = RegistryCache()
     # Upkeep has its own connection and thread: recomputing a minute of rollups reads every reading of
     # that minute (seconds, at full rate), and the batch loop must not stand still meanwhile.
     housekeeping = Housekeeping(DatabaseLink(settings.db.url, stop, metrics), cfg.rollup_interval_s, stop)
     housekeeping.partitions()  # before the first write: today's partition must exist
     db.run("connect", lambda conn: None)  # connected (and prepared) before the first batch arrives
+    lookups.run("connect", lambda conn: None)
     settle_heap()
     subscriber = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=[topic_filter],
                             max_inflight=cfg.max_inflight, max_inflight_bytes=cfg.max_inflight_bytes,
@@ -90,6 +93,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     metrics.unacked_bytes.set_function(lambda: subscriber.unacked()[1])
     metrics.queue_depth.set_function(subscriber.queued)
     housekeeping.start()
+    committer = Committer(db, subscriber, metrics)
+    committer.start()
     with subscriber:
         log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter,
                                                  "max_inflight": cfg.max_inflight,
@@ -100,14 +105,62 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, cfg.batch_max_bytes)
             if not deliveries:
                 continue
-            if not _process(deliveries, settings, db, cache, metrics):
-                break  # stopped during a database outage: nothing acked, the broker redelivers
-            subscriber.ack(deliveries)
-            metrics.messages_stored.inc(len(deliveries))
+            batch = _assemble(deliveries, settings, lookups, cache)
+            if batch is None or not committer.hand(deliveries, batch):
+                break  # stopped during a database outage: nothing more acked, the broker redelivers
+        committer.finish()  # the batch in hand is written and acked (or, the database down, left unacked)
         log.info("ingest worker stopped", extra={"worker": cfg.worker_id})
     housekeeping.join()
-    if db.conn is not None:
-        db.conn.close()
+    for link in (db, lookups):
+        if link.conn is not None:
+            link.conn.close()
+
+
+class Committer(threading.Thread):
+    """Writes, commits and then acks each assembled batch, while the loop decodes the next one.
+
+    Decoding is CPU and a commit is mostly waiting on PostgreSQL: on one thread they took turns.
+    One batch waits here at most (a queue of one), so memory stays within the in-flight window, and
+    batches are committed and acked in the order they were received (MQTT wants PUBACKs in order).
+    """
+
+    def __init__(self, db: DatabaseLink, subscriber: Subscriber, metrics: IngestMetrics) -> None:
+        super().__init__(name="ingest-committer", daemon=True)
+        self._db, self._subscriber, self._metrics = db, subscriber, metrics
+        self._queue: queue.Queue[tuple[list[Delivery], Batch] | None] = queue.Queue(maxsize=1)
+        self._failed = threading.Event()
+        self._error: BaseException | None = None
+
+    def hand(self, deliveries: list[Delivery], batch: Batch) -> bool:
+        """Queue a batch, waiting while the one before is being written; False once writing has stopped."""
+        while not self._failed.is_set():
+            try:
+                self._queue.put((deliveries, batch), timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def finish(self) -> None:
+        """Write what is queued, then end the thread; an error it met is raised here, in the worker's thread."""
+        if not self._failed.is_set():
+            self._queue.put(None)
+        self.join()
+        if self._error is not None:
+            raise self._error
+
+    def run(self) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                deliveries, batch = item
+                if not _commit(batch, len(deliveries), self._db, self._metrics):
+                    self._failed.set()  # stopped during a database outage: nothing acked, the broker redelivers
+                    return
+                self._subscriber.ack(deliveries)
+                self._metrics.messages_stored.inc(len(deliveries))
+        except BaseException as exc:  # handed to the worker's thread, which stops the process with it
+            self._error = exc
+            self._failed.set()
 
 
 class Housekeeping(threading.Thread):
@@ -136,16 +189,21 @@ class Housekeeping(threading.Thread):
             self._db.conn.close()
 
 
-def _process(deliveries: list[Delivery], settings: Settings, db: DatabaseLink, cache: RegistryCache,
-             metrics: IngestMetrics) -> bool:
+def _assemble(deliveries: list[Delivery], settings: Settings, lookups: DatabaseLink,
+              cache: RegistryCache) -> Batch | None:
+    """Decode and bind a batch (the registry cache refreshed first); None if stopped during an outage."""
     raws = [RawMessage(d.topic, d.payload) for d in deliveries]
     codes = codes_in(raws)
-    if db.run("registry", lambda conn: cache.refresh(conn, codes)) is None and db.conn is None:
-        return False
+    if lookups.run("registry", lambda conn: cache.refresh(conn, codes)) is None and lookups.conn is None:
+        return None
     cfg = settings.ingest
     now_ms = int(time.time() * 1000)
-    batch = assemble(raws, cache, Limits(now_ms, cfg.max_future_s * 1000, cfg.max_past_s * 1000,
-                                         cfg.max_payload_bytes))
+    return assemble(raws, cache, Limits(now_ms, cfg.max_future_s * 1000, cfg.max_past_s * 1000,
+                                        cfg.max_payload_bytes))
+
+
+def _commit(batch: Batch, messages: int, db: DatabaseLink, metrics: IngestMetrics) -> bool:
+    """Write and commit one batch, and count it; False if stopped during a database outage."""
     started = time.perf_counter()
     stored = db.run("write", lambda conn: write_batch(conn, batch, mark_rollups=db.plain))
     if stored is None:
@@ -164,7 +222,7 @@ def _process(deliveries: list[Delivery], settings: Settings, db: DatabaseLink, c
     metrics.readings_received.inc(len(batch.readings))
     metrics.readings_written.inc(stored)
     metrics.readings_duplicate.inc(len(batch.readings) - stored)
-    metrics.batch_messages.observe(len(deliveries))
+    metrics.batch_messages.observe(messages)
     if batch.readings:
         metrics.batch_readings.observe(len(batch.readings))
         newest = max(batch.readings.ts_ms)
