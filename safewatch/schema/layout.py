@@ -1,4 +1,4 @@
-"""Where readings live: one wide table per equipment category, a column per metric (schema 030).
+"""Where readings live: one wide table per equipment category, a column per metric (schema 030-032).
 
 One row holds one equipment's values at one instant, keyed (equipment_id, time); a metric the
 message did not carry is NULL. The narrow view ``readings (time, equipment_id, metric_id, value)``

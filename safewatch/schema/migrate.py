@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from importlib import resources
 
 import psycopg
 
 from safewatch.contract import METRICS
+from safewatch.retry import backoff
+from safewatch.schema.layout import READING_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,12 @@ UPSERT_METRIC = """
 INSERT INTO metrics (id, key, unit, category) VALUES (%s, %s, %s, %s)
 ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, unit = EXCLUDED.unit, category = EXCLUDED.category
 """
+
+
+WIDE_ROLLUPS = 32  # the migration that makes the wide tables' continuous aggregates
+POLICY_REACH = "8 days"  # how far back the continuous aggregates' refresh policies reach (schema 032)
+HOLDS_OLDER_READINGS = f"SELECT EXISTS (SELECT 1 FROM readings WHERE time < now() - interval '{POLICY_REACH}')"
+REFRESH_AGGREGATE = f"CALL refresh_continuous_aggregate(%s, NULL, now() - interval '{POLICY_REACH}')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,28 @@ def _detect_storage(conn: psycopg.Connection) -> str:
     return "timescale"
 
 
+def _fill_continuous_aggregates(conn: psycopg.Connection) -> None:
+    """Materialise the rollups of readings a database held before its continuous aggregates existed.
+
+    They are made empty (a refresh cannot run inside the migration's transaction), and their policies
+    only reach 8 days back: without this, an upgraded database's older rollups would be missing. A
+    policy's own first refresh may hold an aggregate for a moment: wait for it and try again.
+    """
+    if not conn.execute(HOLDS_OLDER_READINGS).fetchone()[0]:  # type: ignore[index]
+        return
+    for table in READING_TABLES:
+        for aggregate in (table.minute, table.hour):  # minutes first: the hours are made from them
+            for attempt, delay in enumerate(backoff(initial_s=0.2, max_s=5.0)):
+                try:
+                    conn.execute(REFRESH_AGGREGATE, (aggregate,))
+                    break
+                except psycopg.errors.LockNotAvailable:
+                    if attempt == 20:
+                        raise
+                    time.sleep(delay)
+    log.info("filled the continuous aggregates with the readings older than their policies reach")
+
+
 def migrate(url: str, *, storage: str | None = None, upto: int | None = None) -> str:
     """Bring the database at ``url`` up to date; return the storage in use.
 
@@ -97,6 +128,7 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
                 conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             conn.execute(RECORD_STORAGE, (storage,))
             applied = {r[0] for r in conn.execute(SELECT_APPLIED)}
+            newly: set[int] = set()
             for migration in available_migrations():
                 if migration.version in applied or migration.variant not in (None, storage):
                     continue
@@ -106,8 +138,11 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
                     conn.execute(migration.sql)
                     conn.execute(RECORD_MIGRATION, (migration.version, migration.name, migration.variant))
                 applied.add(migration.version)
+                newly.add(migration.version)
                 log.info("applied migration", extra={"version": migration.version, "migration": migration.name,
                                                      "variant": migration.variant})
+            if storage == "timescale" and WIDE_ROLLUPS in newly:
+                _fill_continuous_aggregates(conn)
             with conn.transaction():
                 for spec in METRICS:
                     conn.execute(UPSERT_METRIC, (spec.id, spec.key, spec.unit, str(spec.category)))
