@@ -45,15 +45,19 @@ def test_divisions_are_loaded_with_their_ancestors(storage_db):
         assert c.execute("SELECT league_code FROM divisions WHERE code = '150781'").fetchone()[0] == "150700"
 
 
+def _ready_to_write(c: psycopg.Connection) -> tuple[int, int]:
+    """A small registry, the writer's set-up and today's partitions: (an equipment id, now in epoch ms)."""
+    insert_registry(c, demo_registry(parse_divisions(shipped_divisions_text()), 3, gateway_prefix="schema"))
+    eq_id = c.execute("SELECT id FROM equipment ORDER BY id LIMIT 1").fetchone()[0]
+    prepare(c)
+    ensure_partitions(c)
+    return eq_id, int(c.execute("SELECT extract(epoch FROM now()) * 1000").fetchone()[0])
+
+
 def test_readings_are_idempotent_and_queried_alike(storage_db):
     storage, url = storage_db
-    registry = demo_registry(parse_divisions(shipped_divisions_text()), 3, gateway_prefix="schema")
     with psycopg.connect(url) as c:
-        insert_registry(c, registry)
-        eq_id = c.execute("SELECT id FROM equipment ORDER BY id LIMIT 1").fetchone()[0]
-        prepare(c)
-        ensure_partitions(c)
-        now_ms = int(c.execute("SELECT extract(epoch FROM now()) * 1000").fetchone()[0])
+        eq_id, now_ms = _ready_to_write(c)
         rows = [ReadingRow(eq_id, 1, now_ms - i * 1000, 1.0 + i / 100) for i in range(100)]
         assert write_batch(c, Batch(readings=rows)) == 100
         assert write_batch(c, Batch(readings=rows[:50])) == 0  # a redelivery stores nothing twice
@@ -87,13 +91,8 @@ def test_each_category_table_has_a_column_per_catalogue_metric(storage_db):
 
 def test_a_message_repeating_some_stored_values_adds_only_the_new_ones(storage_db):
     _, url = storage_db
-    registry = demo_registry(parse_divisions(shipped_divisions_text()), 3, gateway_prefix="schema")
     with psycopg.connect(url) as c:
-        insert_registry(c, registry)
-        eq_id = c.execute("SELECT id FROM equipment ORDER BY id LIMIT 1").fetchone()[0]
-        prepare(c)
-        ensure_partitions(c)
-        now_ms = int(c.execute("SELECT extract(epoch FROM now()) * 1000").fetchone()[0])
+        eq_id, now_ms = _ready_to_write(c)
         speed, load, floor = (METRIC_IDS[k] for k in ("speed", "load", "floor"))
         assert write_batch(c, Batch(readings=[ReadingRow(eq_id, speed, now_ms, 1.5),
                                               ReadingRow(eq_id, load, now_ms, 40.0)])) == 2
