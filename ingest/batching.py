@@ -18,8 +18,12 @@ from safewatch.contract import (
     METRICS_BY_KEY,
     ContractError,
     Entry,
+    Event,
+    GatewayStatus,
     Kind,
     Limits,
+    TelemetryMessage,
+    Topic,
     decode_event,
     decode_status,
     decode_telemetry,
@@ -141,8 +145,52 @@ class Batch:
             self.readings = Readings.of(self.readings)
 
 
+class Decoded(NamedTuple):
+    """One message decoded but not yet bound to the registry: its topic and body, or why it has none."""
+
+    message: RawMessage
+    topic: Topic | None
+    body: TelemetryMessage | Event | GatewayStatus | None  # None: an error, or a retained status cleared
+    error: ContractError | None
+
+
+def decode(messages: Iterable[RawMessage], limits: Limits) -> list[Decoded]:
+    """Decode and validate every message of a batch; nothing here needs the registry."""
+    out = []
+    for m in messages:
+        try:
+            topic = parse_topic(m.topic)
+        except ContractError as exc:
+            out.append(Decoded(m, None, None, exc))
+            continue
+        try:
+            body: TelemetryMessage | Event | GatewayStatus | None
+            if topic.kind is Kind.TELEMETRY:
+                body = decode_telemetry(m.payload, limits)
+            elif topic.kind is Kind.EVENT:
+                body = decode_event(m.payload, limits)
+            else:
+                body = decode_status(m.payload, limits) if m.payload else None  # empty: retained status cleared
+        except ContractError as exc:
+            out.append(Decoded(m, topic, None, exc))
+            continue
+        out.append(Decoded(m, topic, body, None))
+    return out
+
+
+def codes_of(decoded: Iterable[Decoded]) -> set[str]:
+    """Equipment codes a decoded batch names (so the shell can refresh its registry cache before `bind`)."""
+    codes: set[str] = set()
+    for d in decoded:
+        if isinstance(d.body, TelemetryMessage):
+            codes.update(e.equipment for e in d.body.entries)
+        elif isinstance(d.body, Event):
+            codes.add(d.body.equipment)
+    return codes
+
+
 def codes_in(messages: Iterable[RawMessage]) -> set[str]:
-    """Equipment codes named by a batch (so the shell can refresh its registry cache first)."""
+    """Equipment codes named by raw messages (a pre-scan, for callers that do not `decode` first)."""
     codes: set[str] = set()
     for m in messages:
         if m.topic.endswith(("/telemetry", "/event")):
@@ -162,40 +210,37 @@ def _refusal(code: str, gateway_id: str, bound: Bound | None) -> tuple[str, str]
 
 def assemble(messages: Iterable[RawMessage], registry: Mapping[str, Bound], limits: Limits) -> Batch:
     """Decode, validate and bind every message of a batch."""
+    return bind(decode(messages, limits), registry, limits)
+
+
+def bind(decoded: Iterable[Decoded], registry: Mapping[str, Bound], limits: Limits) -> Batch:
+    """Bind decoded messages to the registry: rows to write, or dead letters with their reasons."""
     batch = Batch()
-    for m in messages:
-        try:
-            topic = parse_topic(m.topic)
-        except ContractError as exc:
-            batch.dead_letters.append(DeadLetter(m.topic, None, None, exc.reason, exc.detail, m.payload))
+    for m, topic, body, error in decoded:
+        if topic is None:
+            assert error is not None
+            batch.dead_letters.append(DeadLetter(m.topic, None, None, error.reason, error.detail, m.payload))
             continue
         gw = topic.gateway_id
         batch.received[topic.kind] = batch.received.get(topic.kind, 0) + 1
-        try:
-            if topic.kind is Kind.TELEMETRY:
-                _telemetry(batch, m, gw, registry, limits)
-            elif topic.kind is Kind.EVENT:
-                event = decode_event(m.payload, limits)
-                bound = registry.get(event.equipment)
-                if bound is not None and bound.gateway_id == gw:
-                    details = {**event.details, **({"extra": event.extra} if event.extra else {})}
-                    batch.events.append(EventRow(bound.equipment_id, event.type, event.ts_ms, event.active, gw,
-                                                 details))
-                else:
-                    batch.dead_letters.append(DeadLetter(m.topic, gw, event.equipment,
-                                                         *_refusal(event.equipment, gw, bound), m.payload))
+        if error is not None:
+            batch.dead_letters.append(DeadLetter(m.topic, gw, None, error.reason, error.detail, m.payload))
+        elif isinstance(body, TelemetryMessage):
+            _telemetry(batch, m, gw, registry, body)
+        elif isinstance(body, Event):
+            bound = registry.get(body.equipment)
+            if bound is not None and bound.gateway_id == gw:
+                details = {**body.details, **({"extra": body.extra} if body.extra else {})}
+                batch.events.append(EventRow(bound.equipment_id, body.type, body.ts_ms, body.active, gw, details))
             else:
-                if not m.payload:  # a retained status being cleared
-                    continue
-                status = decode_status(m.payload, limits)
-                batch.statuses.append(StatusRow(gw, status.state, status.ts_ms or limits.now_ms))
-        except ContractError as exc:
-            batch.dead_letters.append(DeadLetter(m.topic, gw, None, exc.reason, exc.detail, m.payload))
+                batch.dead_letters.append(DeadLetter(m.topic, gw, body.equipment,
+                                                     *_refusal(body.equipment, gw, bound), m.payload))
+        elif isinstance(body, GatewayStatus):
+            batch.statuses.append(StatusRow(gw, body.state, body.ts_ms or limits.now_ms))
     return batch
 
 
-def _telemetry(batch: Batch, m: RawMessage, gw: str, registry: Mapping[str, Bound], limits: Limits) -> None:
-    msg = decode_telemetry(m.payload, limits)
+def _telemetry(batch: Batch, m: RawMessage, gw: str, registry: Mapping[str, Bound], msg: TelemetryMessage) -> None:
     for rej in msg.rejected:
         batch.dead_letters.append(DeadLetter(m.topic, gw, rej.equipment, rej.reason, rej.detail,
                                              orjson.dumps(rej.entry)))

@@ -69,8 +69,10 @@ def _rows(table: ReadingTable, e: np.ndarray, s: np.ndarray, c: np.ndarray, v: n
     row = np.cumsum(starts) - 1
     k = len(table.metrics)
     cell = row * k + c
-    # np.unique gives each cell's first index in this (stable) order: the first value given wins.
-    cells, first = np.unique(cell, return_index=True)
     values = np.full((int(row[-1]) + 1, k), np.nan)
-    values.flat[cells] = v[first]
+    if np.bincount(cell, minlength=values.size).max() == 1:  # no value given twice: the usual batch
+        values.flat[cell] = v
+    else:  # np.unique gives each cell's first index in this (stable) order: the first value given wins
+        cells, first = np.unique(cell, return_index=True)
+        values.flat[cells] = v[first]
     return WideRows(table, e[starts].astype(np.int32), s[starts], values)

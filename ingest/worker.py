@@ -10,7 +10,7 @@ import time
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from ingest.batching import Batch, RawMessage, assemble, codes_in
+from ingest.batching import Batch, RawMessage, bind, codes_of, decode
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
 from ingest.rollups import drop_old_partitions, refresh_rollups
@@ -192,14 +192,13 @@ class Housekeeping(threading.Thread):
 def _assemble(deliveries: list[Delivery], settings: Settings, lookups: DatabaseLink,
               cache: RegistryCache) -> Batch | None:
     """Decode and bind a batch (the registry cache refreshed first); None if stopped during an outage."""
-    raws = [RawMessage(d.topic, d.payload) for d in deliveries]
-    codes = codes_in(raws)
+    cfg = settings.ingest
+    limits = Limits(int(time.time() * 1000), cfg.max_future_s * 1000, cfg.max_past_s * 1000, cfg.max_payload_bytes)
+    decoded = decode([RawMessage(d.topic, d.payload) for d in deliveries], limits)
+    codes = codes_of(decoded)  # from the decoded messages: each payload is parsed once
     if lookups.run("registry", lambda conn: cache.refresh(conn, codes)) is None and lookups.conn is None:
         return None
-    cfg = settings.ingest
-    now_ms = int(time.time() * 1000)
-    return assemble(raws, cache, Limits(now_ms, cfg.max_future_s * 1000, cfg.max_past_s * 1000,
-                                        cfg.max_payload_bytes))
+    return bind(decoded, cache, limits)
 
 
 def _commit(batch: Batch, messages: int, db: DatabaseLink, metrics: IngestMetrics) -> bool:
