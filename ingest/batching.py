@@ -27,7 +27,6 @@ from safewatch.contract import (
     decode_event,
     decode_status,
     decode_telemetry,
-    equipment_codes,
     parse_topic,
 )
 
@@ -186,15 +185,6 @@ def codes_of(decoded: Iterable[Decoded]) -> set[str]:
             codes.update(e.equipment for e in d.body.entries)
         elif isinstance(d.body, Event):
             codes.add(d.body.equipment)
-    return codes
-
-
-def codes_in(messages: Iterable[RawMessage]) -> set[str]:
-    """Equipment codes named by raw messages (a pre-scan, for callers that do not `decode` first)."""
-    codes: set[str] = set()
-    for m in messages:
-        if m.topic.endswith(("/telemetry", "/event")):
-            codes |= equipment_codes(m.payload)
     return codes
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 import orjson
 import psycopg
 
-from ingest.batching import Batch, Bound, RawMessage, assemble, codes_in
+from ingest.batching import Batch, Bound, RawMessage, bind, codes_of, decode
 from ingest.registry_cache import SELECT_BOUND_EQUIPMENT
 from ingest.writer import create_staging, write_batch
 from safewatch.contract import Limits
@@ -78,14 +78,14 @@ def reprocess(conn: psycopg.Connection, rows: Sequence[DeadLetterRow], *, actor:
     mark_rollups = storage_of(conn) == "plain"
     outcomes = []
     for row in rows:
-        message = as_message(row.topic, bytes(row.payload))
-        registry = {}
-        for rec in conn.execute(SELECT_BOUND_EQUIPMENT, (list(codes_in([message])),)).fetchall():
-            code, eq_id, gateway_id, category = rec.values() if isinstance(rec, dict) else rec
-            registry[code] = Bound(eq_id, gateway_id, category)
         limits = Limits(int(row.received_at.timestamp() * 1000), cfg.max_future_s * 1000, cfg.max_past_s * 1000,
                         cfg.max_payload_bytes)
-        batch = assemble([message], registry, limits)
+        decoded = decode([as_message(row.topic, bytes(row.payload))], limits)
+        registry = {}
+        for rec in conn.execute(SELECT_BOUND_EQUIPMENT, (list(codes_of(decoded)),)).fetchall():
+            code, eq_id, gateway_id, category = rec.values() if isinstance(rec, dict) else rec
+            registry[code] = Bound(eq_id, gateway_id, category)
+        batch = bind(decoded, registry, limits)
         stored = write_batch(conn, Batch(batch.readings, batch.events, batch.statuses), mark_rollups=mark_rollups)
         for d in batch.dead_letters:
             conn.execute(INSERT_RETRY_DEAD_LETTER, (d.topic, d.gateway_id, d.equipment_code, d.reason, d.detail,
