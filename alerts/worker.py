@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from alerts.engine.anomaly import AnomalyConfig
+from alerts.engine.anomaly_bank import FleetDetector
 from alerts.engine.defaults import DEFAULT_RULES, ENGINE_ANOMALY
 from alerts.engine.inspection import registry_effects
 from alerts.engine.nuisance import FloodChange, FloodState, flood_step
@@ -32,15 +34,17 @@ from alerts.engine.step import (
     EquipmentState,
     RaiseAlert,
     RuleTable,
+    anomaly_metrics,
+    anomaly_requests,
     check_silence,
     compile_rules,
     event_effects,
-    new_detector,
+    merge_instants,
     range_fault_effects,
     state_from_plain,
     state_to_plain,
     status_effects,
-    step_instants,
+    step_merged,
 )
 from alerts.metrics import AlertMetrics
 from alerts.store import (
@@ -90,6 +94,9 @@ SILENCE_TICK_MS = 10_000  # silence is judged each time the shard's event time p
 class Engine:
     """The worker's in-memory state: equipment it owns, their rules, and one `EquipmentState` each.
 
+    The anomaly detectors of all of them are one `FleetDetector` (the states hold none), so a batch's
+    readings are scored together.
+
     Pure apart from holding state: `evaluate` takes decoded deliveries and returns effects; nothing
     here touches the database, the broker or the wall clock.
     """
@@ -107,6 +114,7 @@ class Engine:
         self.states: dict[int, EquipmentState] = {}
         self._rules: dict[int, RuleTable] = {}
         self.anomaly = anomaly
+        self.detectors = FleetDetector(anomaly)
         self.watermark_ms: int | None = None
         self.floods: dict[str, FloodState] = {}
 
@@ -148,7 +156,10 @@ class Engine:
     def state_of(self, eq_id: int) -> EquipmentState:
         state = self.states.get(eq_id)
         if state is None:
-            state = EquipmentState(detector=new_detector(self.rules_for(eq_id), self.anomaly))
+            state = EquipmentState()
+            metrics = anomaly_metrics(self.rules_for(eq_id))
+            if metrics:
+                self.detectors.add(eq_id, metrics)
             self.states[eq_id] = state
         return state
 
@@ -158,14 +169,23 @@ class Engine:
             if eq_id not in self.equipment:
                 continue
             try:
-                self.states[eq_id] = state_from_plain(plain)
+                state = state_from_plain(plain)
+                if state.detector is not None:
+                    self.detectors.adopt(eq_id, state.detector)
+                    state = replace(state, detector=None)
+                self.states[eq_id] = state
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("saved engine state unreadable; starting afresh", extra={"equipment_id": eq_id,
                                                                                     "error": str(exc)[:200]})
 
     def plain_states(self) -> dict[int, dict[str, Any]]:
         """Every equipment's state as plain data, for `save_engine_states`."""
-        return {eq_id: state_to_plain(state) for eq_id, state in self.states.items()}
+        plain = {}
+        for eq_id, state in self.states.items():
+            if eq_id in self.detectors:
+                state = replace(state, detector=self.detectors.export(eq_id))
+            plain[eq_id] = state_to_plain(state)
+        return plain
 
     def restore_active(self, pairs: Iterable[tuple[int, str]]) -> None:
         """Mark conditions whose alert is open and active (after a restart) so they clear, not re-raise."""
@@ -220,15 +240,34 @@ class Engine:
                         effects.extend(new)
             except ContractError:
                 continue  # the ingest dead-letters it; nothing to evaluate here
+        merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
+        scores = self._anomaly_scores(merged)
         evaluated = 0
-        for eq_id, instants in per_equipment.items():
-            self.states[eq_id], eq_effects = step_instants(eq_id, self.table_for(eq_id), self.state_of(eq_id),
-                                                           instants)
+        for eq_id, instants in merged.items():
+            self.states[eq_id], eq_effects = step_merged(eq_id, self.table_for(eq_id), self.state_of(eq_id),
+                                                         instants, scores.get(eq_id, {}))
             effects.extend(eq_effects)
             evaluated += sum(len(values) for _, values in instants)
             newest = max(ts for ts, _ in instants)
             effects.extend(self._advance_watermark(newest))
         return effects, evaluated
+
+    def _anomaly_scores(self, merged: dict[int, list[tuple[int, Mapping[str, float]]]]
+                        ) -> dict[int, dict[int, dict[str, float]]]:
+        """The anomaly scores of a batch, every equipment at once: equipment → instant index → scores."""
+        keys: list[tuple[int, int]] = []
+        requests: list[tuple[int, float, Mapping[str, float]]] = []
+        for eq_id, instants in merged.items():
+            self.state_of(eq_id)  # a new equipment gets its detector
+            if eq_id not in self.detectors:
+                continue
+            for index, known in anomaly_requests(self.table_for(eq_id), self.detectors.metrics_of(eq_id), instants):
+                keys.append((eq_id, index))
+                requests.append((eq_id, instants[index][0] / 1000, known))
+        out: dict[int, dict[int, dict[str, float]]] = defaultdict(dict)
+        for (eq_id, index), found in zip(keys, self.detectors.score(requests), strict=True):
+            out[eq_id][index] = found
+        return out
 
     def _range_fault(self, rej: Rejected, gateway_id: str, limits: Limits, effects: list[Effect]) -> None:
         """A reading outside the contract's physical range: a sensor fault alert for its equipment."""

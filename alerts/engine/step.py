@@ -13,7 +13,7 @@ batch through `step` once and keeps the result, rather than re-running a batch a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from operator import itemgetter
@@ -85,9 +85,14 @@ class EquipmentState:
     detector: EquipmentDetector | None = None
 
 
+def anomaly_metrics(rules: Iterable[Rule]) -> tuple[str, ...]:
+    """The metrics an equipment's anomaly detector watches for its anomaly rules, in name order."""
+    return tuple(sorted({r.metric for r in rules if r.kind is RuleKind.ANOMALY and not r.metric.startswith("_")}))
+
+
 def new_detector(rules: Iterable[Rule], config: AnomalyConfig) -> EquipmentDetector | None:
     """The anomaly detector an equipment needs for its anomaly rules (None when it has none)."""
-    metrics = sorted({r.metric for r in rules if r.kind is RuleKind.ANOMALY and not r.metric.startswith("_")})
+    metrics = anomaly_metrics(rules)
     return EquipmentDetector(metrics, config) if metrics else None
 
 
@@ -288,23 +293,58 @@ def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule] | 
     return step_instants(equipment_id, table, state, instants)
 
 
+Instants = list[tuple[int, Mapping[str, float]]]
+
+
+def merge_instants(instants: Iterable[tuple[int, Mapping[str, float]]]) -> Instants:
+    """Readings grouped by instant, in time order; several entries at one instant make one set of
+    values, the later winning (a stable sort)."""
+    merged: Instants = []
+    for ts_ms, group in groupby(sorted(instants, key=itemgetter(0)), key=itemgetter(0)):
+        same = [v for _, v in group]
+        merged.append((ts_ms, same[0] if len(same) == 1 else {k: v for entry in same for k, v in entry.items()}))
+    return merged
+
+
+def anomaly_requests(table: RuleTable, metrics: Collection[str],
+                     merged: Instants) -> list[tuple[int, dict[str, float]]]:
+    """What the anomaly detector is given for each of ``merged`` (index, readings it watches), as
+    `step_merged` gives it: only for an equipment with anomaly rules, only instants with such a metric."""
+    if not table.anomaly:
+        return []
+    out = []
+    for i, (_, values) in enumerate(merged):
+        known = {m: values[m] for m in sorted(values) if m in metrics}
+        if known:
+            out.append((i, known))
+    return out
+
+
 def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
                   instants: Iterable[tuple[int, Mapping[str, float]]]) -> tuple[EquipmentState, list[Effect]]:
     """`step` over readings already grouped by instant: (ts_ms, metric → value), as messages carry them.
 
-    Instants are taken in time order (a stable sort: of two values of one metric at one instant the
-    later wins); within an instant, metrics in name order, so the outcome never depends on the order
-    of keys in a gateway's JSON.
+    Instants are taken in time order (of two values of one metric at one instant the later wins);
+    within an instant, metrics in name order, so the outcome never depends on the order of keys in a
+    gateway's JSON.
+    """
+    return step_merged(equipment_id, table, state, merge_instants(instants))
+
+
+def step_merged(equipment_id: int, table: RuleTable, state: EquipmentState, merged: Instants,
+                scores: Mapping[int, Mapping[str, float]] | None = None) -> tuple[EquipmentState, list[Effect]]:
+    """`step_instants` over `merge_instants` output.
+
+    ``scores``, when given, are the anomaly scores of the instants (by index in ``merged``) computed
+    beforehand from `anomaly_requests` by a `FleetDetector`, which scores a whole shard at once; the
+    state then holds no detector. Without it, the state's own detector scores them here.
     """
     run = _Run(equipment_id, state, table)
     by_metric, anomaly, silence = table.by_metric, table.anomaly, table.silence
     conditions = run.conditions
     detector = state.detector
     last_seen = state.last_seen_ms
-    for ts_ms, group in groupby(sorted(instants, key=itemgetter(0)), key=itemgetter(0)):
-        same = [v for _, v in group]
-        # Several entries at one instant make one set of values, the later winning.
-        values = same[0] if len(same) == 1 else {k: v for entry in same for k, v in entry.items()}
+    for index, (ts_ms, values) in enumerate(merged):
         names = sorted(values)
         # Conditions are immutable: every rule that stays normal at this instant shares this one.
         normal = Condition(False, None, None, ts_ms)
@@ -331,19 +371,23 @@ def step_instants(equipment_id: int, table: RuleTable, state: EquipmentState,
                 if fault is not None and fault.active:  # a valid reading again: the sensor is back
                     conditions[sensor_fault_key(metric)] = Condition(False, None, None, ts_ms)
                     run.effects.append(ClearAlert(equipment_id, sensor_fault_key(metric), metric, value, ts_ms))
-        if detector is not None and anomaly:
+        found: Mapping[str, float] | None = None
+        if scores is not None:
+            found = scores.get(index)
+        elif detector is not None and anomaly:
             known = {m: values[m] for m in names if m in detector.metrics}
             if known:
-                scores = detector.update(known, ts_ms / 1000)
-                for rule, limit in anomaly:
-                    if rule.metric in scores:
-                        score = scores[rule.metric]
-                        # The same shortcut as above, for a quiet score.
-                        if (_normal_in_order(conditions.get(rule.key), ts_ms)
-                                and not (score > limit if rule.direction is Direction.HIGH else score < limit)):
-                            conditions[rule.key] = normal
-                            continue
-                        run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score)
+                found = detector.update(known, ts_ms / 1000)
+        if found is not None:
+            for rule, limit in anomaly:
+                if rule.metric in found:
+                    score = found[rule.metric]
+                    # The same shortcut as above, for a quiet score.
+                    if (_normal_in_order(conditions.get(rule.key), ts_ms)
+                            and not (score > limit if rule.direction is Direction.HIGH else score < limit)):
+                        conditions[rule.key] = normal
+                        continue
+                    run.advance(rule, limit, score, ts_ms, metric=rule.metric, reported=score)
         for rule, limit in silence:  # a reading ends any silence
             cond = conditions.get(rule.key)
             if cond is not None and cond.active:
