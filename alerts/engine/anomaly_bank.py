@@ -50,6 +50,42 @@ _BIN_CLIP = float(2**62)
 _MIN_ROWS = 256
 
 
+def _grow_arrays(owner: object, names: Sequence[str], capacity: int) -> None:
+    """Give each named array of ``owner`` ``capacity`` rows, keeping what they hold."""
+    for name in names:
+        old = getattr(owner, name)
+        new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+        new[: len(old)] = old
+        setattr(owner, name, new)
+
+
+class _Rows:
+    """Row allocation with a free list; arrays grow by doubling (a copy now and then, amortised to nothing)."""
+
+    _arrays: tuple[str, ...] = ()
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 0
+        self.capacity = capacity
+        self._free: list[int] = []
+
+    def _grow(self, capacity: int) -> None:
+        _grow_arrays(self, self._arrays, capacity)
+
+    def _take(self) -> int:
+        if self._free:
+            return self._free.pop()
+        if self.size == self.capacity:
+            self.capacity *= 2
+            self._grow(self.capacity)
+        self.size += 1
+        return self.size - 1
+
+    def release(self, row: int) -> None:
+        """Free a row for the next stream."""
+        self._free.append(row)
+
+
 class _SurpriseRows:
     """`anomaly._Surprise` for many streams: one row of the arrays per stream."""
 
@@ -65,11 +101,7 @@ class _SurpriseRows:
         self.count = np.zeros(capacity, dtype=np.int64)
 
     def grow(self, capacity: int) -> None:
-        for name in ("ring", "pos", "total", "mean", "var", "count"):
-            old = getattr(self, name)
-            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
-            new[: len(old)] = old
-            setattr(self, name, new)
+        _grow_arrays(self, ("ring", "pos", "total", "mean", "var", "count"), capacity)
 
     def put(self, row: int, s: object) -> None:
         """Copy a reference `_Surprise` into ``row``."""
@@ -117,16 +149,18 @@ class _SurpriseRows:
         return s
 
 
-class DetectorBank:
+class DetectorBank(_Rows):
     """The state of many `MetricDetector`s past learning, a row each, updated together.
 
     Rows are taken with `put` (a detector whose learning has ended) and given back with `get`.
     """
 
+    _arrays = ("tables", "bins", "lo", "span", "step", "seen_min", "seen_max", "n", "quiet_until")
+
     def __init__(self, config: AnomalyConfig, capacity: int = _MIN_ROWS) -> None:
+        super().__init__(capacity)
         c = self.config = config
         self.width = c.table_slots // 8
-        self.size = 0
         self.tables = np.zeros((capacity, c.tables, self.width), dtype=np.uint8)
         self.bins = np.zeros((capacity, len(c.bins), c.max_order), dtype=np.int64)
         self.lo = np.zeros(capacity)
@@ -138,11 +172,6 @@ class DetectorBank:
         self.quiet_until = np.zeros(capacity, dtype=np.int64)
         self.seq = _SurpriseRows(c, capacity)
         self.tod = _SurpriseRows(c, capacity)
-        self._free: list[int] = []
-
-    @property
-    def capacity(self) -> int:
-        return len(self.n)
 
     def nbytes(self) -> int:
         """Bytes of the arrays, every row (used or free) included."""
@@ -152,13 +181,8 @@ class DetectorBank:
             arrays += [s.ring, s.pos, s.total, s.mean, s.var, s.count]
         return sum(a.nbytes for a in arrays)
 
-    def _grow(self) -> None:
-        capacity = self.capacity * 2  # doubling: a copy now and then, amortised to nothing a reading
-        for name in ("tables", "bins", "lo", "span", "step", "seen_min", "seen_max", "n", "quiet_until"):
-            old = getattr(self, name)
-            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
-            new[: len(old)] = old
-            setattr(self, name, new)
+    def _grow(self, capacity: int) -> None:
+        super()._grow(capacity)
         self.seq.grow(capacity)
         self.tod.grow(capacity)
 
@@ -168,13 +192,7 @@ class DetectorBank:
             raise ValueError("only a detector past its learning period goes into the bank")
         if detector.config != self.config:
             raise ValueError("the detector's config is not the bank's")
-        if self._free:
-            row = self._free.pop()
-        else:
-            if self.size == self.capacity:
-                self._grow()
-            row = self.size
-            self.size += 1
+        row = self._take()
         self.tables[row] = detector._tables
         self.bins[row] = np.asarray(detector._bin_lists, dtype=np.int64)
         self.lo[row] = detector._lo
@@ -205,10 +223,6 @@ class DetectorBank:
         self.seq.get(row, d._seq)
         self.tod.get(row, d._tod)
         return d
-
-    def release(self, row: int) -> None:
-        """Free a row for the next stream."""
-        self._free.append(row)
 
     def update(self, rows: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Score one finite reading for each of ``rows`` (distinct) at event times ``t`` (epoch s)."""
@@ -280,13 +294,129 @@ class DetectorBank:
         return novel
 
 
+class CrossBank(_Rows):
+    """`anomaly._CrossMetric` of many equipment with ``k`` metrics (2 or 3), a row each, updated together.
+
+    The reference solves by Gaussian elimination with partial pivoting and sums with ``math.fsum``;
+    here the same elimination runs on every row at once, and ``fsum`` is kept where it differs from
+    plain addition (three terms or more), value by value.
+    """
+
+    _arrays = ("mean", "var", "corr", "count")
+
+    def __init__(self, k: int, config: AnomalyConfig, capacity: int = _MIN_ROWS) -> None:
+        if not 2 <= k <= 3:
+            raise ValueError("the bank's cross-metric term is for 2 or 3 metrics; keep the reference for more")
+        super().__init__(capacity)
+        self.k, self.config = k, config
+        self.alpha = 1.0 - 0.5 ** (1.0 / config.long_halflife)
+        self.mean = np.zeros((capacity, k))
+        self.var = np.zeros((capacity, k))
+        self.corr = np.zeros((capacity, k, k))
+        self.count = np.zeros(capacity, dtype=np.int64)
+        self.surprise = _SurpriseRows(config, capacity)
+
+    def _grow(self, capacity: int) -> None:
+        super()._grow(capacity)
+        self.surprise.grow(capacity)
+
+    def put(self, cross: _CrossMetric) -> int:
+        """Take over a reference cross-metric term; returns its row."""
+        if cross.k != self.k:
+            raise ValueError(f"a term of {cross.k} metrics does not go into a bank of {self.k}")
+        row = self._take()
+        self.mean[row] = cross.mean
+        self.var[row] = cross.var
+        self.corr[row] = cross.corr
+        self.count[row] = cross.count
+        self.surprise.put(row, cross.surprise)
+        return row
+
+    def get(self, row: int) -> _CrossMetric:
+        """The row as a reference term (a copy)."""
+        cross = _CrossMetric(self.k, self.config)
+        cross.mean = self.mean[row].tolist()
+        cross.var = self.var[row].tolist()
+        cross.corr = self.corr[row].tolist()
+        cross.count = int(self.count[row])
+        self.surprise.get(row, cross.surprise)
+        return cross
+
+    def update(self, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Score the finite reading vectors ``x`` (one per row, shape (len(rows), k)); see `_CrossMetric.update`."""
+        c, k = self.config, self.k
+        count, mean, var = self.count[rows], self.mean[rows], self.var[rows]
+        a = np.maximum(self.alpha, 1.0 / (count + 1))
+        d = x - mean
+        positive = var > 0
+        z = np.where(positive, d / np.sqrt(np.where(positive, var, 1.0)), 0.0)
+        score = np.zeros(len(rows))
+        learned = np.flatnonzero(count >= c.learning_period)
+        if len(learned):
+            m = self.corr[rows[learned]]
+            m[:, np.arange(k), np.arange(k)] += c.cross_ridge  # the diagonal only: v + 0.0 may flip a zero's sign
+            zl = z[learned]
+            solved = _solve_rows(m, zl)
+            fsum = math.fsum
+            d2 = [fsum(p) for p in (zl * solved).tolist()]
+            shift, scale = 1.0 - 2.0 / (9.0 * k), math.sqrt(2.0 / (9.0 * k))
+            erfc = math.erfc
+            raw = [1.0 - 0.5 * erfc((((max(v, 0.0) / k) ** (1.0 / 3.0) - shift) / scale) / _SQRT2) for v in d2]
+            score[learned] = self.surprise.score(rows[learned], np.array(raw))
+        ak = a[:, None]
+        self.mean[rows] = mean + ak * d
+        self.var[rows] = (1.0 - ak) * (var + ak * d * d)
+        zc = np.minimum(10.0, np.maximum(-10.0, z))
+        later = np.flatnonzero(count > 0)
+        if len(later):
+            al, bl = a[later, None, None], 1.0 - a[later, None, None]
+            corr = bl * self.corr[rows[later]] + al * (zc[later, :, None] * zc[later, None, :])
+            corr[:, np.arange(k), np.arange(k)] = 1.0
+            self.corr[rows[later]] = corr
+        self.count[rows] = count + 1
+        return score
+
+
+def _solve_rows(m: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`anomaly._solve` on every row at once: x with m·x = b, for (n, k, k) ``m`` and (n, k) ``b``, k <= 3
+    (so the back substitution sums at most two terms, where ``fsum`` and plain addition agree)."""
+    m, rhs = m.copy(), b.copy()
+    n, k = rhs.shape
+    every = np.arange(n)
+    for col in range(k):
+        pivot = col + np.argmax(np.abs(m[:, col:, col]), axis=1)  # the first largest, as max() takes it
+        if np.any(m[every, pivot, col] == 0.0):
+            raise np.linalg.LinAlgError("singular matrix")
+        swap = np.flatnonzero(pivot != col)
+        if len(swap):
+            p = pivot[swap]
+            m[swap, col], m[swap, p] = m[swap, p].copy(), m[swap, col].copy()
+            rhs[swap, col], rhs[swap, p] = rhs[swap, p].copy(), rhs[swap, col].copy()
+        top = m[:, col]
+        for r in range(col + 1, k):
+            f = m[:, r, col] / top[:, col]
+            nz = f != 0.0  # the reference skips a zero factor: rows stay bit for bit as they were
+            m[:, r, col:] = np.where(nz[:, None], m[:, r, col:] - f[:, None] * top[:, col:], m[:, r, col:])
+            rhs[:, r] = np.where(nz, rhs[:, r] - f * rhs[:, col], rhs[:, r])
+    x = np.zeros_like(rhs)
+    for r in range(k - 1, -1, -1):
+        if r == k - 1:
+            x[:, r] = (rhs[:, r] - 0.0) / m[:, r, r]
+            continue
+        acc = m[:, r, r + 1] * x[:, r + 1]
+        for j in range(r + 2, k):
+            acc = acc + m[:, r, j] * x[:, j]
+        x[:, r] = (rhs[:, r] - acc) / m[:, r, r]
+    return x
+
+
 class _Equipment:
     """One equipment's streams: a learning reference detector, or a bank row, per metric."""
 
     __slots__ = ("cross", "metrics", "streams")
 
     def __init__(self, metrics: tuple[str, ...], streams: dict[str, MetricDetector | int],
-                 cross: _CrossMetric | None) -> None:
+                 cross: _CrossMetric | int | None) -> None:
         self.metrics = metrics
         self.streams = streams
         self.cross = cross
@@ -298,6 +428,7 @@ class FleetDetector:
     def __init__(self, config: AnomalyConfig | None = None) -> None:
         self.config = config or AnomalyConfig()
         self.bank = DetectorBank(self.config)
+        self.cross_banks = {k: CrossBank(k, self.config) for k in (2, 3)}
         self._equipment: dict[Hashable, _Equipment] = {}
 
     def __contains__(self, key: Hashable) -> bool:
@@ -315,14 +446,19 @@ class FleetDetector:
         streams: dict[str, MetricDetector | int] = {}
         for metric, d in detector._detectors.items():
             streams[metric] = d if d.learning else self.bank.put(d)
-        self._equipment[key] = _Equipment(detector.metrics, streams, detector._cross)
+        cross: _CrossMetric | int | None = detector._cross
+        if detector._cross is not None and detector._cross.k in self.cross_banks:
+            cross = self.cross_banks[detector._cross.k].put(detector._cross)
+        self._equipment[key] = _Equipment(detector.metrics, streams, cross)
 
     def export(self, key: Hashable) -> EquipmentDetector:
         """The detector of ``key`` as a reference `EquipmentDetector` (a copy, for saving)."""
         eq = self._equipment[key]
         e = EquipmentDetector(eq.metrics, self.config, cross=eq.cross is not None)
         e._detectors = {m: s if isinstance(s, MetricDetector) else self.bank.get(s) for m, s in eq.streams.items()}
-        if eq.cross is not None:
+        if isinstance(eq.cross, int):
+            e._cross = self.cross_banks[len(eq.metrics)].get(eq.cross)
+        elif eq.cross is not None:
             e._cross = _CrossMetric(len(eq.metrics), self.config)
             e._cross.load(eq.cross.to_state())
         return e
@@ -334,6 +470,8 @@ class FleetDetector:
             for s in eq.streams.values():
                 if isinstance(s, int):
                     self.bank.release(s)
+            if isinstance(eq.cross, int):
+                self.cross_banks[len(eq.metrics)].release(eq.cross)
 
     def metrics_of(self, key: Hashable) -> tuple[str, ...]:
         return self._equipment[key].metrics
@@ -388,14 +526,26 @@ class FleetDetector:
             scores = self.bank.update(np.array(rows, dtype=np.int64), np.array(xs), np.array(ts)).tolist()
             for (out, metric), s in zip(where, scores, strict=True):
                 out[metric] = s
+        banked: dict[int, tuple[list[int], list[list[float]], list[dict[str, float]]]] = {}
         for i in wave:
             key, t, readings = requests[i]
             eq = self._equipment[key]
             out = results[i]
-            cross = 0.0
+            out[CROSS_KEY] = 0.0
             if eq.cross is not None and len(readings) == len(eq.metrics) and isfinite(t):
                 vec = [float(readings[m]) for m in eq.metrics]
                 if all(isfinite(v) for v in vec):
-                    cross = eq.cross.update(vec)
-            out[CROSS_KEY] = cross
+                    if isinstance(eq.cross, int):
+                        rows_k, vecs, outs = banked.setdefault(len(vec), ([], [], []))
+                        rows_k.append(eq.cross)
+                        vecs.append(vec)
+                        outs.append(out)
+                    else:
+                        out[CROSS_KEY] = eq.cross.update(vec)
+        for k, (rows_k, vecs, outs) in banked.items():
+            for out, s in zip(outs, self.cross_banks[k].update(np.array(rows_k), np.array(vecs)).tolist(),
+                              strict=True):
+                out[CROSS_KEY] = s
+        for i in wave:
+            out = results[i]
             out[COMBINED_KEY] = max(out.values())

@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import time
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,25 @@ def messages(infos: list[EquipmentInfo], ts_ms: int, k: int) -> list[Delivery]:
     """One telemetry message per equipment at ``ts_ms`` (the bench publisher's in-range values)."""
     return [Delivery(TOPIC, b'{"readings":[' + entry(e.code.encode(), e.category, ts_ms, k * len(infos) + j) + b"]}",
                      0, 1, 1, 0.0) for j, e in enumerate(infos)]
+
+
+def trained_states(warm: int = 760) -> dict[str, dict[str, Any]]:
+    """Engine states past the learning period, by category ('1000' boiler, '3000' elevator), as saved.
+
+    One boiler and one elevator are fed ``warm`` instants of the bench publisher's values; only the
+    anomaly detectors are kept (no conditions, never heard from), so a worker that restores them for
+    every equipment starts as a long-running one would, with nothing open and no silence to judge.
+    """
+    infos = fleet(2)
+    engine = Engine()
+    engine.add(infos)
+    now = int(time.time() * 1000)
+    t0 = now - 24 * 3_600_000
+    for k in range(warm):
+        engine.evaluate(messages(infos, t0 + k * 1000, k), now)
+    plain = engine.plain_states()
+    return {info.category: {**plain[info.id], "conditions": {}, "windows": {}, "changes": {}, "suppressed": [],
+                            "last_seen_ms": None} for info in infos}
 
 
 def main() -> None:

@@ -36,7 +36,9 @@ import numpy as np
 import psutil
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
+from bench.alerts.engine import trained_states
 from bench.ingest.instances import PrivateBroker, bench_server, free_port
 from bench.ingest.publisher import RawPublisher, entry
 from ingest.copy_format import pack, pack_nullable, timestamptz_from_ms
@@ -67,6 +69,10 @@ FROM generate_series(0, %(equipment)s - 1) AS i
 JOIN gateways g ON g.id = 'bench-' || lpad((i / 50)::text, 5, '0')
 JOIN LATERAL (SELECT code FROM divisions WHERE level = 'banner' AND league_code = g.league_code
               ORDER BY code LIMIT 1) b ON true
+"""
+SEED_ENGINE_STATES = """
+INSERT INTO alert_engine_state (equipment_id, state)
+SELECT id, CASE WHEN category = '1000' THEN %(boiler)s ELSE %(elevator)s END FROM equipment
 """
 SELECT_PLAN = """
 SELECT g.id, g.league_code, array_agg(e.code ORDER BY e.code), array_agg(e.category ORDER BY e.code)
@@ -219,6 +225,7 @@ class Pipeline:
     tmp: Path
     procs: list[Proc] = field(default_factory=list)
     ingest_metrics_ports: list[int] = field(default_factory=list)
+    start_s: dict[str, float] = field(default_factory=dict)  # process start to subscribed
 
     def start_workers(self, ingest_workers: int, alerts: bool, max_inflight: int) -> None:
         run_id = uuid.uuid4().hex[:6]
@@ -241,7 +248,9 @@ class Pipeline:
             self.procs.append(Proc(name, popen, log=log, metrics_port=port))
             if name.startswith("ingest"):
                 self.ingest_metrics_ports.append(port)
-            _await_log(log, '"subscribed"', 60)
+            started = time.monotonic()
+            _await_log(log, '"subscribed"', 600)  # the alert worker first loads every saved engine state
+            self.start_s[name] = time.monotonic() - started
 
     def stop_workers(self) -> None:
         for p in self.procs:
@@ -384,6 +393,7 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
         alerts_drained_s = time.monotonic() - started if _alerts_evaluated(pipe) >= readings_sent else None
         cpu["alerts"] = next(p for p in pipe.procs if p.name == "alerts").cpu() - \
             next(p for p in pipe.procs if p.name == "alerts").cpu0
+    start_s = dict(pipe.start_s)
     pipe.stop_workers()
     stored = count(pipe.db_url) - stored0
     return {
@@ -395,7 +405,7 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
         "p99": quantile_from_buckets(metrics0, metrics1, "safewatch_ingest_commit_duration_seconds", .99),
         "batch_p50": quantile_from_buckets(metrics0, metrics1, "safewatch_ingest_batch_messages", .5),
         "peak_rss": peak_rss, "peak_unacked_bytes": peak_unacked_bytes, "peak_unacked": peak_unacked,
-        "alerts_at_drain": alerts_at_drain, "alerts_drained_s": alerts_drained_s,
+        "alerts_at_drain": alerts_at_drain, "alerts_drained_s": alerts_drained_s, "start_s": start_s,
     }
 
 
@@ -443,6 +453,8 @@ def report(r: dict[str, object], broker_msg_s: float, copy_readings_s: float, wr
         print(f"  alert engine: {r['alerts_at_drain']:,.0f} readings evaluated when the ingest had stored all; "
               + (f"all evaluated after {drained:.1f} s" if drained else "not all evaluated within 300 s more")
               + " (its CPU above includes that catch-up)")
+        print(f"  alert worker start (loading the equipment and their saved states) to subscribed: "
+              f"{r['start_s']['alerts']:.1f} s")  # type: ignore[index]
     print(f"  ingest peak RSS {int(r['peak_rss']) / 2**20:.0f} MiB; peak unacknowledged "
           f"{r['peak_unacked']:,.0f} messages / {r['peak_unacked_bytes'] / 2**20:.1f} MiB")
 
@@ -458,6 +470,9 @@ def main() -> None:
     parser.add_argument("--ingest-workers", type=int, default=1)
     parser.add_argument("--max-inflight", type=int, default=5000)
     parser.add_argument("--no-alerts", action="store_true")
+    parser.add_argument("--cold-engine", action="store_true",
+                        help="the alert engine starts with nothing learned (its detectors learn all run long, as "
+                             "on a first start) instead of restoring detectors past their learning period")
     parser.add_argument("--burst", action="store_true", help="10x the rate for 30 s between two sustained phases")
     parser.add_argument("--ceiling-messages", type=int, default=200_000)
     parser.add_argument("--private-postgres", metavar="SETTINGS", default=None,
@@ -484,10 +499,17 @@ def run_bench(args: argparse.Namespace, server_url: str) -> None:
             load_divisions(c)
             c.execute(INSERT_GATEWAYS, {"gateways": (args.equipment + 49) // 50})
             c.execute(INSERT_EQUIPMENT, {"equipment": args.equipment})
+            if not (args.cold_engine or args.no_alerts):
+                trained = trained_states()
+                c.execute(SEED_ENGINE_STATES, {"boiler": Jsonb(trained["1000"]), "elevator": Jsonb(trained["3000"])})
             c.commit()
             plans = write_plan(c, tmp / "plan.json", args.publishers)
         print(f"database {name} ({storage} storage), {args.equipment:,} equipment on "
               f"{(args.equipment + 49) // 50} gateways, {args.publishers} publisher processes")
+        if not args.no_alerts:
+            print("alert engine: " + ("cold, its detectors learning all run long" if args.cold_engine else
+                                      "every equipment's anomaly detectors past their learning period (saved states "
+                                      "restored at start, as after a restart of a long-running worker)"))
         with PrivateBroker(shipped=True) as broker, contextlib.ExitStack() as stack:
             broker_msg_s, pub_cpu_per_k = broker_ceiling(broker, args.ceiling_messages)
             narrow_readings_s, copy_readings_s = copy_ceiling(url, 2_000_000)

@@ -54,6 +54,18 @@ def test_fleet_scores_equal_the_reference_through_learning_spikes_and_rest() -> 
     assert any(r[CROSS_KEY] > 0.0 for r in got)
 
 
+def test_many_equipment_with_cross_terms_of_two_and_three_metrics_in_one_wave() -> None:
+    streams = {f"m{k}": series(k, 200) for k in range(3)}
+    metrics_of: dict[str, tuple[str, ...]] = {}
+    for n in range(12):  # rotated metric orders: each equipment's vector differs
+        names = ("m0", "m1", "m2")[n % 3:] + ("m0", "m1", "m2")[:n % 3]
+        metrics_of[f"three-{n}"] = names
+        metrics_of[f"two-{n}"] = names[:2]
+    expected, got = run_both(SMALL, streams, 60.0, metrics_of)
+    assert got == expected
+    assert sum(r[CROSS_KEY] > 0.0 for r in got) > 24
+
+
 def test_defaults_equal_the_reference_past_learning() -> None:
     config = AnomalyConfig()
     streams = {"speed": series(7, 1200), "load": series(8, 1200)}
