@@ -13,7 +13,7 @@ batch through `step` once and keeps the result, rather than re-running a batch a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from operator import itemgetter
@@ -299,6 +299,8 @@ Instants = list[tuple[int, Mapping[str, float]]]
 def merge_instants(instants: Iterable[tuple[int, Mapping[str, float]]]) -> Instants:
     """Readings grouped by instant, in time order; several entries at one instant make one set of
     values, the later winning (a stable sort)."""
+    if isinstance(instants, list) and len(instants) == 1:  # the common case: one entry an equipment a batch
+        return instants
     merged: Instants = []
     for ts_ms, group in groupby(sorted(instants, key=itemgetter(0)), key=itemgetter(0)):
         same = [v for _, v in group]
@@ -306,15 +308,16 @@ def merge_instants(instants: Iterable[tuple[int, Mapping[str, float]]]) -> Insta
     return merged
 
 
-def anomaly_requests(table: RuleTable, metrics: Collection[str],
+def anomaly_requests(table: RuleTable, metrics: Sequence[str],
                      merged: Instants) -> list[tuple[int, dict[str, float]]]:
     """What the anomaly detector is given for each of ``merged`` (index, readings it watches), as
-    `step_merged` gives it: only for an equipment with anomaly rules, only instants with such a metric."""
+    `step_merged` gives it: only for an equipment with anomaly rules, only instants with such a metric.
+    ``metrics`` are the detector's, in name order (`anomaly_metrics`)."""
     if not table.anomaly:
         return []
     out = []
     for i, (_, values) in enumerate(merged):
-        known = {m: values[m] for m in sorted(values) if m in metrics}
+        known = {m: values[m] for m in metrics if m in values}
         if known:
             out.append((i, known))
     return out
