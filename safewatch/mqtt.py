@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from safewatch.mqtt_socket import make_client
 from safewatch.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,8 @@ class Subscriber:
         self._down_since: float | None = None
         self._protocol5 = protocol5
         self._max_inflight = max_inflight
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
+        self._client = make_client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if protocol5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if protocol5 else False,
