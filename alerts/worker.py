@@ -386,7 +386,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
                 if conn is None:
                     break
                 next_housekeeping = time.monotonic() + cfg.housekeeping_s
-            deliveries = sub.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000)
+            deliveries = sub.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, cfg.batch_max_bytes)
             if not deliveries:
                 continue
             conn = _handle(conn, deliveries, engine, settings, metrics, stop)
