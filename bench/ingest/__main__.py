@@ -74,6 +74,10 @@ SEED_ENGINE_STATES = """
 INSERT INTO alert_engine_state (equipment_id, state)
 SELECT id, CASE WHEN category = '1000' THEN %(boiler)s ELSE %(elevator)s END FROM equipment
 """
+EQUIPMENT_BY_LEAGUE = """
+SELECT d.league_code, count(*) FROM equipment e JOIN divisions d ON d.code = e.banner_code
+GROUP BY 1 ORDER BY 2 DESC, 1
+"""
 SELECT_PLAN = """
 SELECT g.id, g.league_code, array_agg(e.code ORDER BY e.code), array_agg(e.category ORDER BY e.code)
 FROM gateways g JOIN equipment e ON e.gateway_id = g.id WHERE g.id LIKE 'bench-%' GROUP BY 1, 2 ORDER BY 1
@@ -227,7 +231,8 @@ class Pipeline:
     ingest_metrics_ports: list[int] = field(default_factory=list)
     start_s: dict[str, float] = field(default_factory=dict)  # process start to subscribed
 
-    def start_workers(self, ingest_workers: int, alerts: bool, max_inflight: int) -> None:
+    def start_workers(self, ingest_workers: int, alert_shards: list[list[str]], max_inflight: int) -> None:
+        """Start the ingest workers and one alert worker per shard (its league codes; [] = every league)."""
         run_id = uuid.uuid4().hex[:6]
         base = {**os.environ, "SAFEWATCH_DB__URL": self.db_url, "SAFEWATCH_MQTT__URL": self.broker.url,
                 "SAFEWATCH_LOG_JSON": "true", "SAFEWATCH_MQTT__SESSION_EXPIRY_S": "600",
@@ -235,10 +240,13 @@ class Pipeline:
                 "SAFEWATCH_INGEST__MAX_INFLIGHT": str(max_inflight),
                 # Several ingest workers share the stream (MQTT v5 shared subscription); one reads it plain.
                 "SAFEWATCH_MQTT__SHARED_SUBSCRIPTIONS": "true" if ingest_workers > 1 else "false"}
-        names = [f"ingest-{n + 1}" for n in range(ingest_workers)] + (["alerts"] if alerts else [])
-        for name in names:
+        workers = [(f"ingest-{n + 1}", []) for n in range(ingest_workers)]
+        workers += [("alerts" if len(alert_shards) == 1 else f"alerts-{n + 1}", leagues)
+                    for n, leagues in enumerate(alert_shards)]
+        for name, leagues in workers:
             port = free_port()
-            env = {**base, "SAFEWATCH_INGEST__WORKER_ID": f"bench-{run_id}-{name}",
+            env = {**base, "SAFEWATCH_ALERTS__LEAGUES": json.dumps(leagues),
+                   "SAFEWATCH_INGEST__WORKER_ID": f"bench-{run_id}-{name}",
                    "SAFEWATCH_ALERTS__WORKER_ID": f"bench-{run_id}-{name}",
                    "SAFEWATCH_INGEST__METRICS_PORT": str(port), "SAFEWATCH_ALERTS__METRICS_PORT": str(port)}
             log = self.tmp / f"{name}-{run_id}.log"
@@ -318,8 +326,10 @@ def count(url: str) -> int:
 
 
 def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int, rate: float, duration: float,
-              alerts: bool, ingest_workers: int, max_inflight: int, burst: bool = False) -> dict[str, object]:
-    pipe.start_workers(ingest_workers, alerts, max_inflight)
+              alert_shards: list[list[str]], ingest_workers: int, max_inflight: int,
+              burst: bool = False) -> dict[str, object]:
+    alerts = bool(alert_shards)
+    pipe.start_workers(ingest_workers, alert_shards, max_inflight)
     stored0 = count(pipe.db_url)
     for p in pipe.procs:
         p.cpu0 = p.cpu()
@@ -391,8 +401,9 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
         while _alerts_evaluated(pipe) < readings_sent and time.monotonic() < deadline:
             time.sleep(0.2)
         alerts_drained_s = time.monotonic() - started if _alerts_evaluated(pipe) >= readings_sent else None
-        cpu["alerts"] = next(p for p in pipe.procs if p.name == "alerts").cpu() - \
-            next(p for p in pipe.procs if p.name == "alerts").cpu0
+        for p in pipe.procs:
+            if p.name.startswith("alerts"):
+                cpu[p.name] = p.cpu() - p.cpu0
     start_s = dict(pipe.start_s)
     pipe.stop_workers()
     stored = count(pipe.db_url) - stored0
@@ -410,12 +421,25 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
 
 
 def _alerts_evaluated(pipe: Pipeline) -> float:
+    """Readings evaluated by all the alert workers."""
+    total = 0.0
     for p in pipe.procs:
-        if p.name == "alerts":
+        if p.name.startswith("alerts"):
             text = httpx.get(f"http://127.0.0.1:{p.metrics_port}/metrics", timeout=10).text
             match = re.search(r"^safewatch_alerts_readings_evaluated_total ([0-9.e+]+)$", text, re.M)
-            return float(match[1]) if match else 0.0
-    return 0.0
+            total += float(match[1]) if match else 0.0
+    return total
+
+
+def alert_shards(conn: psycopg.Connection, workers: int) -> list[list[str]]:
+    """The leagues split into ``workers`` shards of about as many equipment each (largest first)."""
+    if workers == 1:
+        return [[]]
+    shards: list[tuple[int, list[str]]] = [(0, []) for _ in range(workers)]
+    for league, n in conn.execute(EQUIPMENT_BY_LEAGUE):
+        size, leagues = min(shards, key=lambda s: s[0])
+        shards[shards.index((size, leagues))] = (size + n, [*leagues, league])
+    return [leagues for _, leagues in shards]
 
 
 def _cpu_of(pids: list[int]) -> float:
@@ -453,8 +477,9 @@ def report(r: dict[str, object], broker_msg_s: float, copy_readings_s: float, wr
         print(f"  alert engine: {r['alerts_at_drain']:,.0f} readings evaluated when the ingest had stored all; "
               + (f"all evaluated after {drained:.1f} s" if drained else "not all evaluated within 300 s more")
               + " (its CPU above includes that catch-up)")
+        starts = [v for k, v in r["start_s"].items() if k.startswith("alerts")]  # type: ignore[union-attr]
         print(f"  alert worker start (loading the equipment and their saved states) to subscribed: "
-              f"{r['start_s']['alerts']:.1f} s")  # type: ignore[index]
+              f"{max(starts):.1f} s")
     print(f"  ingest peak RSS {int(r['peak_rss']) / 2**20:.0f} MiB; peak unacknowledged "
           f"{r['peak_unacked']:,.0f} messages / {r['peak_unacked_bytes'] / 2**20:.1f} MiB")
 
@@ -470,6 +495,8 @@ def main() -> None:
     parser.add_argument("--ingest-workers", type=int, default=1)
     parser.add_argument("--max-inflight", type=int, default=5000)
     parser.add_argument("--no-alerts", action="store_true")
+    parser.add_argument("--alert-workers", type=int, default=1,
+                        help="alert workers, each owning a share of the leagues (their own subscriptions)")
     parser.add_argument("--cold-engine", action="store_true",
                         help="the alert engine starts with nothing learned (its detectors learn all run long, as "
                              "on a first start) instead of restoring detectors past their learning period")
@@ -504,12 +531,14 @@ def run_bench(args: argparse.Namespace, server_url: str) -> None:
                 c.execute(SEED_ENGINE_STATES, {"boiler": Jsonb(trained["1000"]), "elevator": Jsonb(trained["3000"])})
             c.commit()
             plans = write_plan(c, tmp / "plan.json", args.publishers)
+            shards = [] if args.no_alerts else alert_shards(c, args.alert_workers)
         print(f"database {name} ({storage} storage), {args.equipment:,} equipment on "
               f"{(args.equipment + 49) // 50} gateways, {args.publishers} publisher processes")
         if not args.no_alerts:
             print("alert engine: " + ("cold, its detectors learning all run long" if args.cold_engine else
                                       "every equipment's anomaly detectors past their learning period (saved states "
-                                      "restored at start, as after a restart of a long-running worker)"))
+                                      "restored at start, as after a restart of a long-running worker)")
+                  + (f"; {len(shards)} alert workers, leagues {shards}" if len(shards) > 1 else ""))
         with PrivateBroker(shipped=True) as broker, contextlib.ExitStack() as stack:
             broker_msg_s, pub_cpu_per_k = broker_ceiling(broker, args.ceiling_messages)
             narrow_readings_s, copy_readings_s = copy_ceiling(url, 2_000_000)
@@ -529,7 +558,7 @@ def run_bench(args: argparse.Namespace, server_url: str) -> None:
                 per_message, rate = shapes[key]
                 label = f"({key}) {per_message} equipment x 8 readings per message" + (" BURST" if args.burst else "")
                 result = run_shape(pipe, plans, label=label, per_message=per_message, rate=rate,
-                                   duration=args.duration, alerts=not args.no_alerts,
+                                   duration=args.duration, alert_shards=shards,
                                    ingest_workers=args.ingest_workers, max_inflight=args.max_inflight,
                                    burst=args.burst)
                 report(result, broker_msg_s, copy_readings_s, writer_rows_s, per_message)
