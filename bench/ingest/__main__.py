@@ -10,6 +10,12 @@ to two C subscribers at QoS 1; binary COPY alone) with our ratio to them.
 Shapes: (a) one equipment per message, 8 readings; (b) 50 equipment per message (400 readings).
 ``--burst``: the sustained rate, then 10x for 30 s, then back; memory of the ingest sampled
 against its stated bound. ``--layout``: narrow vs wide binary COPY (docs/decisions.md).
+
+The alert engine starts as a long-running one would: every equipment's anomaly detectors restored
+past their learning period (a 20-second run would otherwise never leave it, and learning costs
+almost nothing); ``--cold-engine`` starts it with nothing learned. ``--alert-workers N`` runs N alert
+workers, each owning a share of the leagues; ``--ingest-workers N`` shares the stream among N ingest
+workers.
 """
 
 from __future__ import annotations
