@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
+from alerts.decoding import DecodedBatch, decode_batch
 from alerts.engine.anomaly import AnomalyConfig
 from alerts.engine.anomaly_bank import FleetDetector
 from alerts.engine.defaults import DEFAULT_RULES, ENGINE_ANOMALY
@@ -66,18 +67,14 @@ from alerts.store import (
 )
 from safewatch.contract import (
     ContractError,
+    Event,
     GatewayState,
-    Kind,
     Limits,
     Rejected,
+    TelemetryMessage,
     ValueOutOfRange,
-    decode_event,
-    decode_status,
-    decode_telemetry,
     device_filter,
-    equipment_codes,
     parse_timestamp,
-    parse_topic,
 )
 from safewatch.db import connect
 from safewatch.mqtt import Delivery, Subscriber
@@ -206,40 +203,37 @@ class Engine:
         ``now_ms`` only bounds which timestamps the decoder accepts (as ingest does); the rules run on
         the readings' own timestamps.
         """
-        limits = Limits(now_ms)
+        return self.evaluate_decoded(decode_batch(deliveries, now_ms))
+
+    def evaluate_decoded(self, batch: DecodedBatch) -> tuple[list[Effect], int]:
+        """`evaluate` over a batch already decoded (the worker decodes once, to look up what is new first)."""
+        limits = batch.limits
         per_equipment: dict[int, list[tuple[int, dict[str, float]]]] = defaultdict(list)
         effects: list[Effect] = []
         by_code = self.by_code
-        for d in deliveries:
-            try:
-                topic = parse_topic(d.topic)
-                if topic.kind is Kind.TELEMETRY:
-                    msg = decode_telemetry(d.payload, limits)
-                    for e in msg.entries:
-                        info = by_code.get(e.equipment)
-                        if info is not None and info.gateway_id == topic.gateway_id:
-                            per_equipment[info.id].append((e.ts_ms, e.values))
-                    for rej in msg.rejected:
-                        self._range_fault(rej, topic.gateway_id, limits, effects)
-                elif topic.kind is Kind.EVENT:
-                    event = decode_event(d.payload, limits)
-                    info = self.by_code.get(event.equipment)
+        for d, topic, msg in batch.items:
+            if isinstance(msg, TelemetryMessage):
+                for e in msg.entries:
+                    info = by_code.get(e.equipment)
                     if info is not None and info.gateway_id == topic.gateway_id:
-                        self.states[info.id], new = event_effects(
-                            info.id, self.rules_for(info.id), self.state_of(info.id), event_type=event.type,
-                            active=event.active, ts_ms=event.ts_ms)
-                        effects.extend(new)
-                elif topic.kind is Kind.STATUS:
-                    status = decode_status(d.payload, limits)
-                    # The last will carries no time: it is placed at the shard's event time.
-                    ts = status.ts_ms or self.watermark_ms or int(d.received_at * 1000)
-                    for eq_id in sorted(self.by_gateway.get(topic.gateway_id, ())):
-                        self.states[eq_id], new = status_effects(
-                            eq_id, self.rules_for(eq_id), self.state_of(eq_id),
-                            online=status.state is GatewayState.ONLINE, ts_ms=ts)
-                        effects.extend(new)
-            except ContractError:
-                continue  # the ingest dead-letters it; nothing to evaluate here
+                        per_equipment[info.id].append((e.ts_ms, e.values))
+                for rej in msg.rejected:
+                    self._range_fault(rej, topic.gateway_id, limits, effects)
+            elif isinstance(msg, Event):
+                info = by_code.get(msg.equipment)
+                if info is not None and info.gateway_id == topic.gateway_id:
+                    self.states[info.id], new = event_effects(
+                        info.id, self.rules_for(info.id), self.state_of(info.id), event_type=msg.type,
+                        active=msg.active, ts_ms=msg.ts_ms)
+                    effects.extend(new)
+            else:
+                # The last will carries no time: it is placed at the shard's event time.
+                ts = msg.ts_ms or self.watermark_ms or int(d.received_at * 1000)
+                for eq_id in sorted(self.by_gateway.get(topic.gateway_id, ())):
+                    self.states[eq_id], new = status_effects(
+                        eq_id, self.rules_for(eq_id), self.state_of(eq_id),
+                        online=msg.state is GatewayState.ONLINE, ts_ms=ts)
+                    effects.extend(new)
         merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
         scores = self._anomaly_scores(merged)
         evaluated = 0
@@ -323,13 +317,6 @@ class Engine:
             if change is not None:
                 changes.append((division, change, now, state.peak))
         return changes
-
-
-def _codes(deliveries: list[Delivery]) -> set[str]:
-    codes: set[str] = set()
-    for d in deliveries:
-        codes |= equipment_codes(d.payload)
-    return codes
 
 
 def housekeeping(conn: psycopg.Connection, engine: Engine, *, now: datetime, leagues: list[str]) -> list[Applied]:
@@ -449,16 +436,9 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
 
     # What the engine does not know yet is looked up first; in the steady state nothing is, and a batch
     # that changes no alert touches the database not at all (a round trip costs more than evaluating it).
-    missing = [code for code in _codes(deliveries) if code not in engine.by_code]
-    gateways = set()
-    for d in deliveries:
-        if d.topic.endswith("/status"):
-            try:
-                gateway = parse_topic(d.topic).gateway_id
-            except ContractError:
-                continue
-            if gateway not in engine.by_gateway:
-                gateways.add(gateway)
+    batch = decode_batch(deliveries, int(time.time() * 1000))
+    missing = sorted(code for code in batch.equipment_codes() if code not in engine.by_code)
+    gateways = {g for g in batch.status_gateways() if g not in engine.by_gateway}
 
     def preload(c: psycopg.Connection) -> None:
         if missing:
@@ -472,7 +452,7 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
         if reconnected is None:
             return None
         conn = reconnected
-    effects, evaluated = engine.evaluate(deliveries, int(time.time() * 1000))
+    effects, evaluated = engine.evaluate_decoded(batch)
     applied: list[Applied] = []
     if effects:
         reconnected, written = _with_db(conn, settings, stop, lambda c: write_effects(c, effects, engine.equipment),

@@ -43,7 +43,6 @@ from safewatch.contract.payloads import (
     encode_event,
     encode_status,
     encode_telemetry,
-    equipment_codes,
     parse_timestamp,
 )
 from safewatch.contract.topics import (
@@ -95,7 +94,6 @@ __all__ = [
     "encode_event",
     "encode_status",
     "encode_telemetry",
-    "equipment_codes",
     "metrics_of",
     "parse_timestamp",
     "parse_topic",

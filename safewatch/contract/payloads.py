@@ -270,21 +270,6 @@ def _valid_values_slowly(code: str, ts_value: Any, values: dict[str, Any],
     return valid
 
 
-def equipment_codes(payload: bytes) -> set[str]:
-    """The equipment codes a telemetry or event payload names (a cheap pre-scan; never raises)."""
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return set()
-    if not isinstance(doc, dict):
-        return set()
-    codes = {doc["equipment"]} if isinstance(doc.get("equipment"), str) else set()
-    entries = doc.get("readings")
-    if isinstance(entries, list):
-        codes.update(e["equipment"] for e in entries if isinstance(e, dict) and isinstance(e.get("equipment"), str))
-    return codes
-
-
 def decode_event(payload: bytes, limits: Limits) -> Event:
     """Decode an event payload or raise `ContractError`."""
     doc = _load(payload, limits)

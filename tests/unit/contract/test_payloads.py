@@ -20,7 +20,6 @@ from safewatch.contract import (
     decode_telemetry,
     encode_status,
     encode_telemetry,
-    equipment_codes,
 )
 
 NOW = 1_795_593_600_000
@@ -89,11 +88,6 @@ def test_events_and_status():
     assert decode_status(encode_status(GatewayState.OFFLINE), LIMITS).state is GatewayState.OFFLINE
     with pytest.raises(MalformedPayload):
         decode_status(b'{"state": "sleepy"}', LIMITS)
-
-
-def test_equipment_codes_prescan_never_raises():
-    assert equipment_codes(b"garbage") == set()
-    assert equipment_codes(orjson.dumps({"readings": [{"equipment": CODE}, {"equipment": 5}, 7]})) == {CODE}
 
 
 _metric = st.sampled_from(METRICS)

@@ -1,0 +1,73 @@
+"""An alert worker's batch decoded once (pure): what the engine evaluates and what it must look up first.
+
+A delivery that breaks the contract is left out here: the ingest dead-letters it, and there is nothing
+to evaluate. Telemetry entries rejected for a physically impossible value are kept in their message:
+they raise a sensor-fault alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from safewatch.contract import (
+    ContractError,
+    Event,
+    GatewayStatus,
+    Kind,
+    Limits,
+    TelemetryMessage,
+    Topic,
+    decode_event,
+    decode_status,
+    decode_telemetry,
+    parse_topic,
+)
+from safewatch.mqtt import Delivery
+
+Message = TelemetryMessage | Event | GatewayStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A batch's deliveries that keep the contract, each with its topic and decoded message."""
+
+    limits: Limits
+    items: tuple[tuple[Delivery, Topic, Message], ...]
+
+    def equipment_codes(self) -> set[str]:
+        """Every equipment code the batch names (valid entries, rejected entries, events)."""
+        codes: set[str] = set()
+        for _, _, msg in self.items:
+            if isinstance(msg, TelemetryMessage):
+                codes.update(e.equipment for e in msg.entries)
+                codes.update(r.equipment for r in msg.rejected if r.equipment is not None)
+            elif isinstance(msg, Event):
+                codes.add(msg.equipment)
+        return codes
+
+    def status_gateways(self) -> set[str]:
+        """The gateways whose status the batch carries."""
+        return {topic.gateway_id for _, topic, msg in self.items if isinstance(msg, GatewayStatus)}
+
+
+def decode_batch(deliveries: Iterable[Delivery], now_ms: int) -> DecodedBatch:
+    """Decode each delivery once; ``now_ms`` bounds the timestamps accepted, as the ingest's decoder does."""
+    limits = Limits(now_ms)
+    items: list[tuple[Delivery, Topic, Message]] = []
+    for d in deliveries:
+        try:
+            topic = parse_topic(d.topic)
+            msg: Message
+            if topic.kind is Kind.TELEMETRY:
+                msg = decode_telemetry(d.payload, limits)
+            elif topic.kind is Kind.EVENT:
+                msg = decode_event(d.payload, limits)
+            elif topic.kind is Kind.STATUS:
+                msg = decode_status(d.payload, limits)
+            else:
+                continue
+        except ContractError:
+            continue
+        items.append((d, topic, msg))
+    return DecodedBatch(limits, tuple(items))
