@@ -24,36 +24,44 @@ from paho.mqtt.enums import MQTTErrorCode
 log = logging.getLogger(__name__)
 
 READ_SIZE = 256 * 1024
+PACKETS_PER_WRITE = 256  # packets read, at most, before paho's loop writes what is queued (the PUBACKs)
 
 
 class BufferedSocket:
-    """A socket proxy whose ``recv`` serves small reads from one large read (everything else passes through)."""
+    """A socket proxy whose ``recv`` serves small reads from one large read (everything else passes through).
 
-    __slots__ = ("_data", "_pos", "_sock")
+    It reads into one buffer of its own, reused: a fresh 256 KiB ``bytes`` for every read, shrunk to
+    what arrived, fragmented the heap (measured: +56 MiB of RSS over 200,000 messages).
+    """
+
+    __slots__ = ("_buf", "_end", "_pos", "_sock", "_view", "fills")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
-        self._data = b""
-        self._pos = 0
+        self._buf = bytearray(READ_SIZE)
+        self._view = memoryview(self._buf)
+        self._pos = self._end = 0
+        self.fills = 0  # reads from the socket itself
 
     def recv(self, n: int) -> bytes:
         """At most ``n`` bytes: buffered ones first; raises BlockingIOError when none are ready, b"" at EOF."""
-        data, pos = self._data, self._pos
-        if pos < len(data):
-            out = data[pos:pos + n]
-            self._pos = pos + len(out)
-            return out
-        data = self._sock.recv(max(n, READ_SIZE))
-        if len(data) <= n:
-            self._data, self._pos = b"", 0
-            return data
-        self._data, self._pos = data, n
-        return data[:n]
+        pos = self._pos
+        if pos < self._end:
+            stop = min(self._end, pos + n)
+            self._pos = stop
+            return bytes(self._view[pos:stop])
+        self.fills += 1
+        if n >= READ_SIZE or not hasattr(self._sock, "recv_into"):
+            return self._sock.recv(n)  # a read as large as the buffer gains nothing from it
+        got = self._sock.recv_into(self._buf)
+        take = min(n, got)
+        self._pos, self._end = take, got
+        return bytes(self._view[:take])
 
     def pending(self) -> int:
         """Bytes received and not yet read (ours, and TLS's own where the socket is TLS)."""
         inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
-        return len(self._data) - self._pos + inner
+        return self._end - self._pos + inner
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -66,10 +74,18 @@ class BufferedClient(paho.Client):
         return BufferedSocket(super()._create_socket())
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Read the packets already buffered, up to `PACKETS_PER_WRITE`, then let paho's loop write.
+
+        Never more: under a backlog the socket always has more, and a loop that kept reading would not
+        send the PUBACKs queued meanwhile (measured: 160,000 of them, 20 MiB, held back).
+        """
+        sock = self._sock
+        fills = sock.fills if isinstance(sock, BufferedSocket) else -1
         rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+        for _ in range(PACKETS_PER_WRITE - 1):
             sock = self._sock
-            if sock is None or not sock.pending():
+            if (rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, BufferedSocket)
+                    or sock.fills > fills + 1 or not sock.pending()):
                 break
             rc = super().loop_read(max_packets)
         return rc

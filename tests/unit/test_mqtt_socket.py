@@ -52,3 +52,11 @@ def test_everything_else_passes_through() -> None:
     assert sock.recv(1) == b"y" and 0 < sock.pending() < READ_SIZE  # one read took what had arrived
     sock.close()
     assert sock._sock.fileno() == -1
+
+
+def test_one_read_of_the_socket_serves_many_small_reads() -> None:
+    sock, peer = pair()
+    peer.sendall(b"z" * 1000)
+    parts = [sock.recv(10) for _ in range(100)]
+    assert b"".join(parts) == b"z" * 1000
+    assert sock.fills == 1  # the loop above it counts these to know when to let paho write
