@@ -14,13 +14,10 @@ from safewatch.contract import (
     ContractError,
     Event,
     GatewayStatus,
-    Kind,
     Limits,
     TelemetryMessage,
     Topic,
-    decode_event,
-    decode_status,
-    decode_telemetry,
+    decode_body,
     parse_topic,
 )
 from safewatch.mqtt import Delivery
@@ -58,16 +55,9 @@ def decode_batch(deliveries: Iterable[Delivery], now_ms: int) -> DecodedBatch:
     for d in deliveries:
         try:
             topic = parse_topic(d.topic)
-            msg: Message
-            if topic.kind is Kind.TELEMETRY:
-                msg = decode_telemetry(d.payload, limits)
-            elif topic.kind is Kind.EVENT:
-                msg = decode_event(d.payload, limits)
-            elif topic.kind is Kind.STATUS:
-                msg = decode_status(d.payload, limits)
-            else:
-                continue
+            msg = decode_body(topic.kind, d.payload, limits)
         except ContractError:
             continue
-        items.append((d, topic, msg))
+        if msg is not None:  # None: a retained status cleared, nothing to evaluate
+            items.append((d, topic, msg))
     return DecodedBatch(limits, tuple(items))

@@ -20,13 +20,10 @@ from safewatch.contract import (
     Entry,
     Event,
     GatewayStatus,
-    Kind,
     Limits,
     TelemetryMessage,
     Topic,
-    decode_event,
-    decode_status,
-    decode_telemetry,
+    decode_body,
     parse_topic,
 )
 
@@ -163,13 +160,7 @@ def decode(messages: Iterable[RawMessage], limits: Limits) -> list[Decoded]:
             out.append(Decoded(m, None, None, exc))
             continue
         try:
-            body: TelemetryMessage | Event | GatewayStatus | None
-            if topic.kind is Kind.TELEMETRY:
-                body = decode_telemetry(m.payload, limits)
-            elif topic.kind is Kind.EVENT:
-                body = decode_event(m.payload, limits)
-            else:
-                body = decode_status(m.payload, limits) if m.payload else None  # empty: retained status cleared
+            body = decode_body(topic.kind, m.payload, limits)
         except ContractError as exc:
             out.append(Decoded(m, topic, None, exc))
             continue

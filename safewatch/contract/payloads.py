@@ -40,6 +40,7 @@ from safewatch.contract.errors import (
     UnknownMetric,
     ValueOutOfRange,
 )
+from safewatch.contract.topics import Kind
 
 #: Default bound on one payload; brokers and gateways should be configured to match.
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -317,3 +318,18 @@ def encode_status(state: GatewayState | str, ts_ms: int | None = None) -> bytes:
     if ts_ms is not None:
         doc["ts"] = ts_ms
     return orjson.dumps(doc)
+
+
+Body = TelemetryMessage | Event | GatewayStatus
+
+
+def decode_body(kind: Kind, payload: bytes, limits: Limits) -> Body | None:
+    """Decode a payload as its topic's ``kind`` says, or raise `ContractError`.
+
+    None for an empty status payload: a retained status cleared.
+    """
+    if kind is Kind.TELEMETRY:
+        return decode_telemetry(payload, limits)
+    if kind is Kind.EVENT:
+        return decode_event(payload, limits)
+    return decode_status(payload, limits) if payload else None
