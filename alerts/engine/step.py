@@ -342,10 +342,15 @@ def step_merged(equipment_id: int, table: RuleTable, state: EquipmentState, merg
     beforehand from `anomaly_requests` by a `FleetDetector`, which scores a whole shard at once; the
     state then holds no detector. Without it, the state's own detector scores them here.
     """
+    detector = state.detector
+    if scores is None:
+        # The state's own detector sees what a FleetDetector would; its scores never depend on the rules.
+        scores = {} if detector is None else {
+            i: detector.update(known, merged[i][0] / 1000)
+            for i, known in anomaly_requests(table, detector.metrics, merged)}
     run = _Run(equipment_id, state, table)
     by_metric, anomaly, silence = table.by_metric, table.anomaly, table.silence
     conditions = run.conditions
-    detector = state.detector
     last_seen = state.last_seen_ms
     for index, (ts_ms, values) in enumerate(merged):
         names = sorted(values)
@@ -374,13 +379,7 @@ def step_merged(equipment_id: int, table: RuleTable, state: EquipmentState, merg
                 if fault is not None and fault.active:  # a valid reading again: the sensor is back
                     conditions[sensor_fault_key(metric)] = Condition(False, None, None, ts_ms)
                     run.effects.append(ClearAlert(equipment_id, sensor_fault_key(metric), metric, value, ts_ms))
-        found: Mapping[str, float] | None = None
-        if scores is not None:
-            found = scores.get(index)
-        elif detector is not None and anomaly:
-            known = {m: values[m] for m in names if m in detector.metrics}
-            if known:
-                found = detector.update(known, ts_ms / 1000)
+        found = scores.get(index)
         if found is not None:
             for rule, limit in anomaly:
                 if rule.metric in found:
