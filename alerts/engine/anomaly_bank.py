@@ -42,6 +42,7 @@ from alerts.engine.anomaly import (
     EquipmentDetector,
     MetricDetector,
     _CrossMetric,
+    _Surprise,
 )
 
 __all__ = ["DetectorBank", "FleetDetector"]
@@ -103,23 +104,23 @@ class _SurpriseRows:
     def grow(self, capacity: int) -> None:
         _grow_arrays(self, ("ring", "pos", "total", "mean", "var", "count"), capacity)
 
-    def put(self, row: int, s: object) -> None:
+    def put(self, row: int, s: _Surprise) -> None:
         """Copy a reference `_Surprise` into ``row``."""
-        self.ring[row] = s.ring  # type: ignore[attr-defined]
-        self.pos[row] = s.pos  # type: ignore[attr-defined]
-        self.total[row] = s.total  # type: ignore[attr-defined]
-        self.mean[row] = s.mean  # type: ignore[attr-defined]
-        self.var[row] = s.var  # type: ignore[attr-defined]
-        self.count[row] = s.count  # type: ignore[attr-defined]
+        self.ring[row] = s.ring
+        self.pos[row] = s.pos
+        self.total[row] = s.total
+        self.mean[row] = s.mean
+        self.var[row] = s.var
+        self.count[row] = s.count
 
-    def get(self, row: int, s: object) -> None:
+    def get(self, row: int, s: _Surprise) -> None:
         """Copy ``row`` into a reference `_Surprise`."""
-        s.ring = self.ring[row].tolist()  # type: ignore[attr-defined]
-        s.pos = int(self.pos[row])  # type: ignore[attr-defined]
-        s.total = float(self.total[row])  # type: ignore[attr-defined]
-        s.mean = float(self.mean[row])  # type: ignore[attr-defined]
-        s.var = float(self.var[row])  # type: ignore[attr-defined]
-        s.count = int(self.count[row])  # type: ignore[attr-defined]
+        s.ring = self.ring[row].tolist()
+        s.pos = int(self.pos[row])
+        s.total = float(self.total[row])
+        s.mean = float(self.mean[row])
+        s.var = float(self.var[row])
+        s.count = int(self.count[row])
 
     def score(self, rows: np.ndarray, raw: np.ndarray) -> np.ndarray:
         """Score ``raw`` of each row against its past, then learn from it (as `_Surprise.score`)."""
@@ -172,14 +173,6 @@ class DetectorBank(_Rows):
         self.quiet_until = np.zeros(capacity, dtype=np.int64)
         self.seq = _SurpriseRows(c, capacity)
         self.tod = _SurpriseRows(c, capacity)
-
-    def nbytes(self) -> int:
-        """Bytes of the arrays, every row (used or free) included."""
-        arrays = [self.tables, self.bins, self.lo, self.span, self.step, self.seen_min, self.seen_max, self.n,
-                  self.quiet_until]
-        for s in (self.seq, self.tod):
-            arrays += [s.ring, s.pos, s.total, s.mean, s.var, s.count]
-        return sum(a.nbytes for a in arrays)
 
     def _grow(self, capacity: int) -> None:
         super()._grow(capacity)
