@@ -18,6 +18,7 @@ from safewatch.contract import (
     TelemetryMessage,
     Topic,
     decode_body,
+    equipment_named,
     parse_topic,
 )
 from safewatch.mqtt import Delivery
@@ -36,11 +37,9 @@ class DecodedBatch:
         """Every equipment code the batch names (valid entries, rejected entries, events)."""
         codes: set[str] = set()
         for _, _, msg in self.items:
-            if isinstance(msg, TelemetryMessage):
-                codes.update(e.equipment for e in msg.entries)
+            codes |= equipment_named(msg)
+            if isinstance(msg, TelemetryMessage):  # a rejected entry may still raise a sensor-fault alert
                 codes.update(r.equipment for r in msg.rejected if r.equipment is not None)
-            elif isinstance(msg, Event):
-                codes.add(msg.equipment)
         return codes
 
     def status_gateways(self) -> set[str]:

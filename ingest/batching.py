@@ -24,6 +24,7 @@ from safewatch.contract import (
     TelemetryMessage,
     Topic,
     decode_body,
+    equipment_named,
     parse_topic,
 )
 
@@ -172,10 +173,7 @@ def codes_of(decoded: Iterable[Decoded]) -> set[str]:
     """Equipment codes a decoded batch names (so the shell can refresh its registry cache before `bind`)."""
     codes: set[str] = set()
     for d in decoded:
-        if isinstance(d.body, TelemetryMessage):
-            codes.update(e.equipment for e in d.body.entries)
-        elif isinstance(d.body, Event):
-            codes.add(d.body.equipment)
+        codes |= equipment_named(d.body)
     return codes
 
 

@@ -44,6 +44,7 @@ from safewatch.contract.payloads import (
     encode_event,
     encode_status,
     encode_telemetry,
+    equipment_named,
     parse_timestamp,
 )
 from safewatch.contract.topics import (
@@ -96,6 +97,7 @@ __all__ = [
     "encode_event",
     "encode_status",
     "encode_telemetry",
+    "equipment_named",
     "metrics_of",
     "parse_timestamp",
     "parse_topic",

@@ -333,3 +333,12 @@ def decode_body(kind: Kind, payload: bytes, limits: Limits) -> Body | None:
     if kind is Kind.EVENT:
         return decode_event(payload, limits)
     return decode_status(payload, limits) if payload else None
+
+
+def equipment_named(body: Body | None) -> set[str]:
+    """The equipment codes a decoded message reports for: its valid telemetry entries, or its event."""
+    if isinstance(body, TelemetryMessage):
+        return {e.equipment for e in body.entries}
+    if isinstance(body, Event):
+        return {body.equipment}
+    return set()
