@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import IntEnum
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -105,17 +106,19 @@ _NORMAL = Condition()
 def push_window(buckets: tuple[Bucket, ...], value: float, ts_ms: int, window_ms: int) -> tuple[Bucket, ...]:
     """Add a reading to a window of buckets and drop what is older than the window's anchor."""
     width = max(1, window_ms // WINDOW_BUCKETS)
-    items = list(buckets)
-    if items and ts_ms - items[-1].start_ms < width:
-        b = items[-1]
-        items[-1] = Bucket(b.start_ms, min(b.lo, value), max(b.hi, value), value, ts_ms)
+    # Runs for every reading of a windowed rule: tuples are built directly, min/max written out.
+    if buckets and ts_ms - buckets[-1].start_ms < width:
+        b = buckets[-1]
+        items = (*buckets[:-1], Bucket(b.start_ms, value if value < b.lo else b.lo,
+                                       value if value > b.hi else b.hi, value, ts_ms))
     else:
-        items.append(Bucket(ts_ms, value, value, value, ts_ms))
+        items = (*buckets, Bucket(ts_ms, value, value, value, ts_ms))
     # Keep one bucket that ends at or before the window start: it anchors the rate and coverage.
     horizon = ts_ms - window_ms
-    while len(items) > 1 and items[1].last_ms <= horizon:
-        items.pop(0)
-    return tuple(items)
+    drop = 0
+    while len(items) - drop > 1 and items[drop + 1].last_ms <= horizon:
+        drop += 1
+    return items[drop:] if drop else items
 
 
 def window_rate_per_min(buckets: tuple[Bucket, ...], window_ms: int) -> float | None:
@@ -237,12 +240,38 @@ def _message(rule: Rule, metric: str, observed: float, limit: float, reading: fl
     return rule.message
 
 
+class Check(IntEnum):
+    """How `step_merged` decides a reading-driven rule's common case (compiled once per rule)."""
+
+    ABOVE = 0  # threshold, high: breached when value > limit
+    BELOW = 1  # threshold, low: breached when value < limit
+    OUTSIDE = 2  # out of range, high: breached when value is outside [low, limit]
+    INSIDE = 3  # out of range, low: breached when value is inside [low, limit]
+    WINDOW = 4  # rate of change or flatline: decided on the rule's window
+
+
+def check_of(rule: Rule) -> Check:
+    """The `Check` of a threshold, out-of-range, rate or flatline rule."""
+    high = rule.direction is Direction.HIGH
+    if rule.kind is RuleKind.THRESHOLD:
+        return Check.ABOVE if high else Check.BELOW
+    if rule.kind is RuleKind.OUT_OF_RANGE:
+        return Check.OUTSIDE if high else Check.INSIDE
+    if rule.kind is RuleKind.RATE_OF_CHANGE or rule.kind is RuleKind.FLATLINE:
+        return Check.WINDOW
+    raise ValueError(f"rule {rule.key!r} of kind {rule.kind} is not driven by a metric's readings")
+
+
+# A reading-driven rule as `step_merged` runs it: the rule, its limits for this equipment, its key, its check.
+MetricRule = tuple[Rule, float, float | None, str, Check]
+
+
 @dataclass(frozen=True, slots=True)
 class RuleTable:
     """One equipment's rules with their limits resolved, by what triggers them (built once, reused)."""
 
     rules: tuple[Rule, ...]
-    by_metric: Mapping[str, tuple[tuple[Rule, float, float | None], ...]]
+    by_metric: Mapping[str, tuple[MetricRule, ...]]
     anomaly: tuple[tuple[Rule, float], ...]
     silence: tuple[tuple[Rule, float], ...]
     covers: Mapping[str, list[Rule]]  # cause rule key → the rules it covers
@@ -260,7 +289,7 @@ def covers_of(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
 def compile_rules(rules: Iterable[Rule], rated: Mapping[str, float]) -> RuleTable:
     """Resolve the limits of ``rules`` against ``rated``; rules whose rated parameter is missing are left out."""
     rules = tuple(rules)
-    by_metric: dict[str, list[tuple[Rule, float, float | None]]] = {}
+    by_metric: dict[str, list[MetricRule]] = {}
     anomaly: list[tuple[Rule, float]] = []
     silence: list[tuple[Rule, float]] = []
     for rule in rules:
@@ -272,7 +301,7 @@ def compile_rules(rules: Iterable[Rule], rated: Mapping[str, float]) -> RuleTabl
         elif rule.kind is RuleKind.NO_DATA:
             silence.append((rule, limits[0]))
         elif rule.kind is not RuleKind.EVENT and rule.kind is not RuleKind.INSPECTION:
-            by_metric.setdefault(rule.metric, []).append((rule, limits[0], limits[1]))
+            by_metric.setdefault(rule.metric, []).append((rule, limits[0], limits[1], rule.key, check_of(rule)))
     for entries in by_metric.values():  # causes first, so a child breaching on the same reading is covered
         entries.sort(key=lambda e: _SEVERITY_RANK[e[0].severity])
     return RuleTable(rules, {m: tuple(v) for m, v in by_metric.items()}, tuple(anomaly), tuple(silence),
@@ -352,29 +381,39 @@ def step_merged(equipment_id: int, table: RuleTable, state: EquipmentState, merg
     by_metric, anomaly, silence = table.by_metric, table.anomaly, table.silence
     conditions = run.conditions
     last_seen = state.last_seen_ms
+    sensor_faults = run.sensor_faults
     for index, (ts_ms, values) in enumerate(merged):
-        names = sorted(values)
         # Conditions are immutable: every rule that stays normal at this instant shares this one.
         normal = Condition(False, None, None, ts_ms)
-        for metric in names:
+        for metric in sorted(values):
+            checks = by_metric.get(metric)
             value = values[metric]
-            for rule, limit, low in by_metric.get(metric, ()):
-                kind = rule.kind
-                # The common case, decided here as `evaluate` would: a normal condition that stays
-                # normal only moves its time.
-                if ((kind is RuleKind.THRESHOLD or kind is RuleKind.OUT_OF_RANGE)
-                        and _normal_in_order(conditions.get(rule.key), ts_ms)):
-                    high = rule.direction is Direction.HIGH
-                    if kind is RuleKind.THRESHOLD:
-                        breached = value > limit if high else value < limit
-                    else:
-                        outside = 0.0 if low is not None and low <= value <= limit else 1.0
-                        breached = outside > 0.5 if high else outside < 0.5
-                    if not breached:
-                        conditions[rule.key] = normal
+            if checks is not None:
+                for rule, limit, low, key, check in checks:
+                    # The common case, decided here as `evaluate` would: a normal condition that stays
+                    # normal only moves its time (`_normal_in_order`, inlined: this runs per reading and rule).
+                    cond = conditions.get(key)
+                    settled = cond is None or (not cond.active and (cond.last_ts_ms is None
+                                                                     or ts_ms >= cond.last_ts_ms))
+                    if check is Check.WINDOW:
+                        if _window_stays_normal(run, rule, limit, value, ts_ms, settled):
+                            conditions[key] = normal
+                        else:
+                            _observe_window(run, rule, limit, metric, value, ts_ms)
                         continue
-                _observe(run, rule, limit, low, metric, value, ts_ms)
-            if run.sensor_faults:
+                    if settled:
+                        if check is Check.ABOVE:
+                            breached = value > limit
+                        elif check is Check.BELOW:
+                            breached = value < limit
+                        else:
+                            inside = low is not None and low <= value <= limit
+                            breached = not inside if check is Check.OUTSIDE else inside
+                        if not breached:
+                            conditions[key] = normal
+                            continue
+                    _observe(run, rule, limit, low, metric, value, ts_ms)
+            if sensor_faults:
                 fault = conditions.get(sensor_fault_key(metric))
                 if fault is not None and fault.active:  # a valid reading again: the sensor is back
                     conditions[sensor_fault_key(metric)] = Condition(False, None, None, ts_ms)
@@ -406,27 +445,56 @@ def _normal_in_order(cond: Condition | None, ts_ms: int) -> bool:
 
 
 def _observe(run: _Run, rule: Rule, limit: float, low: float | None, metric: str, value: float, ts_ms: int) -> None:
-    """Reduce one reading to the rule's observed value and advance its condition."""
-    observed: float | None
-    if rule.kind is RuleKind.THRESHOLD:
-        observed = value
-    elif rule.kind is RuleKind.OUT_OF_RANGE:
+    """Reduce one reading to a threshold or out-of-range rule's observed value and advance its condition."""
+    if rule.kind is RuleKind.OUT_OF_RANGE:
         assert low is not None
         outside = 0.0 if low <= value <= limit else 1.0
         run.advance(rule, 0.5, outside, ts_ms, metric=metric, reported=value,
                     shown_limit=limit if value > limit else low)
         return
+    run.advance(rule, limit, value, ts_ms, metric=metric, reported=value)
+
+
+def _window_stays_normal(run: _Run, rule: Rule, limit: float, value: float, ts_ms: int, settled: bool) -> bool:
+    """Push the reading into the rule's window; True when its condition is ``settled`` (normal and in
+    order, `_normal_in_order`) and stays so: then only its time moves, exactly as `evaluate` would
+    decide. Rate and flatline rules see every reading; this decides their common case without
+    building the observed value's text.
+
+    A flatline's span is bounded below by its newest bucket and its anchor alone; when that bound
+    already reaches the limit, the other buckets need not be read.
+    """
+    window_ms = int(rule.window_s * 1000)
+    buckets = push_window(run.windows.get(rule.key, ()), value, ts_ms, window_ms)
+    run.windows[rule.key] = buckets
+    if not settled or len(buckets) < 2:
+        return False
+    anchor, newest = buckets[0], buckets[-1]
+    if anchor.last_ms > newest.last_ms - window_ms:
+        return False  # not covered yet: nothing observed (the slow path changes nothing either)
+    if rule.kind is RuleKind.RATE_OF_CHANGE:
+        rate = (newest.last - anchor.last) * 60_000 / (newest.last_ms - anchor.last_ms)
+        observed = rate if rule.direction is Direction.HIGH else -rate
+        return not observed > limit  # a rate rule always watches its own direction as "high"
+    if rule.direction is Direction.LOW:
+        lo = newest.lo if newest.lo < anchor.last else anchor.last
+        hi = newest.hi if newest.hi > anchor.last else anchor.last
+        if hi - lo >= limit:
+            return True
+    span = window_span(buckets, window_ms)
+    return span is not None and not (span > limit if rule.direction is Direction.HIGH else span < limit)
+
+
+def _observe_window(run: _Run, rule: Rule, limit: float, metric: str, value: float, ts_ms: int) -> None:
+    """Advance a rate or flatline rule whose window `_window_stays_normal` has already pushed."""
+    window_ms = int(rule.window_s * 1000)
+    buckets = run.windows[rule.key]
+    observed: float | None
+    if rule.kind is RuleKind.RATE_OF_CHANGE:
+        rate = window_rate_per_min(buckets, window_ms)
+        # A "low" rate rule watches falls: the fall is observed as a positive number (see evaluate).
+        observed = None if rate is None else (rate if rule.direction is Direction.HIGH else -rate)
     else:
-        window_ms = int(rule.window_s * 1000)
-        buckets = push_window(run.windows.get(rule.key, ()), value, ts_ms, window_ms)
-        run.windows[rule.key] = buckets
-        if rule.kind is RuleKind.RATE_OF_CHANGE:
-            rate = window_rate_per_min(buckets, window_ms)
-            # A "low" rate rule watches falls: the fall is observed as a positive number (see evaluate).
-            observed = None if rate is None else (rate if rule.direction is Direction.HIGH else -rate)
-            if observed is not None:
-                run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value)
-            return
         observed = window_span(buckets, window_ms)
     if observed is not None:
         run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value)

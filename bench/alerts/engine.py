@@ -43,13 +43,20 @@ def fleet(n: int) -> list[EquipmentInfo]:
     return infos
 
 
-def messages(infos: list[EquipmentInfo], ts_ms: int, k: int) -> list[Delivery]:
-    """One telemetry message per equipment at ``ts_ms`` (the bench publisher's in-range values)."""
-    return [Delivery(TOPIC, b'{"readings":[' + entry(e.code.encode(), e.category, ts_ms, k * len(infos) + j) + b"]}",
+def messages(infos: list[EquipmentInfo], ts_ms: int, k: int, *, stuck: bool = False) -> list[Delivery]:
+    """One telemetry message per equipment at ``ts_ms``, the ``k``-th instant (the bench publisher's
+    in-range values, moving from instant to instant as live equipment's do).
+
+    ``stuck``: every equipment repeats its values at each instant, as all runs before 2026-12-05 did
+    (with 400 equipment ``k * 400 + j`` cycles with the equipment alone): every boiler's flatline
+    alarms open and stay active, the engine's costly path.
+    """
+    return [Delivery(TOPIC, b'{"readings":[' + entry(e.code.encode(), e.category, ts_ms,
+                                                    k * len(infos) + j if stuck else k + j) + b"]}",
                      0, 1, 1, 0.0) for j, e in enumerate(infos)]
 
 
-def trained_states(warm: int = 760) -> dict[str, dict[str, Any]]:
+def trained_states(warm: int = 760, *, stuck: bool = False) -> dict[str, dict[str, Any]]:
     """Engine states past the learning period, by category ('1000' boiler, '3000' elevator), as saved.
 
     One boiler and one elevator are fed ``warm`` instants of the bench publisher's values; only the
@@ -62,7 +69,7 @@ def trained_states(warm: int = 760) -> dict[str, dict[str, Any]]:
     now = int(time.time() * 1000)
     t0 = now - 24 * 3_600_000
     for k in range(warm):
-        engine.evaluate(messages(infos, t0 + k * 1000, k), now)
+        engine.evaluate(messages(infos, t0 + k * 1000, k, stuck=stuck), now)
     plain = engine.plain_states()
     return {info.category: {**plain[info.id], "conditions": {}, "windows": {}, "changes": {}, "suppressed": [],
                             "last_seen_ms": None} for info in infos}
@@ -74,6 +81,8 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=760, help="instants before measuring (learning is 720)")
     parser.add_argument("--measure", type=int, default=200, help="instants measured per repeat")
     parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--stuck", action="store_true",
+                        help="values repeat at every instant: every boiler in flatline alarm (the old runs' load)")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
           f"numpy {np.__version__}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -84,22 +93,23 @@ def main() -> None:
     now = int(time.time() * 1000)
     effects = 0
     for k in range(args.warm):
-        effects += len(engine.evaluate(messages(infos, t0 + k * 1000, k), now)[0])
+        effects += len(engine.evaluate(messages(infos, t0 + k * 1000, k, stuck=args.stuck), now)[0])
     settle_heap()
     best, evaluated = float("inf"), 0
     for r in range(args.repeats):
         base = args.warm + r * args.measure
-        batches = [messages(infos, t0 + (base + k) * 1000, base + k) for k in range(args.measure)]
+        batches = [messages(infos, t0 + (base + k) * 1000, base + k, stuck=args.stuck) for k in range(args.measure)]
         started = time.process_time()
         for batch in batches:
             found, evaluated = engine.evaluate(batch, now)
             effects += len(found)
         best = min(best, time.process_time() - started)
     n = args.measure * len(infos)
-    print(f"{len(infos)} equipment ({len(infos[::4])} boilers, the rest elevators), {args.warm} instants of warm-up, "
-          f"then {args.measure} timed x {args.repeats} (best): {best / n * 1e6:.1f} µs CPU per message of 8 readings "
-          f"= {n * 8 / best:,.0f} readings/s on one core ({evaluated} readings in the last batch; {effects} alert "
-          "changes in all, from the publisher's plausible values)")
+    stuck = " (values stuck: every boiler's flatline alarms active)" if args.stuck else ""
+    print(f"{len(infos)} equipment ({len(infos[::4])} boilers, the rest elevators){stuck}, {args.warm} instants of "
+          f"warm-up, then {args.measure} timed x {args.repeats} (best): {best / n * 1e6:.1f} µs CPU per message of 8 "
+          f"readings = {n * 8 / best:,.0f} readings/s on one core ({evaluated} readings in the last batch; "
+          f"{effects} alert changes in all, from the publisher's plausible values)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts.engine.anomaly import AnomalyConfig
@@ -19,9 +19,12 @@ from alerts.engine.step import (
     check_silence,
     event_effects,
     new_detector,
+    push_window,
     range_fault_effects,
     status_effects,
     step,
+    window_rate_per_min,
+    window_span,
 )
 from safewatch.contract import Category, Severity
 
@@ -268,3 +271,47 @@ def test_step_decides_each_reading_as_evaluate_does(kind, direction, deadband, o
         got += [(isinstance(e, RaiseAlert), e.ts_ms) for e in effects]
     assert got == expected
     assert state.conditions["t.x"].active == cond.active
+
+
+@settings(max_examples=300)
+@given(kind=st.sampled_from([RuleKind.RATE_OF_CHANGE, RuleKind.FLATLINE]),
+       direction=st.sampled_from(list(Direction)),
+       limit=st.sampled_from([0.0, 0.5, 2.0, 10.0]), deadband=st.sampled_from([0.0, 0.5]),
+       on_delay_s=st.sampled_from([0.0, 3.0]), off_delay_s=st.sampled_from([0.0, 3.0]),
+       steps=st.lists(st.tuples(st.integers(-1, 3), st.sampled_from([-2, -1, 0, 1, 2] * 3 + [-15, 15])),
+                      min_size=20, max_size=60))
+def test_window_rules_decide_each_reading_as_evaluate_does(kind, direction, limit, deadband, on_delay_s, off_delay_s,
+                                                          steps):
+    # Readings 0-3 s apart (some out of order) against a 6 s window, a random walk of small steps and
+    # jumps: the window fills, slides and is anchored, spans and rates come near the limits; the
+    # shortcut for a settled condition must decide exactly as the reference does.
+    rule = Rule("w.x", Category.BOILER, "drum_level", direction, Limit(absolute=limit), Severity.MINOR,
+                deadband=deadband, on_delay_s=on_delay_s, off_delay_s=off_delay_s, kind=kind, window_s=6)
+    ts, value, readings = T0, 0.0, []
+    for gap_s, tenths in steps:
+        ts += gap_s * 1000
+        value += tenths / 10
+        readings.append(("drum_level", ts, value))
+    expected, cond, buckets = [], Condition(), ()
+    changes: list[int] = []
+    for _, t, v in readings:
+        buckets = push_window(buckets, v, t, 6000)
+        if kind is RuleKind.RATE_OF_CHANGE:
+            rate = window_rate_per_min(buckets, 6000)
+            observed = None if rate is None else (rate if direction is Direction.HIGH else -rate)
+        else:
+            observed = window_span(buckets, 6000)
+        if observed is None:
+            continue
+        recent = [c for c in changes if t - c < 60_000][-6:]
+        hold = max(off_delay_s, 60.0) if len(recent) >= 3 else None  # the chatter hold, as the engine applies it
+        cond, change = evaluate(rule, limit, cond, observed, t, off_delay_s=hold)
+        if change is not None:
+            changes = [*recent, t]
+            expected.append((change is Change.RAISE, t))
+    state, got = EquipmentState(), []
+    for reading in readings:  # one at a time, so a late reading stays late (a batch sorts its instants)
+        state, effects = step(1, {}, (rule,), state, [reading])
+        got += [(isinstance(e, RaiseAlert), e.ts_ms) for e in effects]
+    assert got == expected
+    assert state.windows.get("w.x", ()) == buckets
