@@ -237,13 +237,20 @@ class Engine:
         merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
         scores = self._anomaly_scores(merged)
         evaluated = 0
+        no_scores: dict[int, dict[str, float]] = {}
         for eq_id, instants in merged.items():
             self.states[eq_id], eq_effects = step_merged(eq_id, self.table_for(eq_id), self.state_of(eq_id),
-                                                         instants, scores.get(eq_id, {}))
-            effects.extend(eq_effects)
-            evaluated += sum(len(values) for _, values in instants)
-            newest = max(ts for ts, _ in instants)
-            effects.extend(self._advance_watermark(newest))
+                                                         instants, scores.get(eq_id, no_scores))
+            if eq_effects:
+                effects.extend(eq_effects)
+            if len(instants) == 1:  # the common case: generators cost more than the rest of this loop
+                newest, values = instants[0]
+                evaluated += len(values)
+            else:
+                evaluated += sum(len(values) for _, values in instants)
+                newest = max(ts for ts, _ in instants)
+            if self.watermark_ms is None or newest > self.watermark_ms:
+                effects.extend(self._advance_watermark(newest))
         return effects, evaluated
 
     def _anomaly_scores(self, merged: dict[int, list[tuple[int, Mapping[str, float]]]]
@@ -251,11 +258,13 @@ class Engine:
         """The anomaly scores of a batch, every equipment at once: equipment → instant index → scores."""
         keys: list[tuple[int, int]] = []
         requests: list[tuple[int, float, Mapping[str, float]]] = []
+        detectors = self.detectors
         for eq_id, instants in merged.items():
-            self.state_of(eq_id)  # a new equipment gets its detector
-            if eq_id not in self.detectors:
+            if eq_id not in self.states:
+                self.state_of(eq_id)  # a new equipment gets its detector
+            if eq_id not in detectors:
                 continue
-            for index, known in anomaly_requests(self.table_for(eq_id), self.detectors.metrics_of(eq_id), instants):
+            for index, known in anomaly_requests(self.table_for(eq_id), detectors.metrics_of(eq_id), instants):
                 keys.append((eq_id, index))
                 requests.append((eq_id, instants[index][0] / 1000, known))
         out: dict[int, dict[int, dict[str, float]]] = defaultdict(dict)
