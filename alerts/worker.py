@@ -306,9 +306,10 @@ class Engine:
         for eq_id, state in self.states.items():
             if state.last_seen_ms is None:
                 continue
-            info = self.equipment[eq_id]
-            self.states[eq_id], new = check_silence(eq_id, info.rated, self.rules_for(eq_id), state, now_ms)
-            effects.extend(new)
+            after, new = check_silence(eq_id, self.equipment[eq_id].rated, self.table_for(eq_id), state, now_ms)
+            if after is not state:
+                self.states[eq_id] = after
+                effects.extend(new)
         return effects
 
     def floods_after(self, applied: list[Applied]) -> list[tuple[str, FloodChange, int, int]]:

@@ -500,25 +500,37 @@ def _observe_window(run: _Run, rule: Rule, limit: float, metric: str, value: flo
         run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value)
 
 
-def check_silence(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule], state: EquipmentState,
-                  now_ms: int) -> tuple[EquipmentState, list[Effect]]:
+def check_silence(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule] | RuleTable,
+                  state: EquipmentState, now_ms: int) -> tuple[EquipmentState, list[Effect]]:
     """Raise no-data alerts for an equipment silent longer than its rules allow at event time ``now_ms``.
 
-    An equipment never heard from has no baseline and raises nothing (the gateway status covers it).
+    ``rules`` are the equipment's rules or their `compile_rules` table. An equipment never heard from
+    has no baseline and raises nothing (the gateway status covers it). A silence rule whose condition
+    is plainly normal (no delay running) and stays so is left as it is: a shard judges every
+    equipment each 10 s of event time, and a state rebuilt for each would cost more than the rest of
+    the judging. Then ``state`` itself is returned.
     """
-    if state.last_seen_ms is None:
+    last_seen = state.last_seen_ms
+    if last_seen is None:
         return state, []
-    run = _Run(equipment_id, state, rules)
-    for rule in rules:
-        if rule.kind is not RuleKind.NO_DATA or rule.metric != "readings":
-            continue
-        limits = resolve_limits(rule, rated)
-        if limits is None:
-            continue
-        silent_s = (now_ms - state.last_seen_ms) / 1000
-        run.advance(rule, limits[0], silent_s, now_ms, metric=None, reported=silent_s,
-                    message=f"{rule.message}: nothing for {silent_s:.0f} s (expected every {limits[0]:g} s at most)")
-    return run.state(state.last_seen_ms, state.detector), run.effects
+    table = rules if isinstance(rules, RuleTable) else compile_rules(rules, rated)
+    silent_s = (now_ms - last_seen) / 1000
+    due = [(rule, limit) for rule, limit in table.silence
+           if rule.metric == "readings" and not (silent_s <= limit and _quiet(state.conditions.get(rule.key), now_ms))]
+    if not due:
+        return state, []
+    run = _Run(equipment_id, state, table)
+    for rule, limit in due:
+        run.advance(rule, limit, silent_s, now_ms, metric=None, reported=silent_s,
+                    message=f"{rule.message}: nothing for {silent_s:.0f} s (expected every {limit:g} s at most)")
+    return run.state(last_seen, state.detector), run.effects
+
+
+def _quiet(cond: Condition | None, ts_ms: int) -> bool:
+    """Whether ``cond`` is normal with no on- or off-delay running and ``ts_ms`` not older than it: a
+    value that does not breach would then change nothing but its time."""
+    return cond is None or (not cond.active and cond.pending_since_ms is None and cond.clearing_since_ms is None
+                            and (cond.last_ts_ms is None or ts_ms >= cond.last_ts_ms))
 
 
 def status_effects(equipment_id: int, rules: Sequence[Rule], state: EquipmentState, *, online: bool,

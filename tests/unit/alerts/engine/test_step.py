@@ -140,6 +140,26 @@ def test_silence_and_gateway_last_will() -> None:
         ("ClearAlert", "no_data.gateway_offline", None), ("RaiseAlert", "no_data.silent", None)]
 
 
+def test_a_quiet_silence_check_keeps_the_state_and_a_running_delay_is_still_judged() -> None:
+    rule = Rule("s.x", Category.PRESSURE_VESSEL, "readings",
+                Direction.HIGH, Limit(absolute=30.0), Severity.MINOR, kind=RuleKind.NO_DATA, on_delay_s=20)
+    state, _ = step(1, {}, (rule,), EquipmentState(), [("vessel_pressure", T0, 0.6)])
+    assert check_silence(1, {}, (rule,), state, T0 + 10_000) == (state, [])  # not silent: the very same state
+    state, effects = check_silence(1, {}, (rule,), state, T0 + 40_000)  # silent 40 s: the on-delay starts
+    assert effects == [] and state.conditions["s.x"].pending_since_ms == T0 + 40_000
+    state, _ = step(1, {}, (rule,), state, [("vessel_pressure", T0 + 45_000, 0.6)])
+    # Heard again: the next check ends the running delay (a stale one would raise too early later).
+    state, effects = check_silence(1, {}, (rule,), state, T0 + 50_000)
+    assert effects == [] and state.conditions["s.x"].pending_since_ms is None
+    assert check_silence(1, {}, (rule,), state, T0 + 60_000) == (state, [])
+    state, effects = check_silence(1, {}, (rule,), state, T0 + 90_000)  # silent 45 s: a new delay
+    assert effects == []
+    state, effects = check_silence(1, {}, (rule,), state, T0 + 100_000)
+    assert effects == []
+    state, effects = check_silence(1, {}, (rule,), state, T0 + 110_000)
+    assert keys(effects) == ["s.x"] and effects[0].ts_ms == T0 + 110_000
+
+
 def test_never_heard_equipment_is_not_silent() -> None:
     rules = [r for r in VESSEL_RULES if r.kind is RuleKind.NO_DATA]
     assert check_silence(1, {}, rules, EquipmentState(), T0 + 10**9)[1] == []
