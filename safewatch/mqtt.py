@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from safewatch.mqtt_socket import make_client
+from safewatch.mqtt_socket import BufferedClient, make_client
 from safewatch.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -68,17 +68,29 @@ class InflightWindow:
 
     def put(self, delivery: Delivery) -> None:
         """Admit one delivery, blocking while the window is full (a lone oversized message still passes)."""
+        self.put_many((delivery,))
+
+    def put_many(self, deliveries: Iterable[Delivery]) -> None:
+        """`put` each of ``deliveries`` in order, taking the lock once (and waking the consumer once)
+        unless the window fills on the way."""
         with self._cond:
-            self._cond.wait_for(lambda: self._closed or self._unacked_messages == 0 or (
-                self._unacked_messages < self._max_messages
-                and self._unacked_bytes + len(delivery.payload) <= self._max_bytes))
-            if self._closed:
-                return  # shutting down: the network thread must not wait for a consumer that has stopped
-            self._items.append(delivery)
-            self._unacked_messages += 1
-            self._unacked_bytes += len(delivery.payload)
+            for delivery in deliveries:
+                size = len(delivery.payload)
+                if not self._admits(size):
+                    self._cond.notify_all()  # what is queued may be what the consumer waits for
+                    self._cond.wait_for(lambda: self._admits(size))  # noqa: B023 (called before size changes)
+                if self._closed:
+                    return  # shutting down: the network thread must not wait for a consumer that has stopped
+                self._items.append(delivery)
+                self._unacked_messages += 1
+                self._unacked_bytes += size
             if len(self._items) >= self._wanted:
                 self._cond.notify_all()
+
+    def _admits(self, size: int) -> bool:
+        """Whether one more message of ``size`` bytes fits (or the window is closed, or empty)."""
+        return self._closed or self._unacked_messages == 0 or (
+            self._unacked_messages < self._max_messages and self._unacked_bytes + size <= self._max_bytes)
 
     def take(self, max_messages: int, max_wait_s: float, max_bytes: int | None = None) -> list[Delivery]:
         """Up to ``max_messages`` (and about ``max_bytes`` of payload): wait ``max_wait_s`` for the first,
@@ -163,6 +175,10 @@ class Subscriber:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._run: list[Delivery] = []  # PUBLISHes decoded in bulk by the client, not yet in the window
+        if isinstance(self._client, BufferedClient):
+            self._client.publish_sink = self._on_publish
+            self._client.publish_flush = self._flush_run
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Subscriber:
@@ -221,6 +237,13 @@ class Subscriber:
     def _on_message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
         # Blocks when the window is full: the back-pressure point (TCP) beyond Receive Maximum.
         self._window.put(Delivery(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, time.time()))
+
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        self._run.append(Delivery(topic, payload, mid, qos, self._generation, time.time()))
+
+    def _flush_run(self) -> None:
+        run, self._run = self._run, []
+        self._window.put_many(run)  # blocks while the window is full, as `put` does
 
     # -- consumer side -----------------------------------------------------------------------
     def get_batch(self, max_messages: int, max_wait_s: float, max_bytes: int | None = None) -> list[Delivery]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
-from safewatch.mqtt_socket import READ_SIZE, BufferedSocket
+from safewatch.mqtt_socket import READ_SIZE, BufferedSocket, decode_varint
 
 
 def pair() -> tuple[BufferedSocket, socket.socket]:
@@ -60,3 +61,40 @@ def test_one_read_of_the_socket_serves_many_small_reads() -> None:
     parts = [sock.recv(10) for _ in range(100)]
     assert b"".join(parts) == b"z" * 1000
     assert sock.fills == 1  # the loop above it counts these to know when to let paho write
+
+
+def test_buffered_bytes_can_be_looked_at_and_consumed() -> None:
+    sock, peer = pair()
+    peer.sendall(b"0123456789")
+    assert sock.recv(1) == b"0"  # the first read fills the buffer
+    assert bytes(sock.buffered()) == b"123456789"
+    sock.consume(4)
+    assert bytes(sock.buffered()) == b"56789" and sock.pending() == 5
+    assert sock.recv(10) == b"56789"
+
+
+@pytest.mark.parametrize(("encoded", "value"), [(b"\x00", 0), (b"\x7f", 127), (b"\x80\x01", 128),
+                                                (b"\xff\x7f", 16_383), (b"\xff\xff\xff\x7f", 268_435_455)])
+def test_variable_byte_integers_decode_as_mqtt_defines_them(encoded: bytes, value: int) -> None:
+    view = memoryview(b"\x30" + encoded + b"rest")
+    assert decode_varint(view, 1, len(view)) == (value, 1 + len(encoded))
+
+
+def test_a_cut_or_overlong_variable_byte_integer_is_refused() -> None:
+    cut = memoryview(b"\x80\x80")
+    assert decode_varint(cut, 0, len(cut))[0] == -1  # more bytes promised than there are: wait for them
+    overlong = memoryview(b"\xff\xff\xff\xff\x01")
+    assert decode_varint(overlong, 0, len(overlong))[0] == -1  # a fifth byte: not MQTT (paho then says so)
+
+
+def test_a_deliberate_close_sends_our_fin_and_reads_until_the_peers() -> None:
+    sock, peer = pair()
+    peer.sendall(b"late data the broker sent")  # unread at close: a plain close would answer with a reset
+    peer.settimeout(5)
+    closer = threading.Thread(target=sock.drain_close, args=(5.0,))
+    closer.start()
+    assert peer.recv(10) == b""  # our FIN, after everything we wrote
+    peer.close()  # the broker's side, as after our DISCONNECT
+    closer.join(5)
+    assert not closer.is_alive()
+    sock.close()
