@@ -157,6 +157,7 @@ class Subscriber:
         self.subscribed = threading.Event()  # set once the broker has acknowledged every filter
         self._pending_subs: set[int] = set()
         self._down_since: float | None = None
+        self._closing = False  # our own disconnect: not an outage to report
         self._protocol5 = protocol5
         self._max_inflight = max_inflight
         self._client = make_client(
@@ -193,6 +194,7 @@ class Subscriber:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing = True
         self._window.close()  # else loop_stop waits forever on a network thread blocked by a full window
         self._client.disconnect()
         self._client.loop_stop()
@@ -230,6 +232,9 @@ class Subscriber:
     def _on_disconnect(self, _client: paho.Client, _userdata: object, _flags: object, reason: object,
                        _props: object = None) -> None:
         self.connected.clear()
+        if self._closing:
+            log.info("disconnected from the broker", extra={"filters": self._filters})
+            return
         if self._down_since is None:
             self._down_since = time.monotonic()
             log.error("broker connection lost; reconnecting with back-off", extra={"reason": str(reason)})
@@ -261,13 +266,16 @@ class Subscriber:
         deliveries = list(deliveries)
         with self._lock:
             generation = self._generation
-        acked = 0
-        for d in deliveries:
-            if d.qos > 0 and d.generation == generation:
-                self._client.ack(d.mid, d.qos)
-                acked += 1
+        due = [d for d in deliveries if d.qos > 0 and d.generation == generation]
+        if isinstance(self._client, BufferedClient):
+            self._client.ack_many([d.mid for d in due if d.qos == 1])  # one write for the batch
+            due_one_by_one = [d for d in due if d.qos != 1]
+        else:
+            due_one_by_one = due
+        for d in due_one_by_one:
+            self._client.ack(d.mid, d.qos)
         self._window.release(deliveries)
-        return acked
+        return len(due)
 
     def queued(self) -> int:
         """Deliveries received and not yet taken by `get_batch` (the queue depth)."""

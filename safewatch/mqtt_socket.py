@@ -19,7 +19,7 @@ import logging
 import select
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -128,6 +128,19 @@ class BufferedClient(paho.Client):
             sock.drain_close(CLOSE_WAIT_S)
         super()._sock_close()
 
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """Acknowledge QoS 1 messages by packet id, in order: every PUBACK in one out-packet.
+
+        ``Client.ack`` queues a 4-byte packet and wakes the network thread (a system call) for each,
+        and the thread writes each with its own ``send``. The bytes are the ones paho's
+        ``_send_command_with_mid`` makes (v5 allows the reason code and properties to be left out
+        when they are "success" and none). paho writes an out-packet as opaque bytes, resuming a
+        partial write where it stopped, and does nothing after writing a PUBACK; a reconnect drops
+        it with the rest of the queue, as it does paho's own PUBACKs.
+        """
+        if mids and self._manual_ack:
+            self._packet_queue(paho.PUBACK, b"".join(_PUBACK + mid.to_bytes(2, "big") for mid in mids), 0, 0)
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """Read the packets already buffered, up to `PACKETS_PER_WRITE`, then let paho's loop write.
 
@@ -201,6 +214,7 @@ class BufferedClient(paho.Client):
 
 
 _PUBLISH = 0x30
+_PUBACK = bytes((paho.PUBACK, 2))  # command, remaining length; the packet id follows
 
 
 def decode_varint(view: memoryview, i: int, end: int) -> tuple[int, int]:
