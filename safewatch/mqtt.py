@@ -267,13 +267,22 @@ class Subscriber:
         with self._lock:
             generation = self._generation
         due = [d for d in deliveries if d.qos > 0 and d.generation == generation]
-        if isinstance(self._client, BufferedClient):
-            self._client.ack_many([d.mid for d in due if d.qos == 1])  # one write for the batch
-            due_one_by_one = [d for d in due if d.qos != 1]
+        client = self._client
+        if isinstance(client, BufferedClient):
+            # A run of QoS 1 PUBACKs is one out-packet and one wake-up of the network thread; a QoS 2
+            # delivery (we subscribe at 1) is acked alone where it stands, so the order is kept.
+            run: list[int] = []
+            for d in due:
+                if d.qos == 1:
+                    run.append(d.mid)
+                else:
+                    client.ack_many(run)
+                    run = []
+                    client.ack(d.mid, d.qos)
+            client.ack_many(run)
         else:
-            due_one_by_one = due
-        for d in due_one_by_one:
-            self._client.ack(d.mid, d.qos)
+            for d in due:  # paho's own client: a queued packet and a wake-up each
+                client.ack(d.mid, d.qos)
         self._window.release(deliveries)
         return len(due)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -128,18 +129,29 @@ class BufferedClient(paho.Client):
             sock.drain_close(CLOSE_WAIT_S)
         super()._sock_close()
 
-    def ack_many(self, mids: Sequence[int]) -> None:
+    def ack_many(self, mids: Sequence[int]) -> MQTTErrorCode:
         """Acknowledge QoS 1 messages by packet id, in order: every PUBACK in one out-packet.
 
         ``Client.ack`` queues a 4-byte packet and wakes the network thread (a system call) for each,
-        and the thread writes each with its own ``send``. The bytes are the ones paho's
-        ``_send_command_with_mid`` makes (v5 allows the reason code and properties to be left out
-        when they are "success" and none). paho writes an out-packet as opaque bytes, resuming a
-        partial write where it stopped, and does nothing after writing a PUBACK; a reconnect drops
-        it with the rest of the queue, as it does paho's own PUBACKs.
+        and the thread writes each with its own ``send``: two system calls and a dict a message.
+        Here a batch costs one of each. The bytes are the ones ``Client.ack(mid, 1)`` queues
+        (``_send_command_with_mid``: command, remaining length 2, packet id, for v5 as for 3.1.1;
+        v5 lets a PUBACK leave out its reason code and properties when they are "success" and none).
+        Like ``Client.ack``, it sends nothing unless ``manual_ack`` is on.
+
+        paho's ``_packet_write`` treats an out-packet as opaque bytes: a partial write keeps its
+        position and resumes there, and the only handling after a whole write is for PUBLISH at
+        QoS 0 and DISCONNECT, so a run of PUBACKs under the command PUBACK is written exactly like
+        one. A reconnect drops it with the rest of the queue, as it drops paho's own PUBACKs.
         """
-        if mids and self._manual_ack:
-            self._packet_queue(paho.PUBACK, b"".join(_PUBACK + mid.to_bytes(2, "big") for mid in mids), 0, 0)
+        if not mids or not self._manual_ack:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if min(mids) < 0 or max(mids) > 0xFFFF:  # would spill into the next PUBACK (paho's pack refuses it too)
+            raise ValueError(f"a packet id is 0..65535, not {min(mids)}..{max(mids)}")
+        self._easy_log(paho.MQTT_LOG_DEBUG, "Sending %d PUBACKs (Mids: %d..%d)", len(mids), mids[0], mids[-1])
+        # One big-endian word a PUBACK: its two header bytes over its packet id.
+        packet = struct.pack(f">{len(mids)}I", *[_PUBACK_WORD | mid for mid in mids])
+        return self._packet_queue(paho.PUBACK, packet, 0, 0)
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """Read the packets already buffered, up to `PACKETS_PER_WRITE`, then let paho's loop write.
@@ -214,7 +226,7 @@ class BufferedClient(paho.Client):
 
 
 _PUBLISH = 0x30
-_PUBACK = bytes((paho.PUBACK, 2))  # command, remaining length; the packet id follows
+_PUBACK_WORD = (paho.PUBACK << 24) | (2 << 16)  # command, remaining length 2; the packet id below
 
 
 def decode_varint(view: memoryview, i: int, end: int) -> tuple[int, int]:

@@ -6,8 +6,9 @@ import socket
 import threading
 
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from safewatch.mqtt_socket import READ_SIZE, BufferedSocket, decode_varint
+from safewatch.mqtt_socket import READ_SIZE, BufferedClient, BufferedSocket, decode_varint
 
 
 def pair() -> tuple[BufferedSocket, socket.socket]:
@@ -98,3 +99,87 @@ def test_a_deliberate_close_sends_our_fin_and_reads_until_the_peers() -> None:
     closer.join(5)
     assert not closer.is_alive()
     sock.close()
+
+
+def _acking_client(protocol: MQTTProtocolVersion, *, manual_ack: bool = True) -> tuple[BufferedClient, socket.socket]:
+    """An unconnected client whose network-thread wake-ups land on a real socket pair (returned: the
+    end to count them on)."""
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="acks", protocol=protocol, manual_ack=manual_ack)
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    client._sockpairR, client._sockpairW = wake_r, wake_w
+    client._thread = threading.current_thread()  # as under loop_start: queueing only queues and wakes
+    return client, wake_r
+
+
+def _wake_ups(wake_r: socket.socket) -> int:
+    try:
+        return len(wake_r.recv(1 << 16))
+    except BlockingIOError:
+        return 0
+
+
+MIDS = [1, 2, 255, 256, 4097, 65535, 7]  # every byte position of a packet id, not sorted
+
+
+@pytest.mark.parametrize("protocol", [MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311],
+                         ids=["mqtt5", "mqtt311"])
+def test_ack_many_queues_the_bytes_of_pahos_acks_as_one_packet_and_one_wake_up(
+        protocol: MQTTProtocolVersion) -> None:
+    pahos, pahos_wake = _acking_client(protocol)
+    ours, our_wake = _acking_client(protocol)
+    for mid in MIDS:
+        assert pahos.ack(mid, 1) == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert ours.ack_many(MIDS) == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert len(pahos._out_packet) == len(MIDS) and _wake_ups(pahos_wake) == len(MIDS)
+    assert len(ours._out_packet) == 1 and _wake_ups(our_wake) == 1
+    assert ours._out_packet[0]["packet"] == b"".join(p["packet"] for p in pahos._out_packet)
+    assert ours._out_packet[0]["command"] == pahos._out_packet[0]["command"]
+
+
+def test_ack_many_sends_nothing_for_no_ids_or_without_manual_acks_and_refuses_a_bad_id() -> None:
+    client, wake = _acking_client(MQTTProtocolVersion.MQTTv5)
+    assert client.ack_many([]) == MQTTErrorCode.MQTT_ERR_SUCCESS
+    auto, auto_wake = _acking_client(MQTTProtocolVersion.MQTTv5, manual_ack=False)
+    assert auto.ack_many(MIDS) == MQTTErrorCode.MQTT_ERR_SUCCESS  # paho acked these on receipt
+    assert not client._out_packet and not auto._out_packet and _wake_ups(wake) == _wake_ups(auto_wake) == 0
+    for bad in ([-1], [65536], [5, 70000]):
+        with pytest.raises(ValueError, match="packet id"):
+            client.ack_many(bad)
+    assert not client._out_packet
+
+
+class Trickle:
+    """A socket that takes at most 3 bytes a send and is "full" every other call (paho's partial writes)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._full = False
+
+    def send(self, data: bytes) -> int:
+        self._full = not self._full
+        if self._full:
+            raise BlockingIOError
+        return self._sock.send(data[:3])
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_pahos_writer_sends_a_run_of_pubacks_whole_through_partial_writes() -> None:
+    client, _ = _acking_client(MQTTProtocolVersion.MQTTv5)
+    ours, peer = socket.socketpair()
+    client._sock = Trickle(ours)
+    client.ack_many(MIDS[:4])
+    client.ack_many(MIDS[4:])
+    for _ in range(100):
+        if not client._out_packet:
+            break
+        client.loop_write()
+    assert not client._out_packet
+    expected = b"".join(bytes((0x40, 2)) + mid.to_bytes(2, "big") for mid in MIDS)
+    peer.settimeout(5)
+    got = b""
+    while len(got) < len(expected):
+        got += peer.recv(1024)
+    assert got == expected
