@@ -231,6 +231,10 @@ class Subscriber:
 
     def _on_disconnect(self, _client: paho.Client, _userdata: object, _flags: object, reason: object,
                        _props: object = None) -> None:
+        with self._lock:
+            # The connection's packet ids die with it: from now on its deliveries are not acked, even
+            # before the reconnect's CONNACK gives the next connection its own generation.
+            self._generation += 1
         self.connected.clear()
         if self._closing:
             log.info("disconnected from the broker", extra={"filters": self._filters})
@@ -264,25 +268,26 @@ class Subscriber:
         Either way their window budget is released.
         """
         deliveries = list(deliveries)
+        # Under the lock that a lost connection takes to move the generation on: the PUBACKs are queued
+        # either before the loss (the reconnect then drops them with paho's queue) or not at all.
         with self._lock:
-            generation = self._generation
-        due = [d for d in deliveries if d.qos > 0 and d.generation == generation]
-        client = self._client
-        if isinstance(client, BufferedClient):
-            # A run of QoS 1 PUBACKs is one out-packet and one wake-up of the network thread; a QoS 2
-            # delivery (we subscribe at 1) is acked alone where it stands, so the order is kept.
-            run: list[int] = []
-            for d in due:
-                if d.qos == 1:
-                    run.append(d.mid)
-                else:
-                    client.ack_many(run)
-                    run = []
+            due = [d for d in deliveries if d.qos > 0 and d.generation == self._generation]
+            client = self._client
+            if isinstance(client, BufferedClient):
+                # A run of QoS 1 PUBACKs is one out-packet and one wake-up of the network thread; a QoS 2
+                # delivery (we subscribe at 1) is acked alone where it stands, so the order is kept.
+                run: list[int] = []
+                for d in due:
+                    if d.qos == 1:
+                        run.append(d.mid)
+                    else:
+                        client.ack_many(run)
+                        run = []
+                        client.ack(d.mid, d.qos)
+                client.ack_many(run)
+            else:
+                for d in due:  # paho's own client: a queued packet and a wake-up each
                     client.ack(d.mid, d.qos)
-            client.ack_many(run)
-        else:
-            for d in due:  # paho's own client: a queued packet and a wake-up each
-                client.ack(d.mid, d.qos)
         self._window.release(deliveries)
         return len(due)
 

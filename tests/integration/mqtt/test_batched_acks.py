@@ -149,7 +149,7 @@ def test_acks_of_a_lost_connection_are_not_sent_and_the_redelivered_copies_are(s
         sock.shutdown(socket.SHUT_RDWR)  # the connection is lost; paho reconnects the session
         again = _take(sub, MESSAGES)  # the broker redelivers everything unacknowledged
         assert [d.payload for d in again] == payloads
-        assert {d.generation for d in again} == {before[0].generation + 1}
+        assert len({d.generation for d in again}) == 1 and again[0].generation > before[0].generation
         with _puback_packets(sub._client) as queued:
             assert sub.ack(before) == 0
             assert queued == []
