@@ -1,16 +1,20 @@
-"""paho-mqtt reading many packets per socket read, for the workers' subscriptions.
+"""paho-mqtt as the workers' subscriptions use it: packets read in bulk, PUBLISH decoded in runs,
+PUBACKs written a batch at a time, a clean stop closed cleanly.
 
 paho reads a packet with three to five ``recv`` calls (the command byte, the length a byte at a time,
 the body) and goes back to ``select`` after each packet. At QoS 1 with small telemetry messages those
 system calls were a third of a worker's receiving CPU. `BufferedClient` hands paho a socket that reads
 up to 256 KiB at once and serves paho's small reads from that buffer, and drains every packet the
-buffer holds before returning to ``select``. Nothing else about paho changes: the same packets,
-callbacks, flow control and acknowledgements.
+buffer holds before returning to ``select``. On top of that it decodes the whole PUBLISH packets in
+its buffer itself (`BufferedClient.publish_sink`), queues a batch's PUBACKs as one packet
+(`BufferedClient.ack_many`), and after its own DISCONNECT waits for the broker's close. paho keeps
+the connection, its state, and every packet these paths leave to it.
 
-It relies on two things of paho 2.x: ``Client._create_socket`` (the one place a connection's socket
-is made; the websocket transport wraps its socket the same way) and the ``pending()`` check its loop
-makes on the socket (for TLS, whose own buffer ``select`` cannot see). Where ``_create_socket`` is
-missing (another paho), `make_client` returns paho's own client unchanged.
+It relies on these things of paho 2.x: ``Client._create_socket`` (the one place a connection's socket
+is made; the websocket transport wraps its socket the same way), the ``pending()`` check its loop
+makes on the socket (for TLS, whose own buffer ``select`` cannot see), ``_in_packet``,
+``_packet_queue`` and ``_sock_close``. Where ``_create_socket`` is missing (another paho),
+`make_client` returns paho's own client unchanged.
 """
 
 from __future__ import annotations
