@@ -18,6 +18,7 @@ import pytest
 from safewatch.mqtt import Delivery, Subscriber, connect_publisher
 from safewatch.mqtt_socket import BufferedClient
 from safewatch.settings import Settings
+from tests.integration.mqtt.deliveries import take
 
 MESSAGES = 600
 
@@ -44,16 +45,6 @@ class Session:
         finally:
             pub.disconnect()
             pub.loop_stop()
-
-
-def _take(sub: Subscriber, expected: int) -> list[Delivery]:
-    """``expected`` deliveries, not acknowledged; fails if they do not come."""
-    got: list[Delivery] = []
-    while len(got) < expected:
-        batch = sub.get_batch(expected - len(got), 10.0)  # returns as soon as all that is due is in
-        assert batch, f"only {len(got)} of {expected} messages arrived"
-        got += batch
-    return got
 
 
 def _redelivered_then_marker(session: Session, tag: str) -> list[bytes]:
@@ -115,7 +106,7 @@ def test_one_ack_call_for_the_whole_batch_leaves_nothing_to_redeliver(settings: 
                                                                       protocol5: bool) -> None:
     session, payloads = _queued_session(settings, uid, "ackall", protocol5)
     with session.subscriber() as sub:
-        got = _take(sub, MESSAGES)
+        got = take(sub, MESSAGES)
         assert [d.payload for d in got] == payloads
         with _puback_packets(sub._client) as queued:
             assert sub.ack(got) == MESSAGES
@@ -128,7 +119,7 @@ def test_acking_the_first_half_in_one_call_redelivers_exactly_the_second_half(se
     session, payloads = _queued_session(settings, uid, "ackhalf", protocol5)
     half = MESSAGES // 2
     with session.subscriber() as sub:
-        got = _take(sub, MESSAGES)
+        got = take(sub, MESSAGES)
         assert [d.payload for d in got] == payloads
         with _puback_packets(sub._client) as queued:
             assert sub.ack(got[:half]) == half
@@ -143,11 +134,11 @@ def test_acks_of_a_lost_connection_are_not_sent_and_the_redelivered_copies_are(s
     acked in one call, are what clears the session."""
     session, payloads = _queued_session(settings, uid, "ackgen", True)
     with session.subscriber() as sub:
-        before = _take(sub, MESSAGES)
+        before = take(sub, MESSAGES)
         sock = sub._client._sock
         assert sock is not None
         sock.shutdown(socket.SHUT_RDWR)  # the connection is lost; paho reconnects the session
-        again = _take(sub, MESSAGES)  # the broker redelivers everything unacknowledged
+        again = take(sub, MESSAGES)  # the broker redelivers everything unacknowledged
         assert [d.payload for d in again] == payloads
         assert len({d.generation for d in again}) == 1 and again[0].generation > before[0].generation
         with _puback_packets(sub._client) as queued:

@@ -13,9 +13,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from safewatch.mqtt import Delivery, Subscriber, connect_publisher
+from safewatch.mqtt import Subscriber, connect_publisher
 from safewatch.mqtt_socket import READ_SIZE, BufferedClient
 from safewatch.settings import Settings
+from tests.integration.mqtt.deliveries import take
 
 
 def _publisher(settings: Settings, client_id: str, protocol5: bool) -> paho.Client:
@@ -26,16 +27,6 @@ def _publisher(settings: Settings, client_id: str, protocol5: bool) -> paho.Clie
     pub.connect(settings.mqtt.host, settings.mqtt.port)
     pub.loop_start()
     return pub
-
-
-def _drain(sub: Subscriber, expected: int) -> list[Delivery]:
-    got: list[Delivery] = []
-    while len(got) < expected:
-        batch = sub.get_batch(expected - len(got), 5.0)  # returns as soon as all that is due is in
-        assert batch, f"only {len(got)} of {expected} messages arrived"
-        got += batch
-        sub.ack(batch)
-    return got
 
 
 @pytest.mark.parametrize("protocol5", [True, False], ids=["mqtt5", "mqtt311"])
@@ -76,7 +67,8 @@ def test_every_kind_of_publish_arrives_whole_in_order_and_is_acked(settings: Set
         finally:
             pub.disconnect()
             pub.loop_stop()
-        got = _drain(sub, len(sent))
+        got = take(sub, len(sent))
+        sub.ack(got)
         assert sub._client.decoded_in_bulk > 0  # the bulk path ran (the long message took paho's)
     assert [(d.topic, d.payload, d.qos) for d in got] == sent
     assert all(d.mid > 0 for d in got if d.qos == 1)
@@ -92,47 +84,6 @@ def test_every_kind_of_publish_arrives_whole_in_order_and_is_acked(settings: Set
         finally:
             pub.disconnect()
             pub.loop_stop()
-        after = _drain(sub, 1)
+        after = take(sub, 1)
+        sub.ack(after)
     assert [(d.topic, d.payload, d.qos) for d in after] == [marker]
-
-
-def test_acknowledging_half_leaves_exactly_the_other_half_to_redeliver(settings: Settings, uid: str) -> None:
-    topic = f"se/v1/150100/half-{uid}/telemetry"
-    client_id = f"half-{uid}"
-
-    def subscriber() -> Subscriber:
-        return Subscriber(settings.mqtt, client_id=client_id, topic_filters=[topic], max_inflight=1000)
-
-    with subscriber() as sub:
-        assert sub.wait_subscribed(20)
-    pub = connect_publisher(settings.mqtt, client_id=f"half-pub-{uid}")
-    try:
-        for info in [pub.publish(topic, b"%d" % i, qos=1) for i in range(400)]:
-            info.wait_for_publish(20)
-    finally:
-        pub.disconnect()
-        pub.loop_stop()
-
-    with subscriber() as sub:
-        got: list[Delivery] = []
-        while len(got) < 400:
-            batch = sub.get_batch(400 - len(got), 5.0)
-            assert batch, f"only {len(got)} of 400 messages arrived"
-            got += batch
-        assert [d.payload for d in got] == [b"%d" % i for i in range(400)]
-        sub.ack(got[:200])
-    with subscriber() as sub:  # the other half comes again, then what is published now
-        assert sub.wait_subscribed(20)
-        pub = connect_publisher(settings.mqtt, client_id=f"half-pub2-{uid}")
-        try:
-            pub.publish(topic, b"marker", qos=1).wait_for_publish(20)
-        finally:
-            pub.disconnect()
-            pub.loop_stop()
-        again: list[Delivery] = []
-        while not again or again[-1].payload != b"marker":
-            batch = sub.get_batch(201 - len(again), 5.0)
-            assert batch, f"the marker did not arrive ({len(again)} messages before it)"
-            again += batch
-        sub.ack(again)
-    assert [d.payload for d in again] == [b"%d" % i for i in range(200, 400)] + [b"marker"]
