@@ -82,9 +82,31 @@ def _wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[byte
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on 127.0.0.1 for a server we are about to start.
+
+    It is drawn from below the kernel's ephemeral range. A port from that range (what binding port 0
+    gives) is free when asked, but any outgoing connection may take it before the server binds it:
+    the demo's API once lost its port so to one of the demo's own connections.
+    """
+    low = _ephemeral_low()
+    pool = range(20_000, low) if low > 21_000 else None
+    for _ in range(200):
+        port = secrets.choice(pool) if pool is not None else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or lingering): draw again
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free TCP port on 127.0.0.1 after 200 draws; is something holding thousands of ports?")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux's default where unreadable)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def choose_database(settings: Settings, services: Services, *, embedded: bool = False) -> str:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psycopg
 
+from safewatch.demo import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_BROKER_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
 def _pg_bin() -> Path:
@@ -32,12 +34,6 @@ def _pg_bin() -> Path:
 
 PG_BIN = _pg_bin()
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -23,7 +23,6 @@ import csv
 import io
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from api.auth.tokens import Principal, issue_token
 from api.auth.users import upsert_user
 from api.equipment.queries import SEARCH_EQUIPMENT, SELECT_EQUIPMENT_PAGE, SELECT_SUMMARY, encode_cursor
 from safewatch.db import with_database
+from safewatch.demo import free_port
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.importing import COLUMNS, import_equipment
 from safewatch.registry.seed import demo_registry
@@ -64,12 +64,6 @@ def machine(conn: psycopg.Connection) -> str:
     pg = conn.execute("SHOW server_version").fetchone()[0]
     return (f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
             f"Python {platform.python_version()}, PostgreSQL {pg} (server shared with other work)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def registry_csv(equipment: list[dict[str, Any]]) -> bytes:

@@ -30,17 +30,12 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from safewatch.demo import free_port
 from safewatch.settings import MqttSettings, Settings
 from simulators.fleet import Fleet, demo_fleet
 from simulators.simulation import Simulation
 
 START_MS = int(time.time() * 1000) - 3_600_000  # an hour back: the simulated clock may run ahead of nothing
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_broker(directory: Path) -> tuple[subprocess.Popen[bytes], int]:

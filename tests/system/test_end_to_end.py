@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,18 +20,13 @@ import psycopg
 import pytest
 
 from api.auth.users import upsert_user
+from safewatch.demo import free_port
 from safewatch.settings import Settings
 from simulators.faults import Fault
 from simulators.fleet import Fleet, SimEquipment
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.system
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Child:
@@ -60,11 +54,11 @@ class Child:
 
 @pytest.fixture
 def processes(settings: Settings, uid: str) -> Iterator[dict[str, Any]]:
-    api_port = _free_port()
+    api_port = free_port()
     env = {**os.environ, "SAFEWATCH_DB__URL": settings.db.url, "SAFEWATCH_MQTT__URL": settings.mqtt.url,
            "SAFEWATCH_MQTT__SESSION_EXPIRY_S": "120", "SAFEWATCH_LOG_JSON": "true",
            "SAFEWATCH_INGEST__WORKER_ID": f"ingest-{uid}", "SAFEWATCH_INGEST__SHARE_GROUP": f"g{uid}",
-           "SAFEWATCH_INGEST__METRICS_PORT": str(_free_port()), "SAFEWATCH_ALERTS__METRICS_PORT": str(_free_port()),
+           "SAFEWATCH_INGEST__METRICS_PORT": str(free_port()), "SAFEWATCH_ALERTS__METRICS_PORT": str(free_port()),
            "SAFEWATCH_ALERTS__WORKER_ID": f"alerts-{uid}", "SAFEWATCH_API__PORT": str(api_port),
            "SAFEWATCH_API__JWT_SECRET": "test-secret-" + uid}
     cli = [sys.executable, "-m", "safewatch.cli"]

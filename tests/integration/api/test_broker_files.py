@@ -25,17 +25,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from safewatch.cli import main as cli
+from safewatch.demo import free_port
 from tests.integration.api.conftest import Caller, next_serial
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs the mosquitto binary")
 ADMIN_PASSWORD = "operator-password-for-the-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def accepting(port: int) -> bool:

@@ -13,7 +13,6 @@ import asyncio
 import json
 import re
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from alerts.metrics import AlertMetrics
 from alerts.notifier_worker import NotifierMetrics
 from api.app import create_app
 from ingest.metrics import IngestMetrics
+from safewatch.demo import free_port
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.settings import ApiSettings, DbSettings, Settings
@@ -42,12 +42,6 @@ FLEET = json.loads((DEPLOY / "grafana" / "dashboards" / "fleet-telemetry.json").
 HEALTH = json.loads((DEPLOY / "grafana" / "dashboards" / "service-health.json").read_text(encoding="utf-8"))
 PROMETHEUS = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
 DATASOURCES = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "safewatch.yml").read_text())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def grafana_to_sql(query: str, *, league: str, equipment: str, metric: str) -> str:
@@ -146,7 +140,7 @@ def test_prometheus_scrapes_every_process_at_its_default_port():
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus binary: apt-get install -y prometheus")
 def test_a_real_prometheus_scrapes_the_api(pg_url, tmp_path):
-    settings = Settings(db=DbSettings(url=pg_url), api=ApiSettings(port=_free_port(), jwt_secret="y" * 32))
+    settings = Settings(db=DbSettings(url=pg_url), api=ApiSettings(port=free_port(), jwt_secret="y" * 32))
     server = uvicorn.Server(uvicorn.Config(create_app(settings, registry=CollectorRegistry()), host="127.0.0.1",
                                            port=settings.api.port, log_config=None, access_log=False))
     api = threading.Thread(target=server.run, daemon=True)
@@ -158,7 +152,7 @@ def test_a_real_prometheus_scrapes_the_api(pg_url, tmp_path):
               "scrape_configs": [{"job_name": "api", "metrics_path": job["metrics_path"],
                                   "static_configs": [{"targets": [f"127.0.0.1:{settings.api.port}"]}]}]}
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
                              f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

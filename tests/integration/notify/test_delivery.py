@@ -7,7 +7,6 @@ import email
 import email.policy
 import os
 import queue
-import socket
 import threading
 import time
 
@@ -17,6 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from safewatch.contract import alert_topic
+from safewatch.demo import free_port
 from tests.integration.notify.conftest import add_contact, make_site, open_alert, open_alerts, query, set_policy
 from tests.waiting import wait_until
 
@@ -103,9 +103,7 @@ def test_email_reaches_a_real_smtp_server(notify_url, nsettings, notifier):
             received.put(envelope)
             return "250 OK"
 
-    with socket.socket() as s:  # aiosmtpd checks readiness by connecting, so it needs a real port number
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # aiosmtpd checks readiness by connecting, so it needs a real port number
     controller = Controller(Handler(), hostname="127.0.0.1", port=port)
     controller.start()
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from api.app import create_app
 from api.auth.tokens import Principal, issue_token
 from api.auth.users import upsert_user
+from safewatch.demo import free_port
 from safewatch.settings import ApiSettings, DbSettings, Settings
 from tests.integration.notify.conftest import make_site, open_alert, query
 from tests.waiting import wait_until
@@ -26,9 +26,7 @@ SECRET = "test-secret-for-the-notification-stream"
 
 @pytest.fixture(scope="module")
 def api(notify_url: str) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     settings = Settings(db=DbSettings(url=notify_url), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
     server = uvicorn.Server(uvicorn.Config(create_app(settings, registry=CollectorRegistry()), host="127.0.0.1",
                                            port=port, log_config=None, access_log=False,

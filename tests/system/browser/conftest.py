@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from alerts.notifier_worker import run as run_notifier
 from api.app import create_app
 from api.auth.users import upsert_user
+from safewatch.demo import free_port
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.settings import ApiSettings, DbSettings, MqttSettings, NotifierSettings, Settings
@@ -39,12 +40,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "browser"
 PASSWORD = "browser-test-pw"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +66,7 @@ def private_broker() -> Iterator[str]:
     """A Mosquitto of this module's own: the notifier publishes alerts to it, not to the shared broker."""
     if shutil.which(MOSQUITTO) is None:
         pytest.skip(f"no mosquitto at {MOSQUITTO}: apt-get install -y mosquitto")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([MOSQUITTO, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def accepting() -> bool:
@@ -116,7 +111,7 @@ def site(sync_playwright_or_skip: Any, site_db: str, private_broker: str) -> Ite
         for name, (role, division) in users.items():
             upsert_user(conn, name, PASSWORD, role, division)
     settings = Settings(db=DbSettings(url=pg_url, pool_max=4), mqtt=MqttSettings(url=private_broker),
-                        api=ApiSettings(port=_free_port(), jwt_secret="browser-test-secret-" + uuid.uuid4().hex),
+                        api=ApiSettings(port=free_port(), jwt_secret="browser-test-secret-" + uuid.uuid4().hex),
                         notifier=NotifierSettings(worker_id=f"notifier-{tag}", metrics_port=None, poll_s=0.5))
     stop_notifier, notifier_ready = threading.Event(), threading.Event()
     notifier = threading.Thread(target=run_notifier, args=(settings,), daemon=True, kwargs={
