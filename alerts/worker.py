@@ -249,8 +249,7 @@ class Engine:
             else:
                 evaluated += sum(len(values) for _, values in instants)
                 newest = max(ts for ts, _ in instants)
-            if self.watermark_ms is None or newest > self.watermark_ms:
-                effects.extend(self._advance_watermark(newest))
+            effects.extend(self._advance_watermark(newest))
         return effects, evaluated
 
     def _anomaly_scores(self, merged: dict[int, list[tuple[int, Mapping[str, float]]]]

@@ -86,7 +86,7 @@ def free_port() -> int:
 
     It is drawn from below the kernel's ephemeral range. A port from that range (what binding port 0
     gives) is free when asked, but any outgoing connection may take it before the server binds it:
-    the demo's API once lost its port so to one of the demo's own connections.
+    the demo's API once lost its port that way, to one of the demo's own connections.
     """
     low = _ephemeral_low()
     pool = range(20_000, low) if low > 21_000 else None

@@ -396,10 +396,7 @@ def step_merged(equipment_id: int, table: RuleTable, state: EquipmentState, merg
                     settled = cond is None or (not cond.active and (cond.last_ts_ms is None
                                                                      or ts_ms >= cond.last_ts_ms))
                     if check is Check.WINDOW:
-                        if _window_stays_normal(run, rule, limit, value, ts_ms, settled):
-                            conditions[key] = normal
-                        else:
-                            _observe_window(run, rule, limit, metric, value, ts_ms)
+                        _observe_window(run, rule, limit, metric, value, ts_ms, settled, normal)
                         continue
                     if settled:
                         if check is Check.ABOVE:
@@ -455,49 +452,53 @@ def _observe(run: _Run, rule: Rule, limit: float, low: float | None, metric: str
     run.advance(rule, limit, value, ts_ms, metric=metric, reported=value)
 
 
-def _window_stays_normal(run: _Run, rule: Rule, limit: float, value: float, ts_ms: int, settled: bool) -> bool:
-    """Push the reading into the rule's window; True when its condition is ``settled`` (normal and in
-    order, `_normal_in_order`) and stays so: then only its time moves, exactly as `evaluate` would
-    decide. Rate and flatline rules see every reading; this decides their common case without
-    building the observed value's text.
+def _observe_window(run: _Run, rule: Rule, limit: float, metric: str, value: float, ts_ms: int, settled: bool,
+                    normal: Condition) -> None:
+    """Push a reading into a rate or flatline rule's window and advance its condition by what the window
+    shows (nothing until the window is covered).
 
-    A flatline's span is bounded below by its newest bucket and its anchor alone; when that bound
-    already reaches the limit, the other buckets need not be read.
+    A ``settled`` condition (normal and in order, `_normal_in_order`) that does not breach only moves
+    its time to ``normal``'s, exactly as `evaluate` would decide; this is every reading's common case,
+    decided without building the alert's text. A flatline's span is bounded below by its newest
+    bucket and its anchor alone: when that bound already reaches a low limit, the other buckets need
+    not be read.
     """
     window_ms = int(rule.window_s * 1000)
     buckets = push_window(run.windows.get(rule.key, ()), value, ts_ms, window_ms)
     run.windows[rule.key] = buckets
-    if not settled or len(buckets) < 2:
-        return False
-    anchor, newest = buckets[0], buckets[-1]
-    if anchor.last_ms > newest.last_ms - window_ms:
-        return False  # not covered yet: nothing observed (the slow path changes nothing either)
-    if rule.kind is RuleKind.RATE_OF_CHANGE:
-        rate = (newest.last - anchor.last) * 60_000 / (newest.last_ms - anchor.last_ms)
-        observed = rate if rule.direction is Direction.HIGH else -rate
-        return not observed > limit  # a rate rule always watches its own direction as "high"
-    if rule.direction is Direction.LOW:
-        lo = newest.lo if newest.lo < anchor.last else anchor.last
-        hi = newest.hi if newest.hi > anchor.last else anchor.last
-        if hi - lo >= limit:
-            return True
-    span = window_span(buckets, window_ms)
-    return span is not None and not (span > limit if rule.direction is Direction.HIGH else span < limit)
-
-
-def _observe_window(run: _Run, rule: Rule, limit: float, metric: str, value: float, ts_ms: int) -> None:
-    """Advance a rate or flatline rule whose window `_window_stays_normal` has already pushed."""
-    window_ms = int(rule.window_s * 1000)
-    buckets = run.windows[rule.key]
+    high = rule.direction is Direction.HIGH
     observed: float | None
     if rule.kind is RuleKind.RATE_OF_CHANGE:
         rate = window_rate_per_min(buckets, window_ms)
-        # A "low" rate rule watches falls: the fall is observed as a positive number (see evaluate).
-        observed = None if rate is None else (rate if rule.direction is Direction.HIGH else -rate)
+        # A "low" rate rule watches falls: the fall is observed as a positive number, and a rate rule
+        # always breaches above its limit (see evaluate).
+        observed = None if rate is None else (rate if high else -rate)
+        breached = observed is not None and observed > limit
     else:
+        if settled and not high and _span_reaches(buckets, window_ms, limit):
+            run.conditions[rule.key] = normal
+            return
         observed = window_span(buckets, window_ms)
-    if observed is not None:
-        run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value)
+        breached = observed is not None and (observed > limit if high else observed < limit)
+    if observed is None:
+        return  # the window is not covered yet: nothing observed
+    if settled and not breached:
+        run.conditions[rule.key] = normal
+        return
+    run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value)
+
+
+def _span_reaches(buckets: tuple[Bucket, ...], window_ms: int, limit: float) -> bool:
+    """Whether the window is covered and its newest bucket and anchor alone already span ``limit``
+    (then the whole window does: its span can only be larger)."""
+    if len(buckets) < 2:
+        return False
+    anchor, newest = buckets[0], buckets[-1]
+    if anchor.last_ms > newest.last_ms - window_ms:
+        return False
+    lo = newest.lo if newest.lo < anchor.last else anchor.last
+    hi = newest.hi if newest.hi > anchor.last else anchor.last
+    return hi - lo >= limit
 
 
 def check_silence(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule] | RuleTable,
@@ -529,8 +530,8 @@ def check_silence(equipment_id: int, rated: Mapping[str, float], rules: Sequence
 def _quiet(cond: Condition | None, ts_ms: int) -> bool:
     """Whether ``cond`` is normal with no on- or off-delay running and ``ts_ms`` not older than it: a
     value that does not breach would then change nothing but its time."""
-    return cond is None or (not cond.active and cond.pending_since_ms is None and cond.clearing_since_ms is None
-                            and (cond.last_ts_ms is None or ts_ms >= cond.last_ts_ms))
+    return _normal_in_order(cond, ts_ms) and (cond is None or (cond.pending_since_ms is None
+                                                               and cond.clearing_since_ms is None))
 
 
 def status_effects(equipment_id: int, rules: Sequence[Rule], state: EquipmentState, *, online: bool,
