@@ -275,6 +275,7 @@ class RuleTable:
     anomaly: tuple[tuple[Rule, float], ...]
     silence: tuple[tuple[Rule, float], ...]
     covers: Mapping[str, list[Rule]]  # cause rule key → the rules it covers
+    checked: tuple[tuple[str, tuple[MetricRule, ...]], ...] = ()  # ``by_metric`` in metric name order
 
 
 def covers_of(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
@@ -304,8 +305,8 @@ def compile_rules(rules: Iterable[Rule], rated: Mapping[str, float]) -> RuleTabl
             by_metric.setdefault(rule.metric, []).append((rule, limits[0], limits[1], rule.key, check_of(rule)))
     for entries in by_metric.values():  # causes first, so a child breaching on the same reading is covered
         entries.sort(key=lambda e: _SEVERITY_RANK[e[0].severity])
-    return RuleTable(rules, {m: tuple(v) for m, v in by_metric.items()}, tuple(anomaly), tuple(silence),
-                     covers_of(rules))
+    checked = tuple((m, tuple(by_metric[m])) for m in sorted(by_metric))
+    return RuleTable(rules, dict(checked), tuple(anomaly), tuple(silence), covers_of(rules), checked)
 
 
 def step(equipment_id: int, rated: Mapping[str, float], rules: Sequence[Rule] | RuleTable, state: EquipmentState,
@@ -377,6 +378,92 @@ def step_merged(equipment_id: int, table: RuleTable, state: EquipmentState, merg
         scores = {} if detector is None else {
             i: detector.update(known, merged[i][0] / 1000)
             for i, known in anomaly_requests(table, detector.metrics, merged)}
+    if len(merged) == 1:
+        ts_ms, values = merged[0]
+        quiet = step_quiet(table, state, ts_ms, values, scores.get(0))
+        if quiet is not None:
+            return quiet, []
+    return step_general(equipment_id, table, state, merged, scores)
+
+
+def step_quiet(table: RuleTable, state: EquipmentState, ts_ms: int, values: Mapping[str, float],
+               found: Mapping[str, float] | None) -> EquipmentState | None:
+    """One instant of one equipment when it changes nothing but times and windows; else None.
+
+    Every reading's common case: each condition the instant touches is settled (normal and in order;
+    a running on-delay ends at a reading that does not breach) and stays so, and no silence or
+    sensor fault is active. The state is then what
+    `step_general` would return, with no effects, built without its scratch (`_Run`), its sort of the
+    metrics, or its text. Anything else returns None before deciding anything, and the caller runs
+    `step_general` from the same ``state`` (pure: nothing here has been changed).
+    """
+    conditions = state.conditions
+    if not SENSOR_FAULT_KEYS.isdisjoint(conditions):
+        return None
+    new_conditions = dict(conditions)
+    windows: dict[str, tuple[Bucket, ...]] | None = None
+    normal = Condition(False, None, None, ts_ms)
+    for metric, checks in table.checked:
+        value = values.get(metric)
+        if value is None:
+            continue
+        for rule, limit, low, key, check in checks:
+            cond = conditions.get(key)
+            if cond is not None and (cond.active or (cond.last_ts_ms is not None and ts_ms < cond.last_ts_ms)):
+                return None  # not settled (`_normal_in_order`): `evaluate` decides
+            if check is Check.ABOVE:
+                if value > limit:
+                    return None
+            elif check is Check.BELOW:
+                if value < limit:
+                    return None
+            elif check is Check.WINDOW:
+                if windows is None:
+                    windows = dict(state.windows)
+                window_ms = int(rule.window_s * 1000)
+                buckets = push_window(windows.get(key, ()), value, ts_ms, window_ms)
+                windows[key] = buckets
+                high = rule.direction is Direction.HIGH
+                if rule.kind is RuleKind.RATE_OF_CHANGE:
+                    rate = window_rate_per_min(buckets, window_ms)
+                    if rate is None:
+                        continue  # not covered yet: nothing observed, the condition keeps its time
+                    if (rate if high else -rate) > limit:
+                        return None
+                elif high or not _span_reaches(buckets, window_ms, limit):
+                    span = window_span(buckets, window_ms)
+                    if span is None:
+                        continue
+                    if span > limit if high else span < limit:
+                        return None
+            else:
+                inside = low is not None and low <= value <= limit
+                if inside if check is Check.INSIDE else not inside:
+                    return None
+            new_conditions[key] = normal
+    if found is not None:
+        for rule, limit in table.anomaly:
+            score = found.get(rule.metric)
+            if score is None:
+                continue
+            if (not _normal_in_order(conditions.get(rule.key), ts_ms)
+                    or (score > limit if rule.direction is Direction.HIGH else score < limit)):
+                return None
+            new_conditions[rule.key] = normal
+    for rule, _ in table.silence:
+        cond = conditions.get(rule.key)
+        if cond is not None and cond.active:
+            return None
+    last_seen = state.last_seen_ms
+    return EquipmentState(new_conditions, state.windows if windows is None else windows, state.changes,
+                          state.suppressed, ts_ms if last_seen is None or ts_ms > last_seen else last_seen,
+                          state.detector)
+
+
+def step_general(equipment_id: int, table: RuleTable, state: EquipmentState, merged: Instants,
+                 scores: Mapping[int, Mapping[str, float]]) -> tuple[EquipmentState, list[Effect]]:
+    """`step_merged` for any case, with the anomaly scores given: the reference `step_quiet` must agree with."""
+    detector = state.detector
     run = _Run(equipment_id, state, table)
     by_metric, anomaly, silence = table.by_metric, table.anomaly, table.silence
     conditions = run.conditions

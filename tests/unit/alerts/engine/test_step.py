@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,17 +13,22 @@ from alerts.engine.anomaly import AnomalyConfig
 from alerts.engine.defaults import BOILER_RULES, ELEVATOR_RULES, ENGINE_ANOMALY, VESSEL_RULES
 from alerts.engine.rules import Change, Condition, Direction, Limit, Rule, RuleKind, evaluate
 from alerts.engine.step import (
+    SENSOR_FAULT_KEYS,
     WINDOW_BUCKETS,
     ClearAlert,
     EquipmentState,
     RaiseAlert,
     check_silence,
+    compile_rules,
     event_effects,
     new_detector,
     push_window,
     range_fault_effects,
+    sensor_fault_key,
     status_effects,
     step,
+    step_general,
+    step_quiet,
     window_rate_per_min,
     window_span,
 )
@@ -335,3 +341,75 @@ def test_window_rules_decide_each_reading_as_evaluate_does(kind, direction, limi
         got += [(isinstance(e, RaiseAlert), e.ts_ms) for e in effects]
     assert got == expected
     assert state.windows.get("w.x", ()) == buckets
+
+
+# -- the quiet path (`step_quiet`) must return exactly what the general step does, or decline --------------------
+
+_VESSEL = {"design_pressure": 0.8, "safety_valve_set": 0.776}
+_CASES = {  # rules (windows shortened to seconds, so random walks cover them), rated parameters
+    "boiler": (BOILER_RULES, BOILER), "vessel": (VESSEL_RULES, _VESSEL), "elevator": (ELEVATOR_RULES, ELEVATOR)}
+
+
+def _short_windows(rules):  # type: ignore[no-untyped-def]
+    return tuple(replace(r, window_s=6.0) if r.window_s else r for r in rules)
+
+
+def _near_limits(table):  # type: ignore[no-untyped-def]
+    """Per metric with rules: values on, just inside and just past each of its limits."""
+    points: dict[str, list[float]] = {}
+    for metric, checks in table.checked:
+        found = {0.0}
+        for _, limit, low, _, _ in checks:
+            for x in (limit, *(() if low is None else (low,))):
+                found |= {x, x - 0.01 - abs(x) * 0.01, x + 0.01 + abs(x) * 0.01}
+        points[metric] = sorted(found)
+    return points
+
+
+@settings(max_examples=200)
+@given(case=st.sampled_from(sorted(_CASES)),
+       steps=st.lists(st.tuples(st.integers(-2, 4), st.lists(st.integers(0, 30), min_size=8, max_size=8),
+                                st.sampled_from([None, 0.0, 0.79, 0.81])), min_size=1, max_size=50),
+       fault=st.sampled_from([None, "sensor", "silent", "offline"]))
+def test_the_quiet_path_returns_what_the_general_step_does(case, steps, fault):
+    rules, rated = _CASES[case]
+    table = compile_rules(_short_windows(rules), rated)
+    points = _near_limits(table)
+    conditions = {}
+    if fault == "sensor":
+        conditions[sensor_fault_key(table.checked[0][0])] = Condition(True, None, None, T0)
+    elif fault == "silent":
+        conditions["no_data.silent"] = Condition(True, None, None, T0)
+    elif fault == "offline":
+        conditions["no_data.gateway_offline"] = Condition(True, None, None, T0)
+    state, ts = EquipmentState(conditions), T0
+    for gap_s, picks, score in steps:
+        ts += gap_s * 1000
+        # Each metric with rules gets a value near one of its limits, or is not reported (pick past the list).
+        values = {m: p[i] for (m, p), i in zip(points.items(), picks, strict=False) if i < len(p)}
+        if not values:
+            continue
+        scores = {} if score is None else {0: {r.metric: score for r, _ in table.anomaly}}
+        expected, effects = step_general(1, table, state, [(ts, values)], scores)
+        quiet = step_quiet(table, state, ts, values, scores.get(0))
+        silent = state.conditions.get("no_data.silent")
+        if not SENSOR_FAULT_KEYS.isdisjoint(state.conditions) or (silent is not None and silent.active):
+            assert quiet is None  # a sensor fault or an active silence always goes the general way
+        if quiet is not None:
+            assert effects == []
+            assert quiet == expected
+        state = expected
+
+
+def test_the_quiet_path_takes_steady_readings_and_declines_a_breach() -> None:
+    table = compile_rules(ELEVATOR_RULES, ELEVATOR)
+    state = EquipmentState()
+    for i in range(5):
+        quiet = step_quiet(table, state, T0 + i * 1000, {"speed": 1.0, "load": 50.0}, {"speed": 0.1})
+        assert quiet is not None
+        state = quiet
+    assert state.conditions["elevator.speed.high"] == Condition(False, None, None, T0 + 4000)
+    assert state.last_seen_ms == T0 + 4000
+    assert step_quiet(table, state, T0 + 5000, {"speed": 1.7, "load": 50.0}, None) is None  # over 1.1 x 1.5
+    assert step_quiet(table, state, T0 + 5000, {"speed": 1.0}, {"speed": 0.95}) is None  # anomaly score over 0.8
+    assert step_quiet(table, state, T0 + 3000, {"speed": 1.0}, None) is None  # out of order: `evaluate` decides
