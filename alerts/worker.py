@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from alerts.decoding import DecodedBatch, decode_batch
 from alerts.engine.anomaly import AnomalyConfig
 from alerts.engine.anomaly_bank import FleetDetector
+from alerts.engine.columns import Compiled, QuietColumns, compile_shape
 from alerts.engine.defaults import DEFAULT_RULES, ENGINE_ANOMALY
 from alerts.engine.inspection import registry_effects
 from alerts.engine.nuisance import FloodChange, FloodState, flood_step
@@ -45,6 +46,7 @@ from alerts.engine.step import (
     state_from_plain,
     state_to_plain,
     status_effects,
+    step_general,
     step_merged,
 )
 from alerts.metrics import AlertMetrics
@@ -92,14 +94,16 @@ class Engine:
     """The worker's in-memory state: equipment it owns, their rules, and one `EquipmentState` each.
 
     The anomaly detectors of all of them are one `FleetDetector` (the states hold none), so a batch's
-    readings are scored together.
+    readings are scored together. A settled equipment whose rules fit is a row of `QuietColumns`
+    rather than an entry of ``states`` (``columns=False`` keeps every one in ``states``: the reference
+    the tests hold the rows to); `state_of` hands its state back.
 
     Pure apart from holding state: `evaluate` takes decoded deliveries and returns effects; nothing
     here touches the database, the broker or the wall clock.
     """
 
     def __init__(self, rules: tuple[Rule, ...] = DEFAULT_RULES, *, anomaly: AnomalyConfig = ENGINE_ANOMALY,
-                 anomaly_enabled: bool = True) -> None:
+                 anomaly_enabled: bool = True, columns: bool = True) -> None:
         self.equipment: dict[int, EquipmentInfo] = {}
         self.by_code: dict[str, EquipmentInfo] = {}
         self.by_gateway: dict[str, set[int]] = defaultdict(set)
@@ -114,6 +118,9 @@ class Engine:
         self.detectors = FleetDetector(anomaly)
         self.watermark_ms: int | None = None
         self.floods: dict[str, FloodState] = {}
+        self.columns = QuietColumns()
+        self._use_columns = columns
+        self._compiled: dict[int, Compiled | None] = {}
 
     # -- registry ---------------------------------------------------------------------------
     def add(self, infos: Iterable[EquipmentInfo]) -> None:
@@ -122,7 +129,7 @@ class Engine:
             if old is not None and old.gateway_id:
                 self.by_gateway[old.gateway_id].discard(info.id)
             if old is not None and (old.rated != info.rated or old.category != info.category):
-                self._rules.pop(info.id, None)
+                self._forget_rules(info.id)
             self.equipment[info.id] = info
             self.by_code[info.code] = info
             if info.gateway_id:
@@ -133,7 +140,14 @@ class Engine:
             changed = set(overrides) | set(self.overrides)
             self.overrides = overrides
             for eq_id in changed:
-                self._rules.pop(eq_id, None)
+                self._forget_rules(eq_id)
+
+    def _forget_rules(self, eq_id: int) -> None:
+        """The equipment's rules changed: recompile them, and its row (compiled from them) is a state again."""
+        self._rules.pop(eq_id, None)
+        self._compiled.pop(eq_id, None)
+        if eq_id in self.columns:
+            self.states[eq_id] = self.columns.release(eq_id)
 
     def table_for(self, eq_id: int) -> RuleTable:
         """The equipment's rules (its category's defaults with its overrides applied), limits resolved."""
@@ -152,6 +166,8 @@ class Engine:
 
     def state_of(self, eq_id: int) -> EquipmentState:
         state = self.states.get(eq_id)
+        if state is None and eq_id in self.columns:
+            state = self.states[eq_id] = self.columns.release(eq_id)
         if state is None:
             state = EquipmentState()
             metrics = anomaly_metrics(self.rules_for(eq_id))
@@ -165,6 +181,8 @@ class Engine:
         for eq_id, plain in saved.items():
             if eq_id not in self.equipment:
                 continue
+            if eq_id in self.columns:
+                self.columns.release(eq_id)
             try:
                 state = state_from_plain(plain)
                 if state.detector is not None:
@@ -178,7 +196,8 @@ class Engine:
     def plain_states(self) -> dict[int, dict[str, Any]]:
         """Every equipment's state as plain data, for `save_engine_states`."""
         plain = {}
-        for eq_id, state in self.states.items():
+        held = [(eq_id, self.columns.peek(eq_id)) for eq_id in self.columns.ids()]
+        for eq_id, state in [*self.states.items(), *held]:
             if eq_id in self.detectors:
                 state = replace(state, detector=self.detectors.export(eq_id))
             plain[eq_id] = state_to_plain(state)
@@ -235,22 +254,68 @@ class Engine:
                         online=msg.state is GatewayState.ONLINE, ts_ms=ts)
                     effects.extend(new)
         merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
+        evaluated, depth, newest = 0, 1, None
+        for instants in merged.values():
+            if len(instants) == 1:  # the common case: generators cost more than the rest of this loop
+                ts, values = instants[0]
+                evaluated += len(values)
+            else:
+                evaluated += sum(len(values) for _, values in instants)
+                depth = max(depth, len(instants))
+                ts = max(ts for ts, _ in instants)
+            if newest is None or ts > newest:
+                newest = ts
+        # In waves: each equipment's first instant, then its second, ... (one instant each a wave is what
+        # the rows decide at once; each equipment still sees its instants in order).
+        for wave in range(depth):
+            self._step_wave([(eq_id, instants[wave]) for eq_id, instants in merged.items()
+                             if len(instants) > wave] if depth > 1 else
+                            [(eq_id, instants[0]) for eq_id, instants in merged.items()], effects)
+        if newest is not None:
+            effects.extend(self._advance_watermark(newest))
+        return effects, evaluated
+
+    def _step_wave(self, wave: list[tuple[int, tuple[int, Mapping[str, float]]]], effects: list[Effect]) -> None:
+        """One instant of each of several equipment: rows decided at once, the rest one by one."""
+        columns = self.columns
+        held = [(eq_id, ts, values) for eq_id, (ts, values) in wave if eq_id in columns]
+        if held:
+            wave = [item for item in wave if item[0] not in columns]
+        loud = columns.step(held, self.detectors.bank) if held else []
+        merged = {eq_id: [instant] for eq_id, instant in wave}
         scores = self._anomaly_scores(merged)
-        evaluated = 0
         no_scores: dict[int, dict[str, float]] = {}
         for eq_id, instants in merged.items():
             self.states[eq_id], eq_effects = step_merged(eq_id, self.table_for(eq_id), self.state_of(eq_id),
                                                          instants, scores.get(eq_id, no_scores))
             if eq_effects:
                 effects.extend(eq_effects)
-            if len(instants) == 1:  # the common case: generators cost more than the rest of this loop
-                newest, values = instants[0]
-                evaluated += len(values)
-            else:
-                evaluated += sum(len(values) for _, values in instants)
-                newest = max(ts for ts, _ in instants)
-            effects.extend(self._advance_watermark(newest))
-        return effects, evaluated
+            self._admit(eq_id)
+        for eq_id, ts, values, found in loud:
+            state = columns.release(eq_id)
+            self.states[eq_id], eq_effects = step_general(eq_id, self.table_for(eq_id), state, [(ts, values)],
+                                                          {} if found is None else {0: found})
+            effects.extend(eq_effects)
+            self._admit(eq_id)
+
+    def _admit(self, eq_id: int) -> None:
+        """Make the equipment a row of `columns` when its rules fit and its state is settled."""
+        if not self._use_columns:
+            return
+        compiled = self._compiled.get(eq_id, self)  # self: not compiled yet
+        if compiled is self:
+            compiled = self._compiled[eq_id] = compile_shape(self.table_for(eq_id))
+        if compiled is None:
+            return
+        assert isinstance(compiled, Compiled)
+        rows = None
+        if compiled.shape.detector:
+            banked = self.detectors.banked(eq_id)
+            if banked is None or banked[0] != compiled.shape.detector:
+                return
+            rows = banked[1]
+        if self.columns.admit(eq_id, compiled, self.states[eq_id], rows):
+            del self.states[eq_id]
 
     def _anomaly_scores(self, merged: dict[int, list[tuple[int, Mapping[str, float]]]]
                         ) -> dict[int, dict[int, dict[str, float]]]:
@@ -302,6 +367,8 @@ class Engine:
     def check_silence(self, now_ms: int) -> list[Effect]:
         """No-data alerts for every equipment silent too long at event time ``now_ms``."""
         effects: list[Effect] = []
+        for eq_id in self.columns.silent_candidates(now_ms):
+            self.states[eq_id] = self.columns.release(eq_id)
         for eq_id, state in self.states.items():
             if state.last_seen_ms is None:
                 continue

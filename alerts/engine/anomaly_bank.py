@@ -51,7 +51,7 @@ _BIN_CLIP = float(2**62)
 _MIN_ROWS = 256
 
 
-def _grow_arrays(owner: object, names: Sequence[str], capacity: int) -> None:
+def grow_arrays(owner: object, names: Sequence[str], capacity: int) -> None:
     """Give each named array of ``owner`` ``capacity`` rows, keeping what they hold."""
     for name in names:
         old = getattr(owner, name)
@@ -71,7 +71,7 @@ class _Rows:
         self._free: list[int] = []
 
     def _grow(self, capacity: int) -> None:
-        _grow_arrays(self, self._arrays, capacity)
+        grow_arrays(self, self._arrays, capacity)
 
     def _take(self) -> int:
         if self._free:
@@ -102,7 +102,7 @@ class _SurpriseRows:
         self.count = np.zeros(capacity, dtype=np.int64)
 
     def grow(self, capacity: int) -> None:
-        _grow_arrays(self, ("ring", "pos", "total", "mean", "var", "count"), capacity)
+        grow_arrays(self, ("ring", "pos", "total", "mean", "var", "count"), capacity)
 
     def put(self, row: int, s: _Surprise) -> None:
         """Copy a reference `_Surprise` into ``row``."""
@@ -468,6 +468,17 @@ class FleetDetector:
 
     def metrics_of(self, key: Hashable) -> tuple[str, ...]:
         return self._equipment[key].metrics
+
+    def banked(self, key: Hashable) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+        """The metrics of ``key``'s detector and their `bank` rows, once every stream is in the bank and
+        there is no cross-metric term: then scoring it is `bank.update` of those rows alone. Else None."""
+        eq = self._equipment.get(key)
+        if eq is None or eq.cross is not None:
+            return None
+        rows = tuple(eq.streams[m] for m in eq.metrics)
+        if not all(isinstance(r, int) for r in rows):
+            return None
+        return eq.metrics, rows  # type: ignore[return-value]
 
     def score(self, requests: Sequence[tuple[Hashable, float, Mapping[str, float]]]) -> list[dict[str, float]]:
         """``EquipmentDetector.update(readings, ts)`` for each (key, ts, readings), in order per key.
