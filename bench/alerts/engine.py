@@ -1,11 +1,12 @@
 """The alert engine alone, past its learning period: CPU per message, and where it goes.
 
-``python -m bench.alerts.engine [--equipment 400] [--warm 760] [--measure 200] [--repeats 4]``
+``python -m bench.alerts.engine [--equipment 400] [--warm 760] [--measure 200] [--repeats 4] [--entries 1]``
 
 Pure (no broker, no database): ``--equipment`` equipment of the bench fleet's mix (a quarter boilers,
 the rest elevators; one gateway), each sent one message of 8 readings a second of event time, in
-batches of one message per equipment, through `alerts.worker.Engine.evaluate`, the worker's own code
-from decode to effects. The first ``--warm`` instants bring every anomaly detector past its learning
+batches of one message per equipment (``--entries 50``: a message carries 50 equipment, as a gateway
+batching them does, shape (b) of ``bench.ingest``), through `alerts.worker.Engine.evaluate`, the
+worker's own code from decode to effects. The first ``--warm`` instants bring every anomaly detector past its learning
 period (720 readings), which the 20-second runs of ``bench.ingest`` never reach; then ``--measure``
 instants are timed, ``--repeats`` times, and the best is printed (CPU time of this process, so other
 load on the machine inflates it less). The heap is settled as the worker settles it.
@@ -43,7 +44,8 @@ def fleet(n: int) -> list[EquipmentInfo]:
     return infos
 
 
-def messages(infos: list[EquipmentInfo], ts_ms: int, k: int, *, stuck: bool = False) -> list[Delivery]:
+def messages(infos: list[EquipmentInfo], ts_ms: int, k: int, *, stuck: bool = False,
+             entries: int = 1) -> list[Delivery]:
     """One telemetry message per equipment at ``ts_ms``, the ``k``-th instant (the bench publisher's
     in-range values, moving from instant to instant as live equipment's do).
 
@@ -51,9 +53,10 @@ def messages(infos: list[EquipmentInfo], ts_ms: int, k: int, *, stuck: bool = Fa
     (with 400 equipment ``k * 400 + j`` cycles with the equipment alone): every boiler's flatline
     alarms open and stay active, the engine's costly path.
     """
-    return [Delivery(TOPIC, b'{"readings":[' + entry(e.code.encode(), e.category, ts_ms,
-                                                    k * len(infos) + j if stuck else k + j) + b"]}",
-                     0, 1, 1, 0.0) for j, e in enumerate(infos)]
+    parts = [entry(e.code.encode(), e.category, ts_ms, k * len(infos) + j if stuck else k + j)
+             for j, e in enumerate(infos)]
+    return [Delivery(TOPIC, b'{"readings":[' + b",".join(parts[i:i + entries]) + b"]}", 0, 1, 1, 0.0)
+            for i in range(0, len(parts), entries)]
 
 
 def trained_states(warm: int = 760, *, stuck: bool = False) -> dict[str, dict[str, Any]]:
@@ -81,6 +84,7 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=760, help="instants before measuring (learning is 720)")
     parser.add_argument("--measure", type=int, default=200, help="instants measured per repeat")
     parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--entries", type=int, default=1, help="equipment per message (50: shape (b))")
     parser.add_argument("--stuck", action="store_true",
                         help="values repeat at every instant: every boiler in flatline alarm (the old runs' load)")
     args = parser.parse_args()
@@ -98,7 +102,8 @@ def main() -> None:
     best, evaluated = float("inf"), 0
     for r in range(args.repeats):
         base = args.warm + r * args.measure
-        batches = [messages(infos, t0 + (base + k) * 1000, base + k, stuck=args.stuck) for k in range(args.measure)]
+        batches = [messages(infos, t0 + (base + k) * 1000, base + k, stuck=args.stuck, entries=args.entries)
+                   for k in range(args.measure)]
         started = time.process_time()
         for batch in batches:
             found, evaluated = engine.evaluate(batch, now)
@@ -107,8 +112,8 @@ def main() -> None:
     n = args.measure * len(infos)
     stuck = " (values stuck: every boiler's flatline alarms active)" if args.stuck else ""
     print(f"{len(infos)} equipment ({len(infos[::4])} boilers, the rest elevators){stuck}, {args.warm} instants of "
-          f"warm-up, then {args.measure} timed x {args.repeats} (best): {best / n * 1e6:.1f} µs CPU per message of 8 "
-          f"readings = {n * 8 / best:,.0f} readings/s on one core ({evaluated} readings in the last batch; "
+          f"warm-up, then {args.measure} timed x {args.repeats} (best), {args.entries} equipment a message: "
+          f"{best / n * 1e6:.1f} µs CPU per equipment's 8 readings = {n * 8 / best:,.0f} readings/s on one core ({evaluated} readings in the last batch; "
           f"{effects} alert changes in all, from the publisher's plausible values)")
 
 
