@@ -281,7 +281,7 @@ class Engine:
         held = [(eq_id, ts, values) for eq_id, (ts, values) in wave if eq_id in columns]
         if held:
             wave = [item for item in wave if item[0] not in columns]
-        loud = columns.step(held, self.detectors.bank) if held else []
+        loud = columns.step(held, self.detectors) if held else []
         merged = {eq_id: [instant] for eq_id, instant in wave}
         scores = self._anomaly_scores(merged)
         no_scores: dict[int, dict[str, float]] = {}
@@ -313,7 +313,7 @@ class Engine:
             banked = self.detectors.banked(eq_id)
             if banked is None or banked[0] != compiled.shape.detector:
                 return
-            rows = banked[1]
+            rows = banked[1:]
         if self.columns.admit(eq_id, compiled, self.states[eq_id], rows):
             del self.states[eq_id]
 

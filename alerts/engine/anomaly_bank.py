@@ -469,16 +469,17 @@ class FleetDetector:
     def metrics_of(self, key: Hashable) -> tuple[str, ...]:
         return self._equipment[key].metrics
 
-    def banked(self, key: Hashable) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
-        """The metrics of ``key``'s detector and their `bank` rows, once every stream is in the bank and
-        there is no cross-metric term: then scoring it is `bank.update` of those rows alone. Else None."""
+    def banked(self, key: Hashable) -> tuple[tuple[str, ...], tuple[int, ...], int | None] | None:
+        """The metrics of ``key``'s detector, their `bank` rows and its cross-metric term's row in
+        ``cross_banks[len(metrics)]`` (None: it has none), once every stream is in the bank: then scoring
+        it is updating those rows alone. Else None."""
         eq = self._equipment.get(key)
-        if eq is None or eq.cross is not None:
+        if eq is None or not (eq.cross is None or isinstance(eq.cross, int)):
             return None
         rows = tuple(eq.streams[m] for m in eq.metrics)
         if not all(isinstance(r, int) for r in rows):
             return None
-        return eq.metrics, rows  # type: ignore[return-value]
+        return eq.metrics, rows, eq.cross  # type: ignore[return-value]
 
     def score(self, requests: Sequence[tuple[Hashable, float, Mapping[str, float]]]) -> list[dict[str, float]]:
         """``EquipmentDetector.update(readings, ts)`` for each (key, ts, readings), in order per key.

@@ -1,18 +1,17 @@
 """Settled equipment as rows of arrays: a wave of their instants decided at once (pure apart from holding state).
 
 `step_quiet` decides one equipment's common instant in Python; its fixed cost per equipment is most
-of the engine's. Here an equipment whose rules are all decided on the reading itself (thresholds,
-out-of-range, anomaly scores of its own metrics; no rate or flatline window, no cross-metric term)
-and whose state is settled is a row of arrays, in a group of the equipment whose rules have its
-shape. A wave (at most one instant per equipment) is then decided per group with a few array
-operations: values against limits, timestamps against each condition's last, anomaly scores from
-the `DetectorBank` rows all at once.
+of the engine's. Here a settled equipment is a row of arrays, in a group of the equipment whose rules
+have its shape, and a wave (at most one instant per equipment) is decided per group with a few array
+operations: values against limits, rate and flatline windows pushed and read, timestamps against
+each condition's last, anomaly scores (each metric's and the cross-metric term) from the banks.
 
 A row holds the `EquipmentState` it entered with, and since then only what a quiet instant changes
 (`step_quiet`): the time of each condition its rules touched (each one `Condition(False, None, None,
-ts)`) and the time last seen. `release` rebuilds the state exactly from those. An instant
-`step_quiet` would decline (a breach, a reading out of order) is handed back, with its anomaly
-scores already taken, for the engine to release the row and run `step_general`.
+ts)`), the windows, and the time last seen. `release` rebuilds the state exactly from those. An
+instant `step_quiet` would decline (a breach, a reading out of order) is handed back, its row
+untouched and its anomaly scores already taken, for the engine to release the row and run
+`step_general`.
 """
 
 from __future__ import annotations
@@ -24,13 +23,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from alerts.engine.anomaly import COMBINED_KEY, CROSS_KEY
-from alerts.engine.anomaly_bank import DetectorBank, grow_arrays
-from alerts.engine.rules import Condition, Direction
-from alerts.engine.step import SENSOR_FAULT_KEYS, Check, EquipmentState, RuleTable, anomaly_metrics
+from alerts.engine.anomaly_bank import FleetDetector, grow_arrays
+from alerts.engine.rules import Condition, Direction, RuleKind
+from alerts.engine.step import (
+    SENSOR_FAULT_KEYS,
+    WINDOW_BUCKETS,
+    Bucket,
+    Check,
+    EquipmentState,
+    RuleTable,
+    anomaly_metrics,
+)
 
 NO_TS = np.iinfo(np.int64).min  # no time: no condition yet, or never seen
-_ANOMALY_HIGH, _ANOMALY_LOW = 5, 6  # kinds beside `Check`'s, for anomaly rules
+RING = WINDOW_BUCKETS + 8  # a window holds at most WINDOW_BUCKETS + 3 buckets (`push_window`)
 _MIN_ROWS = 64
+# A managed rule's kind: a reading rule's `Check` (0-3), or one of these.
+_RATE_HIGH, _RATE_LOW, _FLAT_HIGH, _FLAT_LOW, _ANOMALY_HIGH, _ANOMALY_LOW = 10, 11, 12, 13, 20, 21
 
 # An instant handed back: (equipment, ts_ms, values, anomaly scores as `FleetDetector.score` gives them or None).
 Loud = tuple[int, int, Mapping[str, float], dict[str, float] | None]
@@ -38,13 +47,20 @@ Loud = tuple[int, int, Mapping[str, float], dict[str, float] | None]
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """What the rows of one group share: their managed rules in order, and what those read."""
+    """What the rows of one group share: their managed rules in order, and what those read.
+
+    Managed rules come as reading rules (threshold, out-of-range), window rules (rate, flatline), then
+    anomaly rules; an anomaly rule reads its metric's score, or the cross-metric or combined score.
+    """
 
     metrics: tuple[str, ...]  # every metric read, in name order: the columns of a wave's values
-    keys: tuple[str, ...]  # managed rules: reading rules, then anomaly rules
-    kinds: tuple[int, ...]  # a reading rule's `Check`; _ANOMALY_HIGH / _ANOMALY_LOW
-    reads: tuple[int, ...]  # per managed rule: the index of its metric in ``metrics``
+    keys: tuple[str, ...]
+    kinds: tuple[int, ...]
+    reads: tuple[int, ...]  # a reading or window rule's metric (index in ``metrics``); an anomaly rule's
+    # score: index in ``detector``, len(detector) for the cross-metric term, + 1 for the combined score
+    windows_ms: tuple[int, ...]  # per window rule
     detector: tuple[str, ...]  # the anomaly detector's metrics (empty: no anomaly rules, nothing scored)
+    cross: bool  # the detector has a cross-metric term (2 or 3 metrics)
     silence: tuple[str, ...]  # no-data rule keys
 
 
@@ -59,41 +75,52 @@ class Compiled:
 
 
 def compile_shape(table: RuleTable) -> Compiled | None:
-    """The rows' form of an equipment's rules; None when a rule needs more than its reading (a window)."""
-    keys, kinds, metric_of, limits, lows = [], [], [], [], []
+    """The rows' form of an equipment's rules (None for a rule on a score the rows do not give)."""
+    reading: list[tuple[str, str, int, float, float]] = []
+    window: list[tuple[str, str, int, float, float]] = []
+    windows_ms: list[int] = []
     for metric, checks in table.checked:
-        for _, limit, low, key, check in checks:
+        for rule, limit, low, key, check in checks:
             if check is Check.WINDOW:
-                return None
-            keys.append(key)
-            kinds.append(int(check))
-            metric_of.append(metric)
-            limits.append(limit)
-            lows.append(math.nan if low is None else low)
+                high = rule.direction is Direction.HIGH
+                if rule.kind is RuleKind.RATE_OF_CHANGE:
+                    kind = _RATE_HIGH if high else _RATE_LOW
+                else:
+                    kind = _FLAT_HIGH if high else _FLAT_LOW
+                window.append((key, metric, kind, limit, math.nan))
+                windows_ms.append(int(rule.window_s * 1000))
+            else:
+                reading.append((key, metric, int(check), limit, math.nan if low is None else low))
     detector = anomaly_metrics(table.rules) if table.anomaly else ()
+    anomaly: list[tuple[str, int, int, float]] = []
     for rule, limit in table.anomaly:
-        if rule.metric not in detector:
-            return None  # the cross-metric or combined score: the general way
-        keys.append(rule.key)
-        kinds.append(_ANOMALY_HIGH if rule.direction is Direction.HIGH else _ANOMALY_LOW)
-        metric_of.append(rule.metric)
-        limits.append(limit)
-        lows.append(math.nan)
-    metrics = tuple(sorted({*metric_of, *detector}))
+        kind = _ANOMALY_HIGH if rule.direction is Direction.HIGH else _ANOMALY_LOW
+        if rule.metric in detector:
+            anomaly.append((rule.key, detector.index(rule.metric), kind, limit))
+        elif rule.metric in (CROSS_KEY, COMBINED_KEY):
+            anomaly.append((rule.key, len(detector) + (rule.metric == COMBINED_KEY), kind, limit))
+        else:
+            return None
+    metrics = tuple(sorted({m for _, m, _, _, _ in reading + window} | set(detector)))
+    rules = reading + window
     silence_s = min((limit for rule, limit in table.silence if rule.metric == "readings"), default=math.inf)
-    shape = Shape(metrics, tuple(keys), tuple(kinds), tuple(metrics.index(m) for m in metric_of), detector,
-                  tuple(rule.key for rule, _ in table.silence))
-    return Compiled(shape, tuple(limits), tuple(lows), silence_s)
+    shape = Shape(metrics, tuple(k for k, *_ in rules) + tuple(a[0] for a in anomaly),
+                  tuple(r[2] for r in rules) + tuple(a[2] for a in anomaly),
+                  tuple(metrics.index(r[1]) for r in rules) + tuple(a[1] for a in anomaly),
+                  tuple(windows_ms), detector, 2 <= len(detector) <= 3, tuple(rule.key for rule, _ in table.silence))
+    return Compiled(shape, tuple(r[3] for r in rules) + tuple(a[3] for a in anomaly),
+                    tuple(r[4] for r in rules) + tuple(math.nan for _ in anomaly), silence_s)
 
 
 class _Group:
     """The rows of one `Shape`; arrays grow by doubling, freed rows are reused."""
 
-    _arrays = ("limit", "low", "order_ts", "touched", "last_seen", "silence_s", "det_rows", "live")
+    _arrays = ("limit", "low", "order_ts", "touched", "last_seen", "silence_s", "det_rows", "cross_row", "live",
+               "b_start", "b_last_ms", "b_lo", "b_hi", "b_last", "b_head", "b_count")
 
     def __init__(self, shape: Shape) -> None:
         self.shape = shape
-        r, cap = len(shape.keys), _MIN_ROWS
+        r, w, cap = len(shape.keys), len(shape.windows_ms), _MIN_ROWS
         self.limit = np.zeros((cap, r))
         self.low = np.full((cap, r), math.nan)
         self.order_ts = np.full((cap, r), NO_TS, dtype=np.int64)  # a reading older than this is out of order
@@ -101,18 +128,28 @@ class _Group:
         self.last_seen = np.full(cap, NO_TS, dtype=np.int64)
         self.silence_s = np.full(cap, math.inf)
         self.det_rows = np.zeros((cap, len(shape.detector)), dtype=np.int64)
+        self.cross_row = np.zeros(cap, dtype=np.int64)
         self.live = np.zeros(cap, dtype=bool)
+        # Each window rule's buckets (`Bucket`), a ring of RING from ``b_head``, ``b_count`` of them.
+        self.b_start = np.zeros((cap, w, RING), dtype=np.int64)
+        self.b_last_ms = np.zeros((cap, w, RING), dtype=np.int64)
+        self.b_lo = np.zeros((cap, w, RING))
+        self.b_hi = np.zeros((cap, w, RING))
+        self.b_last = np.zeros((cap, w, RING))
+        self.b_head = np.zeros((cap, w), dtype=np.int64)
+        self.b_count = np.zeros((cap, w), dtype=np.int64)
         self.entered: list[EquipmentState | None] = [None] * cap
         self.ids: list[int] = [0] * cap
         self.free: list[int] = []
         self.size = 0
         kinds = np.array(shape.kinds, dtype=np.int64)
-        self.n_read = int(np.sum(kinds < _ANOMALY_HIGH))
+        self.n_read = int(np.sum(kinds < _RATE_HIGH))
+        self.n_window = w
         self.read_kinds = kinds[: self.n_read]
-        self.read_cols = np.array(shape.reads[: self.n_read], dtype=np.int64)
-        self.anomaly_high = kinds[self.n_read:] == _ANOMALY_HIGH
-        self.anomaly_of = np.array([shape.detector.index(shape.metrics[c]) for c in shape.reads[self.n_read:]],
-                                   dtype=np.int64)
+        self.window_kinds = kinds[self.n_read: self.n_read + w]
+        self.anomaly_high = kinds[self.n_read + w:] == _ANOMALY_HIGH
+        self.anomaly_of = np.array(shape.reads[self.n_read + w:], dtype=np.int64)
+        self.metric_cols = np.array(shape.reads[: self.n_read + w], dtype=np.int64)
         self.det_cols = np.array([shape.metrics.index(m) for m in shape.detector], dtype=np.int64)
 
     def take(self) -> int:
@@ -140,13 +177,20 @@ class QuietColumns:
     def __len__(self) -> int:
         return len(self._where)
 
-    def admit(self, eq_id: int, compiled: Compiled, state: EquipmentState, det_rows: Sequence[int] | None) -> bool:
-        """Take ``state`` as a row when it is settled; ``det_rows``: the bank rows of the detector's
-        metrics (`Shape.detector` order), needed when it has any. Returns whether it was taken."""
+    def ids(self) -> list[int]:
+        return list(self._where)
+
+    def admit(self, eq_id: int, compiled: Compiled, state: EquipmentState,
+              banked: tuple[tuple[int, ...], int | None] | None) -> bool:
+        """Take ``state`` as a row when it is settled. ``banked``: the bank rows of the detector's metrics
+        (`Shape.detector` order) and of its cross-metric term, needed when it has any (`FleetDetector.banked`).
+        Returns whether it was taken."""
         shape = compiled.shape
         conditions = state.conditions
-        if (eq_id in self._where or state.detector is not None or (shape.detector and det_rows is None)
+        if (eq_id in self._where or state.detector is not None or (shape.detector and banked is None)
                 or not SENSOR_FAULT_KEYS.isdisjoint(conditions)):
+            return False
+        if banked is not None and (banked[1] is not None) != shape.cross:
             return False
         order = []
         for key in shape.keys:
@@ -162,6 +206,9 @@ class QuietColumns:
         group = self._groups.get(shape)
         if group is None:
             group = self._groups[shape] = _Group(shape)
+        windows = [state.windows.get(key, ()) for key in shape.keys[group.n_read: group.n_read + group.n_window]]
+        if any(len(w) >= RING for w in windows):
+            return False
         row = group.take()
         group.limit[row] = compiled.limits
         group.low[row] = compiled.lows
@@ -169,8 +216,15 @@ class QuietColumns:
         group.touched[row] = False
         group.last_seen[row] = NO_TS if state.last_seen_ms is None else state.last_seen_ms
         group.silence_s[row] = compiled.silence_s
-        if shape.detector:
-            group.det_rows[row] = det_rows
+        if banked is not None:
+            group.det_rows[row] = banked[0]
+            group.cross_row[row] = -1 if banked[1] is None else banked[1]
+        group.b_head[row] = 0
+        for w, buckets in enumerate(windows):
+            group.b_count[row, w] = len(buckets)
+            for i, b in enumerate(buckets):
+                group.b_start[row, w, i], group.b_lo[row, w, i], group.b_hi[row, w, i] = b.start_ms, b.lo, b.hi
+                group.b_last[row, w, i], group.b_last_ms[row, w, i] = b.last, b.last_ms
         group.live[row] = True
         group.entered[row] = state
         group.ids[row] = eq_id
@@ -187,8 +241,16 @@ class QuietColumns:
         times = group.order_ts[row].tolist()
         for r in np.flatnonzero(group.touched[row]).tolist():
             conditions[keys[r]] = Condition(False, None, None, times[r])
+        windows = dict(entered.windows)
+        for w in range(group.n_window):
+            count = int(group.b_count[row, w])
+            if count:
+                at = [(int(group.b_head[row, w]) + i) % RING for i in range(count)]
+                windows[keys[group.n_read + w]] = tuple(
+                    Bucket(int(group.b_start[row, w, i]), float(group.b_lo[row, w, i]), float(group.b_hi[row, w, i]),
+                           float(group.b_last[row, w, i]), int(group.b_last_ms[row, w, i])) for i in at)
         last = int(group.last_seen[row])
-        return EquipmentState(conditions, entered.windows, entered.changes, entered.suppressed,
+        return EquipmentState(conditions, windows, entered.changes, entered.suppressed,
                               None if last == NO_TS else last, entered.detector)
 
     def release(self, eq_id: int) -> EquipmentState:
@@ -200,14 +262,11 @@ class QuietColumns:
         group.free.append(row)
         return state
 
-    def ids(self) -> list[int]:
-        return list(self._where)
-
-    def step(self, wave: Sequence[tuple[int, int, Mapping[str, float]]], bank: DetectorBank) -> list[Loud]:
+    def step(self, wave: Sequence[tuple[int, int, Mapping[str, float]]], detectors: FleetDetector) -> list[Loud]:
         """Decide one instant (ts_ms, values) of each of several equipment, all rows here, each at most once.
 
-        Quiet instants move their rows' times; the others come back (`Loud`), their rows untouched but
-        their anomaly streams already scored (as they would have been), for the general step.
+        Quiet instants move their rows; the others come back (`Loud`), their rows untouched but their
+        anomaly streams already scored (as they would have been), for the general step.
         """
         by_group: dict[_Group, tuple[list[int], list[int], list[float], list[int]]] = {}
         nan = math.nan
@@ -223,57 +282,11 @@ class QuietColumns:
             batch[3].append(index)
         loud: list[Loud] = []
         for group, (rows, times, flat, indexes) in by_group.items():
-            for i, found in self._step_group(group, rows, times, flat, bank):
+            for i, found in _step_group(group, np.array(rows, dtype=np.int64), np.array(times, dtype=np.int64),
+                                        np.array(flat, dtype=float).reshape(len(rows), -1), detectors):
                 eq_id, ts_ms, values = wave[indexes[i]]
                 loud.append((eq_id, ts_ms, values, found))
         return loud
-
-    @staticmethod
-    def _step_group(group: _Group, row_list: list[int], time_list: list[int], flat: list[float],
-                    bank: DetectorBank) -> list[tuple[int, dict[str, float] | None]]:
-        shape = group.shape
-        rows = np.array(row_list, dtype=np.int64)
-        ts = np.array(time_list, dtype=np.int64)
-        x = np.array(flat, dtype=float).reshape(len(rows), len(shape.metrics))
-        n_read = group.n_read
-        v = x[:, group.read_cols]
-        present = ~np.isnan(x[:, np.array(shape.reads, dtype=np.int64)])
-        limit = group.limit[rows]
-        breach = np.zeros(present.shape, dtype=bool)
-        if n_read:
-            lim, low, k = limit[:, :n_read], group.low[rows][:, :n_read], group.read_kinds
-            inside = (low <= v) & (v <= lim)
-            breach[:, :n_read] = np.where(k == Check.ABOVE, v > lim, np.where(
-                k == Check.BELOW, v < lim, np.where(k == Check.OUTSIDE, ~inside, inside)))
-        scores = None
-        if shape.detector:
-            xd = x[:, group.det_cols]
-            scored = ~np.isnan(xd)
-            scores = np.full(xd.shape, math.nan)
-            if scored.any():
-                at = np.broadcast_to((ts / 1000)[:, None], xd.shape)
-                scores[scored] = bank.update(group.det_rows[rows][scored], xd[scored], at[scored])
-            if n_read < len(shape.keys):
-                s, lim = scores[:, group.anomaly_of], limit[:, n_read:]
-                breach[:, n_read:] = np.where(group.anomaly_high, s > lim, s < lim)
-        order = group.order_ts[rows]
-        loud = (present & (breach | (ts[:, None] < order))).any(axis=1)
-        quiet = ~loud
-        if quiet.any():
-            q, p, t = rows[quiet], present[quiet], ts[quiet]
-            group.order_ts[q] = np.where(p, t[:, None], order[quiet])
-            group.touched[q] |= p
-            group.last_seen[q] = np.maximum(group.last_seen[q], t)
-        out: list[tuple[int, dict[str, float] | None]] = []
-        for i in np.flatnonzero(loud).tolist():
-            found = None
-            if scores is not None:
-                got = {m: s for m, s in zip(shape.detector, scores[i].tolist(), strict=True) if not math.isnan(s)}
-                if got:  # as `FleetDetector.score`: the metrics scored, no cross term, their maximum
-                    found = {**got, CROSS_KEY: 0.0}
-                    found[COMBINED_KEY] = max(found.values())
-            out.append((i, found))
-        return out
 
     def silent_candidates(self, now_ms: int) -> list[int]:
         """The equipment whose no-data rules `check_silence` might raise at ``now_ms``; the rest it leaves be."""
@@ -286,3 +299,145 @@ class QuietColumns:
             due = group.live[:n] & (seen != NO_TS) & ((now_ms - seen) / 1000 > group.silence_s[:n])
             out.extend(group.ids[r] for r in np.flatnonzero(due).tolist())
         return out
+
+
+class _Pushed:
+    """One window rule's buckets for some rows after a reading each (`push_window`), not yet kept."""
+
+    def __init__(self, group: _Group, w: int, rows: np.ndarray, ts: np.ndarray, v: np.ndarray) -> None:
+        window_ms = group.shape.windows_ms[w]
+        self.w, self.rows = w, rows
+        start, last_ms = group.b_start[rows, w], group.b_last_ms[rows, w]
+        lo, hi, last = group.b_lo[rows, w], group.b_hi[rows, w], group.b_last[rows, w]
+        head, count = group.b_head[rows, w], group.b_count[rows, w].copy()
+        at = np.arange(len(rows))
+        tail = (head + count - 1) % RING
+        width = max(1, window_ms // WINDOW_BUCKETS)
+        merge = (count > 0) & (ts - start[at, tail] < width)
+        m, tm = at[merge], tail[merge]
+        lo[m, tm] = np.minimum(lo[m, tm], v[merge])
+        hi[m, tm] = np.maximum(hi[m, tm], v[merge])
+        last[m, tm], last_ms[m, tm] = v[merge], ts[merge]
+        a = at[~merge]
+        pos = (head[a] + count[a]) % RING
+        start[a, pos] = last_ms[a, pos] = ts[a]
+        lo[a, pos] = hi[a, pos] = last[a, pos] = v[~merge]
+        count[a] += 1
+        horizon = ts - window_ms
+        while True:  # keep one bucket that ends at or before the window start (the anchor)
+            drop = (count > 1) & (last_ms[at, (head + 1) % RING] <= horizon)
+            if not drop.any():
+                break
+            head = np.where(drop, (head + 1) % RING, head)
+            count = count - drop
+        newest = (head + count - 1) % RING
+        self.covered = (count >= 2) & (last_ms[at, head] <= last_ms[at, newest] - window_ms)
+        self.full = count >= RING - 1  # never reached (see RING); if it were, the general step takes the row
+        kind = int(group.window_kinds[w])
+        if kind in (_RATE_HIGH, _RATE_LOW):
+            with np.errstate(divide="ignore", invalid="ignore"):  # a window not covered: observes nothing
+                rate = (last[at, newest] - last[at, head]) * 60_000 / (last_ms[at, newest] - last_ms[at, head])
+            # A "low" rate rule watches falls: the fall is observed as a positive number (see `evaluate`).
+            self.observed = rate if kind == _RATE_HIGH else -rate
+        else:
+            offset = (np.arange(RING)[None, :] - head[:, None]) % RING
+            inner = (offset >= 1) & (offset < count[:, None])
+            anchor = last[at, head]
+            low = np.minimum(np.where(inner, lo, np.inf).min(axis=1), anchor)
+            high = np.maximum(np.where(inner, hi, -np.inf).max(axis=1), anchor)
+            self.observed = high - low
+        self.arrays = (start, last_ms, lo, hi, last, head, count)
+
+    def keep(self, group: _Group, which: np.ndarray) -> None:
+        """Keep the pushed buckets of the rows ``which`` selects (the quiet ones)."""
+        rows, w = self.rows[which], self.w
+        start, last_ms, lo, hi, last, head, count = (x[which] for x in self.arrays)
+        group.b_start[rows, w], group.b_last_ms[rows, w] = start, last_ms
+        group.b_lo[rows, w], group.b_hi[rows, w], group.b_last[rows, w] = lo, hi, last
+        group.b_head[rows, w], group.b_count[rows, w] = head, count
+
+
+def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray,
+                detectors: FleetDetector) -> list[tuple[int, dict[str, float] | None]]:
+    """The wave's instants of one group's rows: keep the quiet ones; return the others (index, scores)."""
+    shape = group.shape
+    n_read, n_window = group.n_read, group.n_window
+    n_rules = len(shape.keys)
+    n = len(rows)
+    limit = group.limit[rows]
+    present = np.zeros((n, n_rules), dtype=bool)
+    breach = np.zeros((n, n_rules), dtype=bool)
+    covered = np.ones((n, n_rules), dtype=bool)  # a window rule observes nothing until its window is covered
+    v = x[:, group.metric_cols]
+    present[:, : n_read + n_window] = ~np.isnan(v)
+    if n_read:
+        vr, lim, low, k = v[:, :n_read], limit[:, :n_read], group.low[rows][:, :n_read], group.read_kinds
+        inside = (low <= vr) & (vr <= lim)
+        breach[:, :n_read] = np.where(k == Check.ABOVE, vr > lim, np.where(
+            k == Check.BELOW, vr < lim, np.where(k == Check.OUTSIDE, ~inside, inside)))
+    pushed: list[_Pushed] = []
+    for w in range(n_window):
+        col = n_read + w
+        sel = np.flatnonzero(present[:, col])
+        if not len(sel):
+            continue
+        p = _Pushed(group, w, rows[sel], ts[sel], v[sel, col])
+        pushed.append(p)
+        p.sel = sel  # type: ignore[attr-defined]
+        lim = limit[sel, col]
+        hit = p.observed < lim if int(group.window_kinds[w]) == _FLAT_LOW else p.observed > lim
+        breach[sel, col] = (p.covered & hit) | p.full
+        covered[sel, col] = p.covered
+    scores = None
+    if shape.detector:
+        scores = _scores(group, rows, ts, x, detectors)
+        present[:, n_read + n_window:] = ~np.isnan(scores[:, group.anomaly_of])
+        s, lim = scores[:, group.anomaly_of], limit[:, n_read + n_window:]
+        breach[:, n_read + n_window:] = np.where(group.anomaly_high, s > lim, s < lim)
+    order = group.order_ts[rows]
+    loud = (present & (breach | (ts[:, None] < order))).any(axis=1)
+    quiet = ~loud
+    if quiet.any():
+        touch = (present & covered)[quiet]
+        q, t = rows[quiet], ts[quiet]
+        group.order_ts[q] = np.where(touch, t[:, None], order[quiet])
+        group.touched[q] |= touch
+        group.last_seen[q] = np.maximum(group.last_seen[q], t)
+        for p in pushed:
+            p.keep(group, quiet[p.sel])  # type: ignore[attr-defined]
+    out: list[tuple[int, dict[str, float] | None]] = []
+    for i in np.flatnonzero(loud).tolist():
+        found = None
+        if scores is not None:
+            row = scores[i].tolist()
+            got = {m: s for m, s in zip(shape.detector, row, strict=False) if not math.isnan(s)}
+            if got:  # as `FleetDetector.score`: the metrics scored, the cross-metric term, their maximum
+                found = {**got, CROSS_KEY: row[len(shape.detector)], COMBINED_KEY: row[len(shape.detector) + 1]}
+        out.append((i, found))
+    return out
+
+
+def _scores(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, detectors: FleetDetector) -> np.ndarray:
+    """Each row's anomaly scores (columns: the detector's metrics, the cross-metric term, the combined
+    score; NaN where `FleetDetector.score` gives none), its streams advanced as that would."""
+    shape = group.shape
+    d = len(shape.detector)
+    xd = x[:, group.det_cols]
+    scored = ~np.isnan(xd)
+    scores = np.full((len(rows), d + 2), math.nan)
+    any_scored = scored.any(axis=1)
+    if not any_scored.any():
+        return scores
+    at = np.broadcast_to((ts / 1000)[:, None], xd.shape)
+    metric_scores = np.full(xd.shape, math.nan)
+    metric_scores[scored] = detectors.bank.update(group.det_rows[rows][scored], xd[scored], at[scored])
+    scores[:, :d] = metric_scores
+    cross = np.zeros(len(rows))
+    if shape.cross:
+        full = np.flatnonzero(scored.all(axis=1))
+        if len(full):
+            cross[full] = detectors.cross_banks[d].update(group.cross_row[rows[full]], xd[full])
+    scores[:, d] = np.where(any_scored, cross, math.nan)
+    combined = np.maximum(np.where(scored, metric_scores, -np.inf).max(axis=1), cross)
+    scores[:, d + 1] = np.where(any_scored, combined, math.nan)
+    return scores

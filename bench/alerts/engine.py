@@ -113,7 +113,8 @@ def main() -> None:
     stuck = " (values stuck: every boiler's flatline alarms active)" if args.stuck else ""
     print(f"{len(infos)} equipment ({len(infos[::4])} boilers, the rest elevators){stuck}, {args.warm} instants of "
           f"warm-up, then {args.measure} timed x {args.repeats} (best), {args.entries} equipment a message: "
-          f"{best / n * 1e6:.1f} µs CPU per equipment's 8 readings = {n * 8 / best:,.0f} readings/s on one core ({evaluated} readings in the last batch; "
+          f"{best / n * 1e6:.1f} µs CPU per equipment's 8 readings = {n * 8 / best:,.0f} readings/s on one core "
+          f"({evaluated} readings in the last batch; "
           f"{effects} alert changes in all, from the publisher's plausible values)")
 
 

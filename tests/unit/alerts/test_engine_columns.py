@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from dataclasses import replace
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.engine.anomaly import AnomalyConfig
-from alerts.engine.rules import Override
-from alerts.engine.step import Effect
+from alerts.engine.anomaly import CROSS_KEY, AnomalyConfig
+from alerts.engine.anomaly_bank import FleetDetector
+from alerts.engine.columns import QuietColumns, compile_shape
+from alerts.engine.defaults import BOILER_RULES, DEFAULT_RULES
+from alerts.engine.rules import Limit, Override, Rule, RuleKind
+from alerts.engine.step import Effect, EquipmentState, anomaly_metrics, compile_rules
 from alerts.store import EquipmentInfo
 from alerts.worker import Engine
 from safewatch.contract import Event, GatewayState, Kind, build_topic, encode_event, encode_status
@@ -61,8 +66,11 @@ def _batches(rng: random.Random, n: int) -> list[list[Delivery]]:
             for _ in range(rng.choice([1, 1, 1, 2])):  # sometimes two instants of one equipment in a batch
                 at = ts + rng.choice([0, 0, 0, 300, -1500])  # some out of order
                 if info.category == "1000":
-                    values = {"drum_pressure": rng.choice([1.0, 1.1, 1.21, 1.31]), "drum_level": rng.gauss(0, 20),
+                    values = {"drum_pressure": rng.choice([1.0, 1.0, 1.0, 1.0, 1.1, 1.21, 1.31]),  # often stuck
+                              "drum_level": rng.choice([0.0, 0.0, 0.0, rng.gauss(0, 20)]),
                               "steam_temp": 160 + rng.gauss(0, 2)}
+                    if rng.random() < 0.1:
+                        del values[rng.choice(list(values))]
                 else:
                     steady = rng.random() < 0.7
                     values = {"speed": 1.0 + rng.gauss(0, 0.01) if steady else rng.choice(SPEEDS),
@@ -92,9 +100,9 @@ def _by_equipment(effects: list[Effect]) -> dict[int, list[Effect]]:
     return dict(grouped)
 
 
-def _engines(anomaly: bool) -> tuple[Engine, Engine]:
-    rows, states = Engine(anomaly=CONFIG, anomaly_enabled=anomaly), Engine(anomaly=CONFIG, anomaly_enabled=anomaly,
-                                                                           columns=False)
+def _engines(anomaly: bool, rules: tuple[Rule, ...] = DEFAULT_RULES) -> tuple[Engine, Engine]:
+    rows = Engine(rules, anomaly=CONFIG, anomaly_enabled=anomaly)
+    states = Engine(rules, anomaly=CONFIG, anomaly_enabled=anomaly, columns=False)
     for e in (rows, states):
         e.add(FLEET)
     return rows, states
@@ -141,3 +149,51 @@ def test_rows_decide_as_states_do_without_anomaly(seed: int, n: int) -> None:
     rng = random.Random(seed)
     rows, states = _engines(anomaly=False)
     _run_both(rows, states, _batches(rng, n), rng)
+
+
+@pytest.mark.parametrize("window_s", [4.0, 32.0])  # 32 s: buckets 1 s wide, as readings are apart
+@pytest.mark.parametrize("anomaly", [True, False])  # without: rows from the first instant, windows not yet covered
+def test_rows_decide_as_states_do_on_rate_and_flatline_windows(window_s: float, anomaly: bool) -> None:
+    """The boiler's rate and flatline windows shortened, so they fill, slide and breach within a test."""
+    short = tuple(replace(r, window_s=window_s) if r.window_s else r for r in DEFAULT_RULES)
+    for seed in (3, 4):
+        rng = random.Random(seed)
+        rows, states = _engines(anomaly=anomaly, rules=short)
+        _run_both(rows, states, _batches(rng, 300), rng)
+
+
+def test_rows_give_the_fleet_detectors_scores_with_the_cross_metric_term() -> None:
+    """Every anomaly rule made to breach, so every instant comes back with its scores: they must be what
+    `FleetDetector.score` gives a twin detector for the same readings, cross-metric and combined too."""
+    rules = tuple(replace(r, limit=Limit(absolute=-1.0)) if r.kind is RuleKind.ANOMALY else r for r in BOILER_RULES)
+    compiled = compile_shape(compile_rules(rules, FLEET[4].rated))
+    assert compiled is not None and compiled.shape.cross
+    metrics = anomaly_metrics(rules)
+    rows_fleet, twin = FleetDetector(CONFIG), FleetDetector(CONFIG)
+    rng = random.Random(7)
+
+    def readings(whole: bool = False) -> dict[str, float]:
+        values = {"drum_pressure": 1.0 + rng.gauss(0, 0.02), "drum_level": rng.gauss(0, 10),
+                  "steam_temp": 160 + rng.gauss(0, 1)}
+        if not whole and rng.random() < 0.2:
+            del values[rng.choice(list(values))]  # then no cross-metric term
+        return values
+
+    for fleet in (rows_fleet, twin):
+        for eq in (1, 2):
+            fleet.add(eq, metrics)
+    for k in range(CONFIG.learning_period + 5):  # both learn the same
+        requests = [(eq, (T0 + k * 1000) / 1000, readings(whole=True)) for eq in (1, 2)]
+        assert rows_fleet.score(requests) == twin.score(requests)
+    columns = QuietColumns()
+    for eq in (1, 2):
+        banked = rows_fleet.banked(eq)
+        assert banked is not None and banked[2] is not None
+        assert columns.admit(eq, compiled, EquipmentState(), banked[1:])
+    for k in range(200):
+        ts = T0 + (CONFIG.learning_period + 5 + k) * 1000
+        wave = [(eq, ts, readings()) for eq in (1, 2)]
+        got = {eq: found for eq, _, _, found in columns.step(wave, rows_fleet)}
+        want = twin.score([(eq, ts / 1000, {m: v[m] for m in metrics if m in v}) for eq, _, v in wave])
+        assert [got[1], got[2]] == want
+    assert any(found[CROSS_KEY] > 0 for found in want)
