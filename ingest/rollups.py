@@ -1,6 +1,7 @@
 """Periodic upkeep the service does itself on plain PostgreSQL (TimescaleDB's policies do it there).
 
-- Rollups: recompute the 1-minute and 1-hour buckets the writers marked (safewatch_refresh_rollups).
+- Rollups: recompute the 1-minute and 1-hour buckets the writers marked (safewatch_refresh_rollups),
+  each once its writers have left it (no mark for 10 s, or 2 min after its first: schema 033).
 - Retention: drop daily reading partitions older than `RETENTION` (TimescaleDB: add_retention_policy
   with the same interval in 010_rollups.timescale.sql).
 - Partitions: create the daily partitions a week ahead.

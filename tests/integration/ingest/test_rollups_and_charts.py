@@ -62,7 +62,7 @@ def test_charts_pick_the_resolution_and_rollups_are_exact(storage_url, api_as, r
         assert plain is (storage == "plain")
         assert write_batch(c, Batch(readings=rows), mark_rollups=plain) == len(rows)
         assert write_batch(c, Batch(readings=rows[:3]), mark_rollups=plain) == 0  # idempotent
-        _refresh(c, storage, now)
+        _refresh(c, storage, datetime.now(UTC) + timedelta(seconds=30))  # the writer has left every minute
         got = c.execute("SELECT bucket, avg, min, max, n FROM readings_1m WHERE equipment_id = %s AND bucket < %s "
                         "ORDER BY bucket", (eq_id, now - timedelta(minutes=30))).fetchall()
         assert got == [(minute_a, 2.5, 0.0, 5.0, 6), (minute_b, 15.0, 10.0, 20.0, 2)]
@@ -94,3 +94,43 @@ def test_charts_pick_the_resolution_and_rollups_are_exact(storage_url, api_as, r
     assert outsider.get(f"/api/v1/telemetry/{eq['code']}").status_code == 404
     insider = api_as("league_inspector", own_league, db_url=storage_url)
     assert insider.get(f"/api/v1/telemetry/{eq['code']}").status_code == 200
+
+
+def test_a_minute_is_refreshed_once_its_writers_leave_it() -> None:
+    """A backlog written into a closed minute batch after batch: its rollup is recomputed once the
+    writers have left it (no mark for 10 s), or when its first mark is 2 minutes old, not at every
+    refresh while they are still in it (each recompute re-reads the whole minute)."""
+    url = create_database(storage="plain")
+    try:
+        with psycopg.connect(url) as c:
+            registry = demo_registry(parse_divisions(shipped_divisions_text()), 5, seed=6, gateway_prefix="settle")
+            insert_registry(c, registry)
+            eq_id = c.execute("SELECT min(id) FROM equipment").fetchone()[0]
+            assert prepare(c) is True
+            minute = (datetime.now(UTC) - timedelta(minutes=10)).replace(second=0, microsecond=0)
+            start = int(minute.timestamp() * 1000)
+
+            def write(i: int) -> None:
+                row = ReadingRow(eq_id, SPEED, start + i * 1000, float(i))
+                write_batch(c, Batch(readings=[row]), mark_rollups=True)
+
+            def rolled() -> tuple[int, float] | None:
+                return c.execute("SELECT n, max FROM readings_1m WHERE equipment_id = %s AND bucket = %s",
+                                 (eq_id, minute)).fetchone()
+
+            write(0)
+            marked = c.execute("SELECT max(marked_at) FROM rollup_dirty").fetchone()[0]
+            assert refresh_rollups(c, marked + timedelta(seconds=5)) == 0  # a writer was there a moment ago
+            assert rolled() is None
+            write(1)
+            assert refresh_rollups(c, marked + timedelta(seconds=16)) == 1  # nobody for over 10 s (+5 s settling)
+            assert rolled() == (2, 1.0)
+            # Written into without a pause since a first mark over 2 minutes old: refreshed all the same.
+            write(2)
+            c.execute("UPDATE rollup_dirty SET first_marked_at = first_marked_at - interval '3 minutes'")
+            c.commit()
+            marked = c.execute("SELECT max(marked_at) FROM rollup_dirty").fetchone()[0]
+            assert refresh_rollups(c, marked + timedelta(seconds=5)) == 1
+            assert rolled() == (3, 2.0)
+    finally:
+        drop_database(url)
