@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -226,7 +226,9 @@ class QuietColumns:
                 group.b_start[row, w, i], group.b_lo[row, w, i], group.b_hi[row, w, i] = b.start_ms, b.lo, b.hi
                 group.b_last[row, w, i], group.b_last_ms[row, w, i] = b.last, b.last_ms
         group.live[row] = True
-        group.entered[row] = state
+        # The rings hold the windows now: the state kept beside them need not (half a row's memory).
+        managed = shape.keys[group.n_read: group.n_read + group.n_window]
+        group.entered[row] = replace(state, windows={k: v for k, v in state.windows.items() if k not in managed})
         group.ids[row] = eq_id
         self._where[eq_id] = (group, row)
         return True
