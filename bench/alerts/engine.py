@@ -1,6 +1,7 @@
 """The alert engine alone, past its learning period: CPU per message, and where it goes.
 
-``python -m bench.alerts.engine [--equipment 400] [--warm 760] [--measure 200] [--repeats 4] [--entries 1]``
+``python -m bench.alerts.engine [--equipment 400] [--warm 760] [--measure 200] [--repeats 4] [--entries 1]
+[--restored] [--no-rows]``
 
 Pure (no broker, no database): ``--equipment`` equipment of the bench fleet's mix (a quarter boilers,
 the rest elevators; one gateway), each sent one message of 8 readings a second of event time, in
@@ -9,7 +10,10 @@ batching them does, shape (b) of ``bench.ingest``), through `alerts.worker.Engin
 worker's own code from decode to effects. The first ``--warm`` instants bring every anomaly detector past its learning
 period (720 readings), which the 20-second runs of ``bench.ingest`` never reach; then ``--measure``
 instants are timed, ``--repeats`` times, and the best is printed (CPU time of this process, so other
-load on the machine inflates it less). The heap is settled as the worker settles it.
+load on the machine inflates it less). The heap is settled as the worker settles it. ``--restored``
+skips the warm-up: every equipment's detectors are restored past learning, as ``bench.ingest`` does
+(for a fleet of 20,000). ``--no-rows`` holds every equipment as a state (`Engine(columns=False)`),
+the engine before settled equipment became rows. The peak RSS of the process is printed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import time
 from typing import Any
 
@@ -85,17 +90,23 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=200, help="instants measured per repeat")
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--entries", type=int, default=1, help="equipment per message (50: shape (b))")
+    parser.add_argument("--restored", action="store_true", help="restore trained detectors instead of warming up")
+    parser.add_argument("--no-rows", action="store_true", help="every equipment a state, none a row")
     parser.add_argument("--stuck", action="store_true",
                         help="values repeat at every instant: every boiler in flatline alarm (the old runs' load)")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
           f"numpy {np.__version__}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     infos = fleet(args.equipment)
-    engine = Engine()
+    engine = Engine(columns=not args.no_rows)
     engine.add(infos)
     t0 = int(time.time() * 1000) - 24 * 3_600_000
     now = int(time.time() * 1000)
     effects = 0
+    if args.restored:
+        trained = trained_states(args.warm, stuck=True)
+        engine.restore({info.id: trained[info.category] for info in infos})
+        args.warm = 0
     for k in range(args.warm):
         effects += len(engine.evaluate(messages(infos, t0 + k * 1000, k, stuck=args.stuck), now)[0])
     settle_heap()
@@ -115,7 +126,9 @@ def main() -> None:
           f"warm-up, then {args.measure} timed x {args.repeats} (best), {args.entries} equipment a message: "
           f"{best / n * 1e6:.1f} µs CPU per equipment's 8 readings = {n * 8 / best:,.0f} readings/s on one core "
           f"({evaluated} readings in the last batch; "
-          f"{effects} alert changes in all, from the publisher's plausible values)")
+          f"{effects} alert changes in all, from the publisher's plausible values); "
+          f"{'every equipment a state' if args.no_rows else f'{len(engine.columns)} equipment as rows'}; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
