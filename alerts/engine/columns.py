@@ -304,11 +304,13 @@ class QuietColumns:
 
 
 class _Pushed:
-    """One window rule's buckets for some rows after a reading each (`push_window`), not yet kept."""
+    """One window rule's buckets for some rows of a wave after a reading each (`push_window`), not yet
+    kept: ``sel`` picks those rows (the ones with a reading of the rule's metric) out of the wave's."""
 
-    def __init__(self, group: _Group, w: int, rows: np.ndarray, ts: np.ndarray, v: np.ndarray) -> None:
+    def __init__(self, group: _Group, w: int, sel: np.ndarray, rows: np.ndarray, ts: np.ndarray,
+                 v: np.ndarray) -> None:
         window_ms = group.shape.windows_ms[w]
-        self.w, self.rows = w, rows
+        self.w, self.sel, self.rows = w, sel, rows
         start, last_ms = group.b_start[rows, w], group.b_last_ms[rows, w]
         lo, hi, last = group.b_lo[rows, w], group.b_hi[rows, w], group.b_last[rows, w]
         head, count = group.b_head[rows, w], group.b_count[rows, w].copy()
@@ -350,8 +352,9 @@ class _Pushed:
             self.observed = high - low
         self.arrays = (start, last_ms, lo, hi, last, head, count)
 
-    def keep(self, group: _Group, which: np.ndarray) -> None:
-        """Keep the pushed buckets of the rows ``which`` selects (the quiet ones)."""
+    def keep(self, group: _Group, quiet: np.ndarray) -> None:
+        """Keep the pushed buckets of the wave's quiet rows (``quiet``: a mask over the wave)."""
+        which = quiet[self.sel]
         rows, w = self.rows[which], self.w
         start, last_ms, lo, hi, last, head, count = (x[which] for x in self.arrays)
         group.b_start[rows, w], group.b_last_ms[rows, w] = start, last_ms
@@ -383,9 +386,8 @@ def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray,
         sel = np.flatnonzero(present[:, col])
         if not len(sel):
             continue
-        p = _Pushed(group, w, rows[sel], ts[sel], v[sel, col])
+        p = _Pushed(group, w, sel, rows[sel], ts[sel], v[sel, col])
         pushed.append(p)
-        p.sel = sel  # type: ignore[attr-defined]
         lim = limit[sel, col]
         hit = p.observed < lim if int(group.window_kinds[w]) == _FLAT_LOW else p.observed > lim
         breach[sel, col] = (p.covered & hit) | p.full
@@ -406,7 +408,7 @@ def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray,
         group.touched[q] |= touch
         group.last_seen[q] = np.maximum(group.last_seen[q], t)
         for p in pushed:
-            p.keep(group, quiet[p.sel])  # type: ignore[attr-defined]
+            p.keep(group, quiet)
     out: list[tuple[int, dict[str, float] | None]] = []
     for i in np.flatnonzero(loud).tolist():
         found = None
