@@ -23,11 +23,11 @@ from alerts.engine.anomaly import CROSS_KEY, AnomalyConfig
 from alerts.engine.anomaly_bank import FleetDetector
 from alerts.engine.columns import QuietColumns, compile_shape
 from alerts.engine.defaults import BOILER_RULES, DEFAULT_RULES
-from alerts.engine.rules import Limit, Override, Rule, RuleKind
+from alerts.engine.rules import Direction, Limit, Override, Rule, RuleKind
 from alerts.engine.step import Effect, EquipmentState, anomaly_metrics, compile_rules
 from alerts.store import EquipmentInfo
 from alerts.worker import Engine
-from safewatch.contract import Event, GatewayState, Kind, build_topic, encode_event, encode_status
+from safewatch.contract import Category, Event, GatewayState, Kind, Severity, build_topic, encode_event, encode_status
 from safewatch.mqtt import Delivery
 
 T0 = 1_764_000_000_000
@@ -154,8 +154,11 @@ def test_rows_decide_as_states_do_without_anomaly(seed: int, n: int) -> None:
 @pytest.mark.parametrize("window_s", [4.0, 32.0])  # 32 s: buckets 1 s wide, as readings are apart
 @pytest.mark.parametrize("anomaly", [True, False])  # without: rows from the first instant, windows not yet covered
 def test_rows_decide_as_states_do_on_rate_and_flatline_windows(window_s: float, anomaly: bool) -> None:
-    """The boiler's rate and flatline windows shortened, so they fill, slide and breach within a test."""
-    short = tuple(replace(r, window_s=window_s) if r.window_s else r for r in DEFAULT_RULES)
+    """The boiler's rate and flatline windows shortened, so they fill, slide and breach within a test;
+    with a high flatline rule too (the defaults have only low ones): the drum level moving too much."""
+    jumpy = Rule("boiler.drum_level.jumpy", Category.BOILER, "drum_level", Direction.HIGH, Limit(absolute=30.0),
+                 Severity.MINOR, kind=RuleKind.FLATLINE, window_s=window_s, message="drum level jumps")
+    short = (*(replace(r, window_s=window_s) if r.window_s else r for r in DEFAULT_RULES), jumpy)
     for seed in (3, 4):
         rng = random.Random(seed)
         rows, states = _engines(anomaly=anomaly, rules=short)
