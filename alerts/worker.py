@@ -268,9 +268,8 @@ class Engine:
         # In waves: each equipment's first instant, then its second, ... (one instant each a wave is what
         # the rows decide at once; each equipment still sees its instants in order).
         for wave in range(depth):
-            self._step_wave([(eq_id, instants[wave]) for eq_id, instants in merged.items()
-                             if len(instants) > wave] if depth > 1 else
-                            [(eq_id, instants[0]) for eq_id, instants in merged.items()], effects)
+            self._step_wave([(eq_id, instants[wave]) for eq_id, instants in merged.items() if len(instants) > wave],
+                            effects)
         if newest is not None:
             effects.extend(self._advance_watermark(newest))
         return effects, evaluated

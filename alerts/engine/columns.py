@@ -206,7 +206,8 @@ class QuietColumns:
         group = self._groups.get(shape)
         if group is None:
             group = self._groups[shape] = _Group(shape)
-        windows = [state.windows.get(key, ()) for key in shape.keys[group.n_read: group.n_read + group.n_window]]
+        window_keys = shape.keys[group.n_read: group.n_read + group.n_window]
+        windows = [state.windows.get(key, ()) for key in window_keys]
         if any(len(w) >= RING for w in windows):
             return False
         row = group.take()
@@ -227,8 +228,7 @@ class QuietColumns:
                 group.b_last[row, w, i], group.b_last_ms[row, w, i] = b.last, b.last_ms
         group.live[row] = True
         # The rings hold the windows now: the state kept beside them need not (half a row's memory).
-        managed = shape.keys[group.n_read: group.n_read + group.n_window]
-        group.entered[row] = replace(state, windows={k: v for k, v in state.windows.items() if k not in managed})
+        group.entered[row] = replace(state, windows={k: v for k, v in state.windows.items() if k not in window_keys})
         group.ids[row] = eq_id
         self._where[eq_id] = (group, row)
         return True

@@ -423,18 +423,11 @@ def step_quiet(table: RuleTable, state: EquipmentState, ts_ms: int, values: Mapp
                 window_ms = int(rule.window_s * 1000)
                 buckets = push_window(windows.get(key, ()), value, ts_ms, window_ms)
                 windows[key] = buckets
-                high = rule.direction is Direction.HIGH
-                if rule.kind is RuleKind.RATE_OF_CHANGE:
-                    rate = window_rate_per_min(buckets, window_ms)
-                    if rate is None:
+                if not _low_span_reaches(rule, buckets, window_ms, limit):
+                    observed, breached = _window_observation(rule, limit, buckets, window_ms)
+                    if observed is None:
                         continue  # not covered yet: nothing observed, the condition keeps its time
-                    if (rate if high else -rate) > limit:
-                        return None
-                elif high or not _span_reaches(buckets, window_ms, limit):
-                    span = window_span(buckets, window_ms)
-                    if span is None:
-                        continue
-                    if span > limit if high else span < limit:
+                    if breached:
                         return None
             else:
                 inside = low is not None and low <= value <= limit
@@ -553,26 +546,38 @@ def _observe_window(run: _Run, rule: Rule, limit: float, metric: str, value: flo
     window_ms = int(rule.window_s * 1000)
     buckets = push_window(run.windows.get(rule.key, ()), value, ts_ms, window_ms)
     run.windows[rule.key] = buckets
-    high = rule.direction is Direction.HIGH
-    observed: float | None
-    if rule.kind is RuleKind.RATE_OF_CHANGE:
-        rate = window_rate_per_min(buckets, window_ms)
-        # A "low" rate rule watches falls: the fall is observed as a positive number, and a rate rule
-        # always breaches above its limit (see evaluate).
-        observed = None if rate is None else (rate if high else -rate)
-        breached = observed is not None and observed > limit
-    else:
-        if settled and not high and _span_reaches(buckets, window_ms, limit):
-            run.conditions[rule.key] = normal
-            return
-        observed = window_span(buckets, window_ms)
-        breached = observed is not None and (observed > limit if high else observed < limit)
+    if settled and _low_span_reaches(rule, buckets, window_ms, limit):
+        run.conditions[rule.key] = normal
+        return
+    observed, breached = _window_observation(rule, limit, buckets, window_ms)
     if observed is None:
         return  # the window is not covered yet: nothing observed
     if settled and not breached:
         run.conditions[rule.key] = normal
         return
     run.advance(rule, limit, observed, ts_ms, metric=metric, reported=value)
+
+
+def _window_observation(rule: Rule, limit: float, buckets: tuple[Bucket, ...],
+                        window_ms: int) -> tuple[float | None, bool]:
+    """What a rate or flatline rule observes on its window (None until the window is covered), and
+    whether that breaches its limit."""
+    high = rule.direction is Direction.HIGH
+    if rule.kind is RuleKind.RATE_OF_CHANGE:
+        rate = window_rate_per_min(buckets, window_ms)
+        # A "low" rate rule watches falls: the fall is observed as a positive number, and a rate rule
+        # always breaches above its limit (see evaluate).
+        observed = None if rate is None else (rate if high else -rate)
+        return observed, observed is not None and observed > limit
+    span = window_span(buckets, window_ms)
+    return span, span is not None and (span > limit if high else span < limit)
+
+
+def _low_span_reaches(rule: Rule, buckets: tuple[Bucket, ...], window_ms: int, limit: float) -> bool:
+    """A low flatline rule whose window already spans its limit by the newest bucket and anchor alone:
+    it does not breach, and the other buckets need not be read."""
+    return (rule.kind is RuleKind.FLATLINE and rule.direction is Direction.LOW
+            and _span_reaches(buckets, window_ms, limit))
 
 
 def _span_reaches(buckets: tuple[Bucket, ...], window_ms: int, limit: float) -> bool:
