@@ -1,4 +1,4 @@
-"""The ingest worker: a loop that receives and assembles, a committer that writes, commits and only then acks."""
+"""The ingest worker: a loop that receives and assembles, committers that write, commit and only then ack."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from ingest.ack_order import AckOrder
 from ingest.batching import Batch, RawMessage, bind, codes_of, decode
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
@@ -75,14 +76,15 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     topic_filter = device_filter()
     if settings.mqtt.shared_subscriptions and settings.mqtt.protocol5:
         topic_filter = shared_filter(cfg.share_group, topic_filter)
-    db = DatabaseLink(settings.db.url, stop, metrics)  # the committer's
+    writers = [DatabaseLink(settings.db.url, stop, metrics) for _ in range(cfg.committers)]
     lookups = DatabaseLink(settings.db.url, stop, metrics)  # the decoding loop's registry lookups
     cache = RegistryCache()
     # Upkeep has its own connection and thread: recomputing a minute of rollups reads every reading of
     # that minute (seconds, at full rate), and the batch loop must not stand still meanwhile.
     housekeeping = Housekeeping(DatabaseLink(settings.db.url, stop, metrics), cfg.rollup_interval_s, stop)
     housekeeping.partitions()  # before the first write: today's partition must exist
-    db.run("connect", lambda conn: None)  # connected (and prepared) before the first batch arrives
+    for link in writers:  # connected (and prepared) before the first batch arrives
+        link.run("connect", lambda conn: None)
     lookups.run("connect", lambda conn: None)
     settle_heap()
     subscriber = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=[topic_filter],
@@ -93,8 +95,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     metrics.unacked_bytes.set_function(lambda: subscriber.unacked()[1])
     metrics.queue_depth.set_function(subscriber.queued)
     housekeeping.start()
-    committer = Committer(db, subscriber, metrics)
-    committer.start()
+    committers = Committers(writers, subscriber, metrics)
+    committers.start()
     with subscriber:
         log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter,
                                                  "max_inflight": cfg.max_inflight,
@@ -106,61 +108,92 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             if not deliveries:
                 continue
             batch = _assemble(deliveries, settings, lookups, cache)
-            if batch is None or not committer.hand(deliveries, batch):
+            if batch is None or not committers.hand(deliveries, batch):
                 break  # stopped during a database outage: nothing more acked, the broker redelivers
-        committer.finish()  # the batch in hand is written and acked (or, the database down, left unacked)
+        committers.finish()  # the batches in hand are written and acked (or, the database down, left unacked)
         log.info("ingest worker stopped", extra={"worker": cfg.worker_id})
     housekeeping.join()
-    for link in (db, lookups):
-        if link.conn is not None:
-            link.conn.close()
+    if lookups.conn is not None:
+        lookups.conn.close()
 
 
-class Committer(threading.Thread):
-    """Writes, commits and then acks each assembled batch, while the loop decodes the next one.
+class Committers:
+    """Threads that write, commit and then ack the assembled batches, while the loop decodes the next one.
 
-    Decoding is CPU and a commit is mostly waiting on PostgreSQL: on one thread they took turns.
-    One batch waits here at most (a queue of one), so memory stays within the in-flight window, and
-    batches are committed and acked in the order they were received (MQTT wants PUBACKs in order).
+    Decoding is CPU and a commit is mostly waiting on PostgreSQL, which works on one batch per
+    connection at a time: each thread has its own connection, so one batch's COPY need not wait behind
+    another's. One batch waits for a free thread at most (a queue of one), so memory stays within the
+    in-flight window. Batches may commit in any order; they are acked in the order they were received
+    (`AckOrder`: MQTT wants PUBACKs in order), so a batch committed behind an older one still being
+    written waits for it, and if that one never commits (stopped during an outage) neither is acked.
     """
 
-    def __init__(self, db: DatabaseLink, subscriber: Subscriber, metrics: IngestMetrics) -> None:
-        super().__init__(name="ingest-committer", daemon=True)
-        self._db, self._subscriber, self._metrics = db, subscriber, metrics
-        self._queue: queue.Queue[tuple[list[Delivery], Batch] | None] = queue.Queue(maxsize=1)
+    def __init__(self, links: list[DatabaseLink], subscriber: Subscriber, metrics: IngestMetrics) -> None:
+        self._subscriber, self._metrics = subscriber, metrics
+        self._queue: queue.Queue[tuple[int, list[Delivery], Batch] | None] = queue.Queue(maxsize=1)
+        self._order: AckOrder[list[Delivery]] = AckOrder()
+        self._acking = threading.Lock()
         self._failed = threading.Event()
         self._error: BaseException | None = None
+        self._threads = [threading.Thread(target=self._write, args=(link,), name=f"ingest-committer-{i}",
+                                          daemon=True) for i, link in enumerate(links)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
 
     def hand(self, deliveries: list[Delivery], batch: Batch) -> bool:
-        """Queue a batch, waiting while the one before is being written; False once writing has stopped."""
+        """Queue a batch, waiting while every thread is busy; False once writing has stopped."""
+        with self._acking:
+            number = self._order.issue()
         while not self._failed.is_set():
             try:
-                self._queue.put((deliveries, batch), timeout=0.2)
+                self._queue.put((number, deliveries, batch), timeout=0.2)
                 return True
             except queue.Full:
                 continue
         return False
 
     def finish(self) -> None:
-        """Write what is queued, then end the thread; an error it met is raised here, in the worker's thread."""
-        if not self._failed.is_set():
-            self._queue.put(None)
-        self.join()
+        """Write what is queued, then end the threads; an error one met is raised here, in the worker's thread."""
+        for _ in self._threads:
+            while not self._failed.is_set():
+                try:
+                    self._queue.put(None, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+        for thread in self._threads:
+            thread.join()
         if self._error is not None:
             raise self._error
 
-    def run(self) -> None:
+    def _take(self) -> tuple[int, list[Delivery], Batch] | None:
+        """The next batch to write; None at the end, or once another thread has stopped writing."""
+        while not self._failed.is_set():
+            try:
+                return self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
+
+    def _write(self, db: DatabaseLink) -> None:
         try:
-            while (item := self._queue.get()) is not None:
-                deliveries, batch = item
-                if not _commit(batch, len(deliveries), self._db, self._metrics):
-                    self._failed.set()  # stopped during a database outage: nothing acked, the broker redelivers
+            while (item := self._take()) is not None:
+                number, deliveries, batch = item
+                if not _commit(batch, len(deliveries), db, self._metrics):
+                    self._failed.set()  # stopped during a database outage: nothing more acked, the broker redelivers
                     return
-                self._subscriber.ack(deliveries)
-                self._metrics.messages_stored.inc(len(deliveries))
+                with self._acking:  # acks go out in receive order, one thread at a time
+                    for due in self._order.committed(number, deliveries):
+                        self._subscriber.ack(due)
+                        self._metrics.messages_stored.inc(len(due))
         except BaseException as exc:  # handed to the worker's thread, which stops the process with it
             self._error = exc
             self._failed.set()
+        finally:
+            if db.conn is not None:
+                db.conn.close()
 
 
 class Housekeeping(threading.Thread):

@@ -77,6 +77,9 @@ class IngestSettings(BaseModel):
     max_inflight: int = Field(5000, ge=1)
     # ... and their payload bytes: with the count, the memory bound of a worker whose database is down.
     max_inflight_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    # Batches written at once, each on its own connection: PostgreSQL works a COPY on one core, and a
+    # commit is mostly waiting on it, so a second batch need not queue behind the first. Acks stay in order.
+    committers: int = Field(2, ge=1, le=16)
     # Plain PostgreSQL: how often a worker recomputes the rollups (TimescaleDB refreshes its own).
     rollup_interval_s: float = Field(30.0, gt=0)
     max_payload_bytes: int = Field(256 * 1024, ge=1024)
