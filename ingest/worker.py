@@ -146,27 +146,27 @@ class Committers:
         """Queue a batch, waiting while every thread is busy; False once writing has stopped."""
         with self._acking:
             number = self._order.issue()
-        while not self._failed.is_set():
-            try:
-                self._queue.put((number, deliveries, batch), timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return self._put((number, deliveries, batch))
 
     def finish(self) -> None:
         """Write what is queued, then end the threads; an error one met is raised here, in the worker's thread."""
         for _ in self._threads:
-            while not self._failed.is_set():
-                try:
-                    self._queue.put(None, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+            if not self._put(None):  # a thread has stopped writing: the others stop too
+                break
         for thread in self._threads:
             thread.join()
         if self._error is not None:
             raise self._error
+
+    def _put(self, item: tuple[int, list[Delivery], Batch] | None) -> bool:
+        """Queue ``item``, waiting for room; False once writing has stopped."""
+        while not self._failed.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _take(self) -> tuple[int, list[Delivery], Batch] | None:
         """The next batch to write; None at the end, or once another thread has stopped writing."""
