@@ -50,6 +50,10 @@ __all__ = ["DetectorBank", "FleetDetector"]
 _BIN_CLIP = float(2**62)
 _MIN_ROWS = 256
 
+# ``math``'s erfc and log over arrays, value by value (numpy's own may differ in the last bit).
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
+_LOG = np.frompyfunc(math.log, 1, 1)
+
 
 def grow_arrays(owner: object, names: Sequence[str], capacity: int) -> None:
     """Give each named array of ``owner`` ``capacity`` rows, keeping what they hold."""
@@ -138,9 +142,9 @@ class _SurpriseRows:
         avg = total / self.window
         mean, var, count = self.mean[rows], self.var[rows], self.count[rows]
         z = (avg - mean) / np.maximum(np.sqrt(var), self.min_std)
-        erfc, log = math.erfc, math.log
-        s = np.array([min(1.0, max(0.0, log(0.5 * erfc(v / _SQRT2) + 1e-10) / _LOG_TAIL_FLOOR))
-                      for v in z.tolist()])
+        s = _LOG(0.5 * _ERFC(z / _SQRT2).astype(np.float64) + 1e-10).astype(np.float64) / _LOG_TAIL_FLOOR
+        s = np.where(s > 0.0, s, 0.0)  # max(0.0, s) and min(1.0, s) as the reference has them, NaN and -0.0 too
+        s = np.where(s < 1.0, s, 1.0)
         s[count < 10] = 0.0
         a = np.maximum(self.alpha, 1.0 / (count + 1))
         d = avg - mean
