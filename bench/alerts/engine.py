@@ -83,6 +83,21 @@ def trained_states(warm: int = 760, *, stuck: bool = False) -> dict[str, dict[st
                             "last_seen_ms": None} for info in infos}
 
 
+def split(deliveries: list[Delivery], max_bytes: int) -> list[list[Delivery]]:
+    """Consecutive batches of at most ``max_bytes`` of payload (one delivery at least); 0: one batch."""
+    if not max_bytes:
+        return [deliveries]
+    batches: list[list[Delivery]] = [[]]
+    size = 0
+    for d in deliveries:
+        if batches[-1] and size + len(d.payload) > max_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(d)
+        size += len(d.payload)
+    return batches
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.alerts.engine", description=__doc__.splitlines()[0])
     parser.add_argument("--equipment", type=int, default=400)
@@ -90,6 +105,9 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=200, help="instants measured per repeat")
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--entries", type=int, default=1, help="equipment per message (50: shape (b))")
+    parser.add_argument("--batch-bytes", type=int, default=0,
+                        help="split each instant into batches of at most this much payload, as the worker's "
+                             "SAFEWATCH_ALERTS__BATCH_MAX_BYTES does (131072); 0: one batch an instant")
     parser.add_argument("--restored", action="store_true", help="restore trained detectors instead of warming up")
     parser.add_argument("--no-rows", action="store_true", help="every equipment a state, none a row")
     parser.add_argument("--stuck", action="store_true",
@@ -113,8 +131,9 @@ def main() -> None:
     best, evaluated = float("inf"), 0
     for r in range(args.repeats):
         base = args.warm + r * args.measure
-        batches = [messages(infos, t0 + (base + k) * 1000, base + k, stuck=args.stuck, entries=args.entries)
-                   for k in range(args.measure)]
+        batches = [batch for k in range(args.measure) for batch in split(
+            messages(infos, t0 + (base + k) * 1000, base + k, stuck=args.stuck, entries=args.entries),
+            args.batch_bytes)]
         started = time.process_time()
         for batch in batches:
             found, evaluated = engine.evaluate(batch, now)
@@ -123,7 +142,8 @@ def main() -> None:
     n = args.measure * len(infos)
     stuck = " (values stuck: every boiler's flatline alarms active)" if args.stuck else ""
     print(f"{len(infos)} equipment ({len(infos[::4])} boilers, the rest elevators){stuck}, {args.warm} instants of "
-          f"warm-up, then {args.measure} timed x {args.repeats} (best), {args.entries} equipment a message: "
+          f"warm-up, then {args.measure} timed x {args.repeats} (best), {args.entries} equipment a message"
+          f"{f', batches of at most {args.batch_bytes:,} bytes' if args.batch_bytes else ''}: "
           f"{best / n * 1e6:.1f} µs CPU per equipment's 8 readings = {n * 8 / best:,.0f} readings/s on one core "
           f"({evaluated} readings in the last batch; "
           f"{effects} alert changes in all, from the publisher's plausible values); "
