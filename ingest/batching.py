@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any, NamedTuple
 
 import orjson
@@ -82,16 +81,19 @@ INGEST_REASONS = (UNKNOWN_EQUIPMENT, NOT_BOUND, WRONG_CATEGORY)
 
 @dataclass(slots=True)
 class Readings:
-    """Reading rows column by column: what the binary COPY encoder packs (with numpy) in one go.
+    """A batch's readings as entries: one equipment at one instant, its values by metric key.
 
-    A batch of shape (b) holds 20,000 readings; one tuple each would be 20,000 objects to make and
-    unpack again. Iterating yields `ReadingRow`s, for tests and the slow paths.
+    Entries are kept as the decoder gave them (its values dict, keys checked against the catalogue
+    and all of one category), and the pivot makes the wide rows from them in a few numpy operations:
+    a batch of shape (b) holds 20,000 readings in 2,500 entries, and exploding them into one
+    (equipment, metric, time, value) each cost more than the rows. Iterating yields `ReadingRow`s,
+    for tests and the slow paths; ``len`` counts readings.
     """
 
     equipment_ids: list[int] = field(default_factory=list)
-    metric_ids: list[int] = field(default_factory=list)
-    ts_ms: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)  # an entry's instant
+    values: list[dict[str, float]] = field(default_factory=list)
+    count: int = 0  # readings in all the entries
 
     @classmethod
     def of(cls, rows: Iterable[ReadingRow]) -> Readings:
@@ -101,27 +103,27 @@ class Readings:
         return readings
 
     def append(self, row: ReadingRow) -> None:
-        self.equipment_ids.append(row.equipment_id)
-        self.metric_ids.append(row.metric_id)
-        self.ts_ms.append(row.ts_ms)
-        self.values.append(row.value)
+        """One reading, as an entry of its own."""
+        self.add(row.equipment_id, row.ts_ms, {METRIC_KEYS[row.metric_id]: row.value})
 
     def add(self, equipment_id: int, ts_ms: int, values: dict[str, float]) -> None:
-        """All of one entry's values (metric keys already checked against the catalogue)."""
-        n = len(values)
-        self.equipment_ids.extend(repeat(equipment_id, n))
-        self.metric_ids.extend(map(METRIC_IDS.__getitem__, values))
-        self.ts_ms.extend(repeat(ts_ms, n))
-        self.values.extend(values.values())
+        """All of one entry's values (metric keys of one category, already checked against the catalogue)."""
+        self.equipment_ids.append(equipment_id)
+        self.ts_ms.append(ts_ms)
+        self.values.append(values)
+        self.count += len(values)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return self.count
 
     def __iter__(self) -> Iterator[ReadingRow]:
-        return map(ReadingRow, self.equipment_ids, self.metric_ids, self.ts_ms, self.values)
+        for equipment_id, ts_ms, values in zip(self.equipment_ids, self.ts_ms, self.values, strict=True):
+            for metric, value in values.items():
+                yield ReadingRow(equipment_id, METRIC_IDS[metric], ts_ms, value)
 
 
 METRIC_IDS: dict[str, int] = {m.key: m.id for m in METRICS}
+METRIC_KEYS: dict[int, str] = {m.id: m.key for m in METRICS}
 # Per category, the metric keys that belong to it: one subset test per entry instead of a check per reading.
 CATEGORY_KEYS: dict[str, frozenset[str]] = {
     category: frozenset(m.key for m in METRICS if m.category == category) for category in {m.category for m in METRICS}}

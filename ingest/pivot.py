@@ -1,26 +1,25 @@
-"""Narrow reading columns to wide rows: one per equipment and instant, a column per metric (pure).
+"""Reading entries to wide rows: one per equipment and instant, a column per metric (pure).
 
-The ingest decodes readings as (equipment, metric, time, value) columns; the tables hold one row per
-equipment and instant (safewatch/schema/layout.py). Rows of one key from several messages of a batch
-merge into one row, since one COPY may not hold a key twice; a value given twice for the same
-equipment, metric and instant keeps the first, as the database keeps the stored one on redelivery.
+The ingest decodes readings as entries (an equipment, an instant, its values by metric key); the
+tables hold one row per equipment and instant (safewatch/schema/layout.py). Entries of one key from
+several messages of a batch merge into one row, since one COPY may not hold a key twice; a value
+given twice for the same equipment, metric and instant keeps the first, as the database keeps the
+stored one on redelivery.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
 from ingest.batching import Readings
 from safewatch.schema.layout import READING_TABLES, ReadingTable
 
-_TOP = max(m.id for t in READING_TABLES for m in t.metrics) + 1
-_TABLE_OF = np.full(_TOP, -1, dtype=np.int64)  # metric id → index into READING_TABLES
-_COLUMN_OF = np.full(_TOP, -1, dtype=np.int64)  # metric id → its column in that table
-for _t, _table in enumerate(READING_TABLES):
-    for _c, _m in enumerate(_table.metrics):
-        _TABLE_OF[_m.id], _COLUMN_OF[_m.id] = _t, _c
+# Metric key → index into READING_TABLES, and its column in that table.
+_TABLE_OF_KEY = {m.key: t for t, table in enumerate(READING_TABLES) for m in table.metrics}
+_COLUMN_OF_KEY = {m.key: c for table in READING_TABLES for c, m in enumerate(table.metrics)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,24 +38,48 @@ class WideRows:
 
 
 def pivot(readings: Readings) -> list[WideRows]:
-    """The batch's readings as wide rows, table by table (tables without readings left out)."""
+    """The batch's readings as wide rows, table by table (tables without readings left out).
+
+    Entries are grouped by their shape (their metric keys, in order: a gateway sends the same keys
+    each time, so a batch has a few shapes), and each shape's values go into its columns at once.
+    """
     if not readings:
         return []
-    metric = np.asarray(readings.metric_ids, dtype=np.int64)
+    shapes: dict[tuple[str, ...], int] = {}
+    shape_of = np.fromiter((shapes.setdefault(keys, len(shapes)) for keys in map(tuple, readings.values)),
+                           dtype=np.int64, count=len(readings.values))
     equipment = np.asarray(readings.equipment_ids, dtype=np.int64)
     ts = np.asarray(readings.ts_ms, dtype=np.int64)
-    value = np.asarray(readings.values, dtype=np.float64)
-    table_of = _TABLE_OF[metric]
-    tables = np.unique(table_of)
-    out = []
-    for t in tables.tolist():
-        if len(tables) == 1:
-            e, s, c, v = equipment, ts, _COLUMN_OF[metric], value
-        else:
-            mine = table_of == t
-            e, s, c, v = equipment[mine], ts[mine], _COLUMN_OF[metric[mine]], value[mine]
-        out.append(_rows(READING_TABLES[t], e, s, c, v))
-    return out
+    by_table: dict[int, list[tuple[tuple[str, ...], np.ndarray]]] = {}
+    for keys, j in shapes.items():
+        tables = {_TABLE_OF_KEY[k] for k in keys}
+        if len(tables) != 1:
+            raise ValueError(f"an entry's metrics {keys} span {len(tables)} tables; add them entry by category")
+        by_table.setdefault(tables.pop(), []).append((keys, np.flatnonzero(shape_of == j)))
+    return [_table_rows(READING_TABLES[t], readings, equipment, ts, groups) for t, groups in sorted(by_table.items())]
+
+
+def _table_rows(table: ReadingTable, readings: Readings, equipment: np.ndarray, ts: np.ndarray,
+                groups: list[tuple[tuple[str, ...], np.ndarray]]) -> WideRows:
+    """One table's rows: each shape's values placed in its columns, then sorted by key; keys given twice merge."""
+    n = sum(len(idx) for _, idx in groups)
+    values = np.full((n, len(table.metrics)), np.nan)
+    e, s, arrival = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    at = 0
+    for keys, idx in groups:
+        entries = list(map(readings.values.__getitem__, idx.tolist()))
+        flat = np.fromiter(chain.from_iterable(map(dict.values, entries)), dtype=np.float64,
+                           count=len(entries) * len(keys))
+        values[at:at + len(idx), [_COLUMN_OF_KEY[k] for k in keys]] = flat.reshape(len(idx), len(keys))
+        e[at:at + len(idx)], s[at:at + len(idx)], arrival[at:at + len(idx)] = equipment[idx], ts[idx], idx
+        at += len(idx)
+    order = np.lexsort((arrival, s, e))  # entries of one key in their arrival order, whatever their shapes
+    e, s, values = e[order], s[order], values[order]
+    if len(e) > 1 and ((e[1:] == e[:-1]) & (s[1:] == s[:-1])).any():
+        # A key given by several entries (several messages of a batch): merged value by value, first wins.
+        r, c = np.nonzero(~np.isnan(values))  # row-major: rows of one key still in arrival order
+        return _rows(table, e[r], s[r], c, values[r, c])
+    return WideRows(table, e.astype(np.int32), s, values)
 
 
 def _rows(table: ReadingTable, e: np.ndarray, s: np.ndarray, c: np.ndarray, v: np.ndarray) -> WideRows:

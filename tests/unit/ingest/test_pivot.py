@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.batching import ReadingRow, Readings
+from ingest.batching import METRIC_IDS, ReadingRow, Readings
 from ingest.pivot import pivot
 from safewatch.contract import METRICS
 from safewatch.schema.layout import READING_TABLES
@@ -54,3 +54,34 @@ def test_pivot_keeps_every_reading_once_and_the_first_value_given(rows):
         first.setdefault((r.equipment_id, r.metric_id, r.ts_ms), r.value)
     assert _unfold(Readings.of(rows)) == first
     assert sum(w.readings for w in pivot(Readings.of(rows))) == len(first)
+
+
+_CATEGORY_KEYS = [[m.key for m in t.metrics] for t in READING_TABLES]
+_entries = st.lists(st.tuples(
+    st.integers(1, 4), st.integers(0, 3),
+    st.sampled_from(_CATEGORY_KEYS).flatmap(lambda keys: st.permutations(keys).flatmap(
+        lambda order: st.integers(1, len(order)).flatmap(lambda n: st.fixed_dictionaries(
+            {k: st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False)) for k in order[:n]}))))),
+    max_size=40)
+
+
+@given(_entries, st.booleans())
+def test_entries_of_any_shape_and_order_keep_every_reading_once_and_the_first_value_given(entries, one_by_one):
+    """Gateways may send any subset of a category's metrics, in any order, and one key in several messages."""
+    readings = Readings()
+    first: dict[tuple[int, int, int], float] = {}
+    for eq, ts, values in entries:
+        if one_by_one:  # the per-metric path (a metric of another category refused, the rest kept)
+            for key, value in values.items():
+                readings.append(ReadingRow(eq, METRIC_IDS[key], ts, value))
+        else:
+            readings.add(eq, ts, values)
+        for key, value in values.items():
+            first.setdefault((eq, METRIC_IDS[key], ts), float(value))
+    assert len(readings) == sum(len(values) for _, _, values in entries)
+    assert _unfold(readings) == first
+    assert sorted(readings) == sorted(ReadingRow(eq, METRIC_IDS[k], ts, v) for eq, ts, values in entries
+                                      for k, v in values.items())
+    for rows in pivot(readings):  # one row per key, in key order: what one COPY takes
+        keys = list(zip(rows.equipment_ids.tolist(), rows.ts_ms.tolist(), strict=True))
+        assert keys == sorted(set(keys))
