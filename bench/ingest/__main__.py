@@ -183,7 +183,7 @@ def writer_ceiling(url: str, readings: int, batch_readings: int = 8000) -> tuple
     """Our own write path alone (ingest.writer.write_batch), one writer, batches as the ingest makes them,
     rows built beforehand: (readings/s by the fast path — COPY straight into the wide table —, readings/s
     by the slow path taken when a batch holds a redelivery — COPY to staging, INSERT … ON CONFLICT)."""
-    from ingest.batching import Batch, ReadingRow
+    from ingest.batching import METRIC_KEYS, Batch, Readings
     from ingest.pivot import pivot
     from ingest.writer import _merge_rows, prepare, write_batch
 
@@ -193,9 +193,13 @@ def writer_ceiling(url: str, readings: int, batch_readings: int = 8000) -> tuple
         rates = []
         for offset, fast in ((3_600_000, True), (1_800_000, False)):
             start_ms = int(time.time() * 1000) - offset
-            rows = [ReadingRow(ids[(i // 8) % len(ids)], 40 + i % 8, start_ms + i // (8 * len(ids)), float(i % 97))
-                    for i in range(readings)]
-            batches = [Batch(readings=rows[k:k + batch_readings]) for k in range(0, readings, batch_readings)]
+            batches = []
+            for k in range(0, readings, batch_readings):  # entries of 8 readings, as the decoder gives them
+                entries = Readings()
+                for i in range(k, min(readings, k + batch_readings), 8):
+                    entries.add(ids[(i // 8) % len(ids)], start_ms + i // (8 * len(ids)),
+                                {METRIC_KEYS[40 + m]: float((i + m) % 97) for m in range(8)})
+                batches.append(Batch(readings=entries))
             started = time.perf_counter()
             stored = 0
             for b in batches:
