@@ -270,8 +270,7 @@ class QuietColumns:
         Quiet instants move their rows; the others come back (`Loud`), their rows untouched but their
         anomaly streams already scored (as they would have been), for the general step.
         """
-        by_group: dict[_Group, tuple[list[int], list[int], list[float], list[int]]] = {}
-        nan = math.nan
+        by_group: dict[_Group, tuple[list[int], list[int], list[float | None], list[int]]] = {}
         where = self._where
         for index, (eq_id, ts_ms, values) in enumerate(wave):
             group, row = where[eq_id]
@@ -280,7 +279,7 @@ class QuietColumns:
                 batch = by_group[group] = ([], [], [], [])
             batch[0].append(row)
             batch[1].append(ts_ms)
-            batch[2].extend([values.get(m, nan) for m in group.shape.metrics])
+            batch[2].extend(map(values.get, group.shape.metrics))  # None where absent: NaN in the array
             batch[3].append(index)
         loud: list[Loud] = []
         for group, (rows, times, flat, indexes) in by_group.items():

@@ -195,7 +195,6 @@ def _equipment_code(value: Any) -> str:
 # Per metric key: (lo, hi) of its physical range, looked up once per reading on the fast path.
 _RANGES: dict[str, tuple[float, float]] = {m.key: (m.lo, m.hi) for m in METRICS_BY_KEY.values()}
 _MISSING = object()
-_NUMBER_TYPES = frozenset({int, float})  # bool is an int subclass: excluded by type()
 
 
 def _valid_values(values: dict[str, Any]) -> dict[str, float] | None:
@@ -206,10 +205,13 @@ def _valid_values(values: dict[str, Any]) -> dict[str, float] | None:
     equal to). Anything else goes the slow way, metric by metric.
     """
     ranges = _RANGES
-    for metric, value in values.items():
-        bounds = ranges.get(metric)
-        if bounds is None or type(value) not in _NUMBER_TYPES or not bounds[0] <= value <= bounds[1]:
-            return None
+    try:  # an unknown metric is a KeyError, a value that is no number a TypeError
+        for metric, value in values.items():
+            bounds = ranges[metric]
+            if not bounds[0] <= value <= bounds[1] or type(value) is bool:
+                return None
+    except (KeyError, TypeError):
+        return None
     return values
 
 

@@ -37,6 +37,18 @@ def test_batched_readings_decode_with_per_entry_timestamps():
         (CODE, "drum_pressure", NOW, 1.02), (CODE, "burner_on", NOW, 1.0),
         ("311015456201900002", "speed", NOW + 1000, 1.5)]
     assert message.rejected == ()
+    assert type(message.entries[0].values["burner_on"]) is float  # a boolean is its number, not True
+
+
+def test_booleans_are_numbers_and_strings_are_not():
+    payload = orjson.dumps({"ts": NOW, "readings": [
+        {"equipment": CODE, "values": {"burner_on": False, "drum_pressure": 1}},
+        {"equipment": CODE, "ts": NOW - 1000, "values": {"burner_on": "on", "drum_pressure": None}}]})
+    message = decode_telemetry(payload, LIMITS)
+    assert [(e.ts_ms, e.values, [type(v) for v in e.values.values()]) for e in message.entries] == [
+        (NOW, {"burner_on": 0.0, "drum_pressure": 1.0}, [float, float])]
+    assert [(r.reason, r.entry["values"]) for r in message.rejected] == [
+        ("malformed_payload", {"burner_on": "on"}), ("malformed_payload", {"drum_pressure": None})]
 
 
 def test_bad_entries_are_rejected_alone_with_reasons():
