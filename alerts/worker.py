@@ -512,7 +512,7 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
     # What the engine does not know yet is looked up first; in the steady state nothing is, and a batch
     # that changes no alert touches the database not at all (a round trip costs more than evaluating it).
     batch = decode_batch(deliveries, int(time.time() * 1000))
-    missing = sorted(code for code in batch.equipment_codes() if code not in engine.by_code)
+    missing = sorted(batch.equipment_codes() - engine.by_code.keys())
     gateways = {g for g in batch.status_gateways() if g not in engine.by_gateway}
 
     def preload(c: psycopg.Connection) -> None:
