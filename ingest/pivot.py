@@ -54,7 +54,8 @@ def pivot(readings: Readings) -> list[WideRows]:
     for keys, j in shapes.items():
         tables = {_TABLE_OF_KEY[k] for k in keys}
         if len(tables) != 1:
-            raise ValueError(f"an entry's metrics {keys} span {len(tables)} tables; add them entry by category")
+            raise ValueError(f"an entry's metrics {keys} span {len(tables)} tables; "
+                             "give each category's metrics an entry of its own")
         by_table.setdefault(tables.pop(), []).append((keys, np.flatnonzero(shape_of == j)))
     return [_table_rows(READING_TABLES[t], readings, equipment, ts, groups) for t, groups in sorted(by_table.items())]
 

@@ -1,9 +1,10 @@
-"""Narrow reading columns to wide rows: every reading lands in its table's row once, the first value wins."""
+"""Reading entries to wide rows: every reading lands in its table's row once, the first value wins."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,3 +86,10 @@ def test_entries_of_any_shape_and_order_keep_every_reading_once_and_the_first_va
     for rows in pivot(readings):  # one row per key, in key order: what one COPY takes
         keys = list(zip(rows.equipment_ids.tolist(), rows.ts_ms.tolist(), strict=True))
         assert keys == sorted(set(keys))
+
+
+def test_an_entry_mixing_categories_is_refused_with_what_to_do():
+    readings = Readings()
+    readings.add(1, 1000, {"speed": 1.0, "drum_pressure": 0.8})  # bind never makes one: it checks the category
+    with pytest.raises(ValueError, match="give each category's metrics an entry of its own"):
+        pivot(readings)
