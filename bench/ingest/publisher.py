@@ -37,13 +37,17 @@ def _utf8(s: bytes) -> bytes:
     return len(s).to_bytes(2, "big") + s
 
 
+_PACKET_IDS = [i.to_bytes(2, "big") for i in range(65_536)]
+
+
+def _publish_pieces(name: bytes, payload: bytes, packet_id: int) -> tuple[bytes, ...]:
+    """One PUBLISH (QoS 1) packet in pieces, to be joined with others: ``name`` is the topic, length-prefixed."""
+    return b"\x32", _remaining_length(len(name) + 2 + len(payload)), name, _PACKET_IDS[packet_id], payload
+
+
 def publish_packet(topic: bytes, payload: bytes, packet_id: int) -> bytes:
     """One PUBLISH (QoS 1) packet."""
-    body = _utf8(topic) + packet_id.to_bytes(2, "big") + payload
-    return b"\x32" + _remaining_length(len(body)) + body
-
-
-_PACKET_IDS = [i.to_bytes(2, "big") for i in range(65_536)]
+    return b"".join(_publish_pieces(_utf8(topic), payload, packet_id))
 
 
 class RawPublisher:
@@ -101,8 +105,8 @@ class RawPublisher:
     def publish_many(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
         """Send ``messages`` (topic, payload) in one write, waiting for window space first.
 
-        The packets are `publish_packet`'s, laid out piece by piece into one join: a few µs a
-        message, so the publisher measures the broker and the workers, not itself.
+        The packets' pieces (`_publish_pieces`, as `publish_packet` joins them) go into one join: a few
+        µs a message, so the publisher measures the broker and the workers, not itself.
         """
         while self.sent - self.acked + len(messages) > self._window:
             self._take_acks(1.0)
@@ -114,7 +118,7 @@ class RawPublisher:
             name = topics.get(topic)
             if name is None:
                 name = topics[topic] = _utf8(topic)
-            add((b"\x32", _remaining_length(len(name) + 2 + len(payload)), name, _PACKET_IDS[pid], payload))
+            add(_publish_pieces(name, payload, pid))
             pid = pid + 1 if pid < 65_535 else 1
         self._next_id = pid
         self.sent += len(messages)
