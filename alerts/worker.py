@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import psycopg
@@ -227,15 +228,21 @@ class Engine:
     def evaluate_decoded(self, batch: DecodedBatch) -> tuple[list[Effect], int]:
         """`evaluate` over a batch already decoded (the worker decodes once, to look up what is new first)."""
         limits = batch.limits
-        per_equipment: dict[int, list[tuple[int, dict[str, float]]]] = defaultdict(list)
+        per_equipment: dict[int, list[tuple[int, dict[str, float]]]] = {}
         effects: list[Effect] = []
         by_code = self.by_code
+        repeated = False  # an equipment with several entries in the batch (else each has one instant)
         for d, topic, msg in batch.items:
             if isinstance(msg, TelemetryMessage):
                 for e in msg.entries:
                     info = by_code.get(e.equipment)
                     if info is not None and info.gateway_id == topic.gateway_id:
-                        per_equipment[info.id].append((e.ts_ms, e.values))
+                        instants = per_equipment.get(info.id)
+                        if instants is None:
+                            per_equipment[info.id] = [(e.ts_ms, e.values)]
+                        else:
+                            instants.append((e.ts_ms, e.values))
+                            repeated = True
                 for rej in msg.rejected:
                     self._range_fault(rej, topic.gateway_id, limits, effects)
             elif isinstance(msg, Event):
@@ -253,23 +260,21 @@ class Engine:
                         eq_id, self.rules_for(eq_id), self.state_of(eq_id),
                         online=msg.state is GatewayState.ONLINE, ts_ms=ts)
                     effects.extend(new)
-        merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
-        evaluated, depth, newest = 0, 1, None
-        for instants in merged.values():
-            if len(instants) == 1:  # the common case: generators cost more than the rest of this loop
-                ts, values = instants[0]
-                evaluated += len(values)
-            else:
-                evaluated += sum(len(values) for _, values in instants)
-                depth = max(depth, len(instants))
-                ts = max(ts for ts, _ in instants)
-            if newest is None or ts > newest:
-                newest = ts
-        # In waves: each equipment's first instant, then its second, ... (one instant each a wave is what
-        # the rows decide at once; each equipment still sees its instants in order).
-        for wave in range(depth):
-            self._step_wave([(eq_id, instants[wave]) for eq_id, instants in merged.items() if len(instants) > wave],
-                            effects)
+        if not repeated:  # the common case, one wave: each equipment's one instant, in C-level passes
+            wave = [(eq_id, instants[0]) for eq_id, instants in per_equipment.items()]
+            evaluated = sum(map(len, map(itemgetter(1), map(itemgetter(1), wave))))
+            newest = max(map(itemgetter(0), map(itemgetter(1), wave)), default=None)
+            if wave:
+                self._step_wave(wave, effects)
+        else:
+            merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
+            evaluated = sum(len(values) for instants in merged.values() for _, values in instants)
+            newest = max(ts for instants in merged.values() for ts, _ in instants)
+            # In waves: each equipment's first instant, then its second, ... (one instant each a wave is
+            # what the rows decide at once; each equipment still sees its instants in order).
+            for depth in range(max(map(len, merged.values()))):
+                self._step_wave([(eq_id, instants[depth]) for eq_id, instants in merged.items()
+                                 if len(instants) > depth], effects)
         if newest is not None:
             effects.extend(self._advance_watermark(newest))
         return effects, evaluated
@@ -277,9 +282,7 @@ class Engine:
     def _step_wave(self, wave: list[tuple[int, tuple[int, Mapping[str, float]]]], effects: list[Effect]) -> None:
         """One instant of each of several equipment: rows decided at once, the rest one by one."""
         columns = self.columns
-        held = [(eq_id, ts, values) for eq_id, (ts, values) in wave if eq_id in columns]
-        if held:
-            wave = [item for item in wave if item[0] not in columns]
+        held, wave = columns.partition(wave)
         loud = columns.step(held, self.detectors) if held else []
         merged = {eq_id: [instant] for eq_id, instant in wave}
         scores = self._anomaly_scores(merged)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 import psycopg
 
@@ -25,7 +25,9 @@ class RegistryCache(dict[str, Bound]):
     def refresh(self, conn: psycopg.Connection, codes: Iterable[str]) -> None:
         """Look up the codes not cached (nor recently found missing)."""
         now = time.monotonic()
-        wanted = [c for c in codes if c not in self and self._missing.get(c, 0.0) <= now]
+        # Every batch passes through here: the set difference keeps the steady state (all cached) in C.
+        uncached = (codes if isinstance(codes, Set) else set(codes)) - self.keys()
+        wanted = sorted(c for c in uncached if self._missing.get(c, 0.0) <= now)
         if not wanted:
             return
         rows = conn.execute(SELECT_BOUND_EQUIPMENT, (wanted,)).fetchall()

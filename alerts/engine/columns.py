@@ -41,6 +41,8 @@ _MIN_ROWS = 64
 # A managed rule's kind: a reading rule's `Check` (0-3), or one of these.
 _RATE_HIGH, _RATE_LOW, _FLAT_HIGH, _FLAT_LOW, _ANOMALY_HIGH, _ANOMALY_LOW = 10, 11, 12, 13, 20, 21
 
+Instant = tuple[int, Mapping[str, float]]  # (ts_ms, values)
+Held = tuple[int, int, Mapping[str, float]]  # an instant of an equipment held as a row: (equipment, ts_ms, values)
 # An instant handed back: (equipment, ts_ms, values, anomaly scores as `FleetDetector.score` gives them or None).
 Loud = tuple[int, int, Mapping[str, float], dict[str, float] | None]
 
@@ -180,6 +182,15 @@ class QuietColumns:
     def ids(self) -> list[int]:
         return list(self._where)
 
+    def partition(self, wave: list[tuple[int, Instant]]) -> tuple[list[Held], list[tuple[int, Instant]]]:
+        """Split a wave of (equipment, (ts_ms, values)): the instants of rows here, as `step` takes them,
+        and the rest as given."""
+        where = self._where
+        held = [(eq_id, ts, values) for eq_id, (ts, values) in wave if eq_id in where]
+        if len(held) == len(wave):
+            return held, []
+        return held, [item for item in wave if item[0] not in where]
+
     def admit(self, eq_id: int, compiled: Compiled, state: EquipmentState,
               banked: tuple[tuple[int, ...], int | None] | None) -> bool:
         """Take ``state`` as a row when it is settled. ``banked``: the bank rows of the detector's metrics
@@ -264,7 +275,7 @@ class QuietColumns:
         group.free.append(row)
         return state
 
-    def step(self, wave: Sequence[tuple[int, int, Mapping[str, float]]], detectors: FleetDetector) -> list[Loud]:
+    def step(self, wave: Sequence[Held], detectors: FleetDetector) -> list[Loud]:
         """Decide one instant (ts_ms, values) of each of several equipment, all rows here, each at most once.
 
         Quiet instants move their rows; the others come back (`Loud`), their rows untouched but their
@@ -304,61 +315,72 @@ class QuietColumns:
 
 class _Pushed:
     """One window rule's buckets for some rows of a wave after a reading each (`push_window`), not yet
-    kept: ``sel`` picks those rows (the ones with a reading of the rule's metric) out of the wave's."""
+    kept: ``sel`` picks those rows (the ones with a reading of the rule's metric) out of the wave's.
+
+    A push writes one bucket (the newest, merged into or appended) and moves the ring's head and count,
+    so only those are read and kept, not whole rings: the newest bucket always ends at the reading
+    (``ts``, ``v``), and a flatline rule alone reads the rings' bounds (with the newest one's own).
+    """
 
     def __init__(self, group: _Group, w: int, sel: np.ndarray, rows: np.ndarray, ts: np.ndarray,
                  v: np.ndarray) -> None:
         window_ms = group.shape.windows_ms[w]
         self.w, self.sel, self.rows = w, sel, rows
-        start, last_ms = group.b_start[rows, w], group.b_last_ms[rows, w]
-        lo, hi, last = group.b_lo[rows, w], group.b_hi[rows, w], group.b_last[rows, w]
-        head, count = group.b_head[rows, w], group.b_count[rows, w].copy()
-        at = np.arange(len(rows))
+        base = (rows * group.n_window + w) * RING  # of each row's ring in the flattened bucket arrays
+        b_start, b_last_ms = group.b_start.reshape(-1), group.b_last_ms.reshape(-1)
+        b_lo, b_hi, b_last = group.b_lo.reshape(-1), group.b_hi.reshape(-1), group.b_last.reshape(-1)
+        head, count = group.b_head[rows, w], group.b_count[rows, w]
         tail = (head + count - 1) % RING
         width = max(1, window_ms // WINDOW_BUCKETS)
-        merge = (count > 0) & (ts - start[at, tail] < width)
-        m, tm = at[merge], tail[merge]
-        lo[m, tm] = np.minimum(lo[m, tm], v[merge])
-        hi[m, tm] = np.maximum(hi[m, tm], v[merge])
-        last[m, tm], last_ms[m, tm] = v[merge], ts[merge]
-        a = at[~merge]
-        pos = (head[a] + count[a]) % RING
-        start[a, pos] = last_ms[a, pos] = ts[a]
-        lo[a, pos] = hi[a, pos] = last[a, pos] = v[~merge]
-        count[a] += 1
+        start = b_start[base + tail]
+        merge = (count > 0) & (ts - start < width)
+        # The bucket written: the tail, widened by the reading; or a new one after it.
+        at = np.where(merge, tail, (head + count) % RING)
+        start = np.where(merge, start, ts)
+        lo, hi = b_lo[base + at], b_hi[base + at]
+        lo = np.where(merge, np.minimum(lo, v), v)
+        hi = np.where(merge, np.maximum(hi, v), v)
+        count = count + ~merge
         horizon = ts - window_ms
         while True:  # keep one bucket that ends at or before the window start (the anchor)
-            drop = (count > 1) & (last_ms[at, (head + 1) % RING] <= horizon)
+            second = (head + 1) % RING
+            ends = np.where(second == at, ts, b_last_ms[base + second])
+            drop = (count > 1) & (ends <= horizon)
             if not drop.any():
                 break
-            head = np.where(drop, (head + 1) % RING, head)
+            head = np.where(drop, second, head)
             count = count - drop
-        newest = (head + count - 1) % RING
-        self.covered = (count >= 2) & (last_ms[at, head] <= last_ms[at, newest] - window_ms)
+        # The head is the bucket written only when it is the ring's one bucket: then nothing is covered
+        # and what is observed below is not read.
+        first_ms, first = b_last_ms[base + head], b_last[base + head]
+        self.covered = (count >= 2) & (first_ms <= ts - window_ms)
         self.full = count >= RING - 1  # never reached (see RING); if it were, the general step takes the row
         kind = int(group.window_kinds[w])
         if kind in (_RATE_HIGH, _RATE_LOW):
             with np.errstate(divide="ignore", invalid="ignore"):  # a window not covered: observes nothing
-                rate = (last[at, newest] - last[at, head]) * 60_000 / (last_ms[at, newest] - last_ms[at, head])
+                rate = (v - first) * 60_000 / (ts - first_ms)
             # A "low" rate rule watches falls: the fall is observed as a positive number (see `evaluate`).
             self.observed = rate if kind == _RATE_HIGH else -rate
         else:
+            n = np.arange(len(rows))
+            ring_lo, ring_hi = group.b_lo[rows, w], group.b_hi[rows, w]
+            ring_lo[n, at], ring_hi[n, at] = lo, hi
             offset = (np.arange(RING)[None, :] - head[:, None]) % RING
             inner = (offset >= 1) & (offset < count[:, None])
-            anchor = last[at, head]
-            low = np.minimum(np.where(inner, lo, np.inf).min(axis=1), anchor)
-            high = np.maximum(np.where(inner, hi, -np.inf).max(axis=1), anchor)
+            low = np.minimum(np.where(inner, ring_lo, np.inf).min(axis=1), first)
+            high = np.maximum(np.where(inner, ring_hi, -np.inf).max(axis=1), first)
             self.observed = high - low
-        self.arrays = (start, last_ms, lo, hi, last, head, count)
+        self.written = (base + at, start, ts, lo, hi, v)
+        self.head, self.count = head, count
 
     def keep(self, group: _Group, quiet: np.ndarray) -> None:
         """Keep the pushed buckets of the wave's quiet rows (``quiet``: a mask over the wave)."""
         which = quiet[self.sel]
         rows, w = self.rows[which], self.w
-        start, last_ms, lo, hi, last, head, count = (x[which] for x in self.arrays)
-        group.b_start[rows, w], group.b_last_ms[rows, w] = start, last_ms
-        group.b_lo[rows, w], group.b_hi[rows, w], group.b_last[rows, w] = lo, hi, last
-        group.b_head[rows, w], group.b_count[rows, w] = head, count
+        at, start, last_ms, lo, hi, last = (x[which] for x in self.written)
+        group.b_start.reshape(-1)[at], group.b_last_ms.reshape(-1)[at] = start, last_ms
+        group.b_lo.reshape(-1)[at], group.b_hi.reshape(-1)[at], group.b_last.reshape(-1)[at] = lo, hi, last
+        group.b_head[rows, w], group.b_count[rows, w] = self.head[which], self.count[which]
 
 
 def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -45,10 +46,11 @@ def run_both(config: AnomalyConfig, streams: dict[str, np.ndarray], step_s: floa
     return expected, got
 
 
-def test_fleet_scores_equal_the_reference_through_learning_spikes_and_rest() -> None:
+@pytest.mark.parametrize("slots", [64, 72], ids=["slots a power of two", "slots not a power of two"])
+def test_fleet_scores_equal_the_reference_through_learning_spikes_and_rest(slots: int) -> None:
     streams = {f"m{k}": series(k, 400) for k in range(3)}
     metrics_of = {"boiler": ("m0", "m1", "m2"), "elevator": ("m1",), "vessel": ("m2", "m0")}
-    expected, got = run_both(SMALL, streams, 600.0, metrics_of)
+    expected, got = run_both(replace(SMALL, table_slots=slots), streams, 600.0, metrics_of)
     assert got == expected
     assert max(r[COMBINED_KEY] for r in got) == 1.0  # the spike scored, and the rest period followed it
     assert any(r[CROSS_KEY] > 0.0 for r in got)
