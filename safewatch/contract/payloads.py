@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from itertools import repeat
+from operator import itemgetter, methodcaller
 from typing import Any, NamedTuple
 
 import orjson
@@ -222,6 +224,50 @@ def decode_telemetry(payload: bytes, limits: Limits) -> TelemetryMessage:
     if not isinstance(entries, list) or not entries:
         raise MalformedPayload("'readings' must be a non-empty list of {equipment, ts, values}")
     default_ts = doc.get("ts")
+    decoded = _decode_uniform(entries, default_ts, limits)
+    rejected: tuple[Rejected, ...] = ()
+    if decoded is None:
+        decoded, rejected = _decode_each(entries, default_ts, limits)
+    extra = {k: v for k, v in doc.items() if k not in _TELEMETRY_FIELDS}
+    return TelemetryMessage(decoded, rejected, extra)
+
+
+_EQUIPMENT = itemgetter("equipment")
+_VALUES = itemgetter("values")
+_NEW_TUPLE = tuple.__new__
+
+
+def _decode_uniform(entries: list[Any], default_ts: Any, limits: Limits) -> tuple[Entry, ...] | None:
+    """Every entry at once when all of them keep the contract and share one instant (a gateway's batch
+    as it should be); None as soon as anything differs, and `_decode_each` says entry by entry what.
+
+    Each check runs over the whole message in C (maps, a join, a set) rather than once an entry in
+    Python: measured, half the decoder's time per entry.
+    """
+    try:
+        codes = list(map(_EQUIPMENT, entries))  # KeyError: no code; TypeError: an entry that is no object
+        values = list(map(_VALUES, entries))
+        joined = "".join(codes)  # TypeError: a code that is no string
+        instants = set(map(methodcaller("get", "ts", default_ts), entries))  # TypeError: unhashable
+    except (KeyError, TypeError):
+        return None
+    lengths = list(map(len, codes))
+    if (not (joined.isascii() and joined.isalnum()) or min(lengths) < 4 or max(lengths) > 32
+            or len(instants) != 1 or set(map(type, values)) != {dict} or not all(values)):
+        return None
+    try:
+        ts_ms = parse_timestamp(instants.pop(), limits)
+    except ContractError:
+        return None
+    if None in map(_valid_values, values):
+        return None
+    # Entry(code, ts_ms, values), built as the named tuple's own __new__ builds it, without a Python call.
+    return tuple(map(_NEW_TUPLE, repeat(Entry), zip(codes, repeat(ts_ms), values)))
+
+
+def _decode_each(entries: list[Any], default_ts: Any, limits: Limits
+                 ) -> tuple[tuple[Entry, ...], tuple[Rejected, ...]]:
+    """Entry by entry: the valid ones, and each bad one (or bad reading of one) rejected with its reason."""
     decoded: list[Entry] = []
     rejected: list[Rejected] = []
     # A message's entries usually share one instant: parse each distinct timestamp once.
@@ -251,8 +297,7 @@ def decode_telemetry(payload: bytes, limits: Limits) -> TelemetryMessage:
             valid = _valid_values_slowly(code, ts_value, values, rejected)
         if valid:
             decoded.append(Entry(code, ts_ms, valid))
-    extra = {k: v for k, v in doc.items() if k not in _TELEMETRY_FIELDS}
-    return TelemetryMessage(tuple(decoded), tuple(rejected), extra)
+    return tuple(decoded), tuple(rejected)
 
 
 def _valid_values_slowly(code: str, ts_value: Any, values: dict[str, Any],

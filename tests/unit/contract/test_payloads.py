@@ -117,3 +117,84 @@ def test_encode_decode_round_trip(entries, ts):
     assert {(r.equipment, r.metric): r.value for r in message.readings} == {
         (code, metric): value for code, values in readings.items() for metric, value in values.items()}
     assert {r.ts_ms for r in message.readings} == {ts}
+
+
+# A gateway's batch as it should be, then perhaps spoiled: what the whole-message checks must catch.
+_SPOILS: dict[str, tuple[str, object]] = {
+    "short code": ("equipment", "AB1"),
+    "long code": ("equipment", "1" * 33),
+    "code with a space": ("equipment", "110015 23201800001"),
+    "code not ASCII": ("equipment", "11001512320180000à"),
+    "code a number": ("equipment", 110015123201800001),
+    "no code": ("equipment", None),
+    "another instant": ("ts", NOW - 1000),
+    "the same instant as a float": ("ts", float(NOW)),
+    "the same instant as text": ("ts", "2026-11-25T16:00:00+08:00"),
+    "a timestamp unhashable": ("ts", [NOW]),
+    "a timestamp in the future": ("ts", NOW + 3_600_000),
+    "a null timestamp": ("ts", None),
+    "values empty": ("values", {}),
+    "values a list": ("values", [1.0]),
+    "no values": ("values", None),
+    "a boolean": ("values", {"drum_pressure": True}),
+    "an integer": ("values", {"drum_pressure": 1}),
+    "a string": ("values", {"drum_pressure": "1.0"}),
+    "out of range": ("values", {"drum_pressure": 1e9}),
+    "unknown metric": ("values", {"warp": 1.0}),
+    "the entry a string": ("entry", "not an object"),
+    "the entry a list": ("entry", [CODE]),
+}
+
+
+def _gateway_batch(n: int, message_ts: object, spoils: list[tuple[int, str]]) -> dict[str, object]:
+    """``n`` entries of one instant (on the message, or on each entry when ``message_ts`` is None), spoiled."""
+    entries: list[object] = [{"equipment": f"1100151232018{i:05d}", "values": {"drum_pressure": 1.0 + i / 10,
+                                                                              "drum_level": -12.5}}
+                             for i in range(n)]
+    if message_ts is None:
+        for entry in entries:
+            entry["ts"] = NOW  # type: ignore[index]
+    for index, name in spoils:
+        field, value = _SPOILS[name]
+        entry = entries[index % n]
+        if field == "entry":
+            entries[index % n] = value
+        elif isinstance(entry, dict) and value is None and field != "ts":
+            entry.pop(field, None)
+        elif isinstance(entry, dict):
+            entry[field] = value
+    return {"readings": entries} if message_ts is None else {"ts": message_ts, "readings": entries}
+
+
+def _assert_at_once_as_each(doc: dict[str, object]) -> bool:
+    """`_decode_uniform` takes a message only when it would decode with nothing rejected, and then gives
+    what `_decode_each` gives; `decode_telemetry` gives that too. Returns whether it was taken at once."""
+    from safewatch.contract.payloads import Entry, _decode_each, _decode_uniform
+
+    readings = orjson.loads(orjson.dumps(doc))["readings"]
+    expected = _decode_each(readings, doc.get("ts"), LIMITS)
+    at_once = _decode_uniform(readings, doc.get("ts"), LIMITS)
+    if at_once is not None:
+        assert (at_once, ()) == expected
+        assert all(type(e) is Entry for e in at_once)
+    message = decode_telemetry(orjson.dumps(doc), LIMITS)
+    assert (message.entries, message.rejected) == expected
+    return at_once is not None
+
+
+@pytest.mark.parametrize("message_ts", [NOW, None, "2026-11-25T08:00:00Z"])
+def test_a_gateway_batch_as_it_should_be_decodes_at_once(message_ts):
+    assert _assert_at_once_as_each(_gateway_batch(3, message_ts, []))
+
+
+@pytest.mark.parametrize("spoil", sorted(_SPOILS))
+def test_one_spoiled_entry_decodes_as_entry_by_entry(spoil):
+    taken = _assert_at_once_as_each(_gateway_batch(3, NOW, [(1, spoil)]))
+    # Only a spoil that changes nothing the decoder keeps may still go at once.
+    assert not taken or spoil in ("an integer", "the same instant as a float", "the same instant as text")
+
+
+@given(n=st.integers(1, 6), message_ts=st.sampled_from([NOW, None, "2026-11-25T08:00:00Z"]),
+       spoils=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(sorted(_SPOILS))), max_size=3))
+def test_any_spoiled_batch_decodes_as_entry_by_entry(n, message_ts, spoils):
+    _assert_at_once_as_each(_gateway_batch(n, message_ts, spoils))
