@@ -243,53 +243,46 @@ class DetectorBank(_Rows):
         return score
 
     def _novelty(self, rows: np.ndarray, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`MetricDetector._novelty` of each row: fractions of novel sequence and daily contexts."""
-        c = self.config
-        flat = self.tables.reshape(-1)
-        n_tables, width = c.tables, self.width
-        base = rows * n_tables
-        slots = np.uint64(c.table_slots)
-        daily = c.tod_buckets > 0
-        if daily:
-            tod = (((t + c.tod_offset_s) % _DAY_S) * c.tod_buckets / _DAY_S).astype(np.int64)
-        seq_novel = np.zeros(len(rows), dtype=np.int64)
-        tod_novel = np.zeros(len(rows), dtype=np.int64)
-        r = 0
-        for v in range(len(c.bins)):
-            bins = self.bins[rows, v]
-            bins[:, 1:] = bins[:, :-1]
-            bins[:, 0] = np.clip(np.floor((x - self.lo[rows]) / self.step[rows, v]), -_BIN_CLIP, _BIN_CLIP)
-            self.bins[rows, v] = bins
-            keys = bins.view(np.uint64) + np.uint64(7)
-            seed = np.full(len(rows), 7919 * (v + 1), dtype=np.uint64)
-            seq_novel += self._mark(flat, base + r, seed, keys, c.max_order, slots, width)
-            r += c.max_order
-            if daily:
-                seed = (7919 * (v + 1) + 104729 * (tod + 1)).astype(np.uint64)
-                tod_novel += self._mark(flat, base + r, seed, keys, c.tod_order, slots, width)
-                r += c.tod_order
-        grids = len(c.bins)
-        seq = seq_novel / (grids * c.max_order)
-        tod_raw = tod_novel / (grids * c.tod_order) if daily and c.tod_order else np.zeros(len(rows))
-        return seq, tod_raw
+        """`MetricDetector._novelty` of each row: fractions of novel sequence and daily contexts.
 
-    @staticmethod
-    def _mark(flat: np.ndarray, table_rows: np.ndarray, h: np.ndarray, keys: np.ndarray, order: int,
-              slots: np.uint64, width: int) -> np.ndarray:
-        """`anomaly._mark_contexts` for every row at once: mark the contexts, count those not seen before."""
-        novel = np.zeros(len(h), dtype=np.int64)
+        Every grid at once (its tables are its own): each array operation covers (rows, grids).
+        """
+        c = self.config
+        grids, daily = len(c.bins), c.tod_buckets > 0
+        bins = self.bins[rows]  # (rows, grids, max_order): each grid's latest bins, newest first
+        bins[:, :, 1:] = bins[:, :, :-1]
+        bins[:, :, 0] = np.clip(np.floor((x - self.lo[rows])[:, None] / self.step[rows]), -_BIN_CLIP, _BIN_CLIP)
+        self.bins[rows] = bins
+        keys = bins.view(np.uint64) + np.uint64(7)
+        # A grid's tables: max_order of sequence contexts, then (daily) tod_order of daily ones.
+        per_grid = c.max_order + (c.tod_order if daily else 0)
+        first = rows[:, None] * c.tables + np.arange(grids) * per_grid  # (rows, grids)
+        grid_seeds = 7919 * (np.arange(grids, dtype=np.uint64) + np.uint64(1))
+        seed = np.broadcast_to(grid_seeds, first.shape)
+        seq = self._mark(first, seed, keys, c.max_order) / (grids * c.max_order)
+        if daily and c.tod_order:
+            tod = (((t + c.tod_offset_s) % _DAY_S) * c.tod_buckets / _DAY_S).astype(np.int64)
+            seed = grid_seeds + (104729 * (tod + 1)).astype(np.uint64)[:, None]
+            return seq, self._mark(first + c.max_order, seed, keys, c.tod_order) / (grids * c.tod_order)
+        return seq, np.zeros(len(rows))
+
+    def _mark(self, tables: np.ndarray, h: np.ndarray, keys: np.ndarray, order: int) -> np.ndarray:
+        """`anomaly._mark_contexts` for every row and grid at once: mark the contexts of the first ``order``
+        bins, in the tables from ``tables`` on; count per row those not seen before."""
+        flat = self.tables.reshape(-1)
+        width, slots = self.width, np.uint64(self.config.table_slots)
+        novel = np.zeros(tables.shape, dtype=np.int64)
         mask, prime, one = np.uint64(_MASK), np.uint64(_PRIME), np.uint64(1)
         for k in range(order):
-            h = (h * prime + keys[:, k]) & mask
+            h = (h * prime + keys[:, :, k]) & mask
             # h % slots; a mask when slots is a power of two (the engine's 2048): 9 times cheaper, same bits
             slot = h & (slots - one) if slots & (slots - one) == 0 else h % slots
-            at = (table_rows + k) * width + (slot >> np.uint64(3)).astype(np.int64)
-            bit = (np.uint64(1) << (slot & np.uint64(7))).astype(np.uint8)
+            at = (tables + k) * width + (slot >> np.uint64(3)).astype(np.int64)
+            bit = (one << (slot & np.uint64(7))).astype(np.uint8)
             byte = flat[at]
-            fresh = (byte & bit) == 0
-            novel += fresh
+            novel += (byte & bit) == 0
             flat[at] = byte | bit
-        return novel
+        return novel.sum(axis=1)
 
 
 class CrossBank(_Rows):
