@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -113,13 +112,6 @@ class Readings:
         self.ts_ms.append(ts_ms)
         self.values.append(values)
         self.count += len(values)
-
-    def extend(self, equipment_ids: list[int], ts_ms: list[int], values: list[dict[str, float]]) -> None:
-        """Many entries, as `add` adds one (the three lists in step)."""
-        self.equipment_ids += equipment_ids
-        self.ts_ms += ts_ms
-        self.values += values
-        self.count += sum(map(len, values))
 
     def __len__(self) -> int:
         return self.count
@@ -233,43 +225,14 @@ def _telemetry(batch: Batch, m: RawMessage, gw: str, registry: Mapping[str, Boun
     for rej in msg.rejected:
         batch.dead_letters.append(DeadLetter(m.topic, gw, rej.equipment, rej.reason, rej.detail,
                                              orjson.dumps(rej.entry)))
-    if not _add_whole(batch.readings, gw, registry, msg.entries):
-        _add_each(batch, m, gw, registry, msg.entries)
-
-
-_CODE, _TS, _VALUES = itemgetter(0), itemgetter(1), itemgetter(2)  # of an `Entry`
-_ID, _GATEWAY, _CATEGORY = itemgetter(0), itemgetter(1), itemgetter(2)  # of a `Bound`
-
-
-def _add_whole(readings: Readings, gw: str, registry: Mapping[str, Bound], entries: tuple[Entry, ...]) -> bool:
-    """Add every entry at once when each equipment is bound to ``gw`` and reports only its category's
-    metrics (a gateway's batch as it should be); False, adding nothing, as soon as one is not.
-
-    The checks run over the whole message in C (maps, a set) rather than once an entry in Python.
-    """
-    bounds = list(map(registry.get, map(_CODE, entries)))
-    if None in bounds or set(map(_GATEWAY, bounds)) != {gw}:
-        return False
-    values = list(map(_VALUES, entries))
-    try:
-        if not all(map(frozenset.issuperset, map(CATEGORY_KEYS.__getitem__, map(_CATEGORY, bounds)), values)):
-            return False
-    except KeyError:  # a category without metrics
-        return False
-    readings.extend(list(map(_ID, bounds)), list(map(_TS, entries)), values)
-    return True
-
-
-def _add_each(batch: Batch, m: RawMessage, gw: str, registry: Mapping[str, Bound], entries: tuple[Entry, ...]) -> None:
-    """Entry by entry: what this gateway may not report goes to dead letters, the rest is added."""
     refused: set[str] = set()
     readings = batch.readings
-    for e in entries:
+    for e in msg.entries:
         bound = registry.get(e.equipment)
         if bound is None or bound.gateway_id != gw:
             if e.equipment not in refused:
                 refused.add(e.equipment)
-                _refuse(batch, m.topic, gw, e, entries, _refusal(e.equipment, gw, bound))
+                _refuse(batch, m.topic, gw, e, msg.entries, _refusal(e.equipment, gw, bound))
             continue
         if e.values.keys() <= CATEGORY_KEYS.get(bound.category, frozenset()):
             readings.add(bound.equipment_id, e.ts_ms, e.values)
