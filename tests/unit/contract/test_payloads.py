@@ -194,7 +194,7 @@ def test_one_spoiled_entry_decodes_as_entry_by_entry(spoil):
     assert not taken or spoil in ("an integer", "the same instant as a float", "the same instant as text")
 
 
-@given(n=st.integers(1, 6), message_ts=st.sampled_from([NOW, None, "2026-11-25T08:00:00Z"]),
-       spoils=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(sorted(_SPOILS))), max_size=3))
+@given(n=st.integers(1, 12), message_ts=st.sampled_from([NOW, None, "2026-11-25T08:00:00Z"]),
+       spoils=st.lists(st.tuples(st.integers(0, 11), st.sampled_from(sorted(_SPOILS))), max_size=3))
 def test_any_spoiled_batch_decodes_as_entry_by_entry(n, message_ts, spoils):
     _assert_at_once_as_each(_gateway_batch(n, message_ts, spoils))
