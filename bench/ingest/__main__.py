@@ -482,6 +482,14 @@ def report(r: dict[str, object], broker_msg_s: float, copy_readings_s: float, wr
     wall = float(r["drained_s"])  # type: ignore[arg-type]
     print("  CPU (seconds, and cores busy on average over the run): " + "; ".join(
         f"{k} {v:.1f} s ({v / wall:.2f})" for k, v in cpu.items()))  # type: ignore[union-attr]
+    # What limits it when the cores are busy: the CPU each reading costs, all processes together.
+    readings = int(r["readings"])  # type: ignore[call-overload]
+    per_reading = {k: v / readings * 1e6 for k, v in cpu.items()}  # type: ignore[union-attr]
+    total = sum(per_reading.values())
+    cores = os.cpu_count() or 1
+    print("  CPU per reading: " + "; ".join(f"{k} {v:.2f} µs" for k, v in per_reading.items())
+          + f"; in all {total:.2f} µs, so {cores} cores fully busy take at most {cores / total * 1e6:,.0f} "
+          f"readings/s ({sum(cpu.values()) / (cores * wall):.0%} of the cores busy in this run)")  # type: ignore[union-attr]
     if r["alerts_at_drain"] is not None:
         drained = r["alerts_drained_s"]
         print(f"  alert engine: {r['alerts_at_drain']:,.0f} readings evaluated when the ingest had stored all; "
