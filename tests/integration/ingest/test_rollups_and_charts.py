@@ -134,3 +134,58 @@ def test_a_minute_is_refreshed_once_its_writers_leave_it() -> None:
             assert rolled() == (3, 2.0)
     finally:
         drop_database(url)
+
+
+def test_an_hour_gains_each_new_minute_and_is_reaggregated_when_one_is_redone() -> None:
+    """Plain storage: a minute rolled up for the first time is added to its hour; a minute rolled up again
+    (late data) has its hour re-aggregated. Either way the hour equals its minutes aggregated afresh."""
+    url = create_database(storage="plain")
+    try:
+        with psycopg.connect(url) as c:
+            registry = demo_registry(parse_divisions(shipped_divisions_text()), 5, seed=7, gateway_prefix="hours")
+            insert_registry(c, registry)
+            ids = [r[0] for r in c.execute("SELECT id FROM equipment ORDER BY id LIMIT 2")]
+            assert prepare(c) is True
+            hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+            start = int(hour.timestamp() * 1000)
+
+            def write(minute: int, values: list[float]) -> None:
+                rows = [ReadingRow(eq_id, SPEED, start + minute * 60_000 + i * 1000, v + eq_id)
+                        for eq_id in ids for i, v in enumerate(values)]
+                write_batch(c, Batch(readings=rows), mark_rollups=True)
+
+            def refresh() -> int:
+                return refresh_rollups(c, datetime.now(UTC) + timedelta(minutes=5))
+
+            def hour_rows() -> list[tuple[object, ...]]:
+                return c.execute("SELECT equipment_id, n, min, max, sum, avg FROM readings_1h WHERE bucket = %s "
+                                 "ORDER BY equipment_id", (hour,)).fetchall()
+
+            def minutes_afresh() -> list[tuple[object, ...]]:
+                return c.execute("SELECT equipment_id, sum(n), min(min), max(max), sum(sum), sum(sum) / sum(n) "
+                                 "FROM readings_1m WHERE bucket >= %s AND bucket < %s GROUP BY equipment_id "
+                                 "ORDER BY equipment_id", (hour, hour + timedelta(hours=1))).fetchall()
+
+            def assert_hour_is_its_minutes(n: int, low: float, high: float) -> None:
+                got, want = hour_rows(), minutes_afresh()
+                assert [r[:4] for r in got] == [r[:4] for r in want]  # counts and extremes exactly
+                assert [r[4:] for r in got] == [pytest.approx(r[4:]) for r in want]  # sums in another order
+                assert [r[1:4] for r in got] == [(n, low + eq_id, high + eq_id) for eq_id in ids]
+
+            write(0, [1.0, 2.0, 3.0])
+            assert refresh() == 1
+            assert_hour_is_its_minutes(3, 1.0, 3.0)
+            write(1, [0.5, 4.0])
+            assert refresh() == 1  # a new minute: added to the hour
+            assert_hour_is_its_minutes(5, 0.5, 4.0)
+            # Late data in minute 0 (its first three redelivered, one new) with a new minute 59: minute 0
+            # is rolled up again and its hour re-aggregated, minute 59 with it (not added a second time).
+            write(0, [1.0, 2.0, 3.0, 9.0])
+            write(59, [2.5])
+            assert refresh() == 2
+            assert_hour_is_its_minutes(7, 0.5, 9.0)
+            write(58, [-1.0])
+            assert refresh() == 1
+            assert_hour_is_its_minutes(8, -1.0, 9.0)
+    finally:
+        drop_database(url)
