@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingest.batching import Batch, ReadingRow
+from ingest.batching import Batch, ReadingRow, Readings
 from ingest.rollups import refresh_rollups
 from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS_BY_KEY
@@ -187,5 +187,40 @@ def test_an_hour_gains_each_new_minute_and_is_reaggregated_when_one_is_redone() 
             write(58, [-1.0])
             assert refresh() == 1
             assert_hour_is_its_minutes(8, -1.0, 9.0)
+    finally:
+        drop_database(url)
+
+
+def test_minute_rollups_from_the_wide_tables_equal_the_narrow_readings_grouped() -> None:
+    """Plain storage: each category's minute, aggregated column by column and turned narrow, is the
+    narrow view's readings grouped by equipment and metric (metrics missing at some instants too):
+    counts and extremes exactly, sums and means up to the order their terms are added in, which SQL
+    leaves to the plan."""
+    url = create_database(storage="plain")
+    try:
+        with psycopg.connect(url) as c:
+            assert prepare(c) is True
+            minute = (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)
+            start = int(minute.timestamp() * 1000)
+            readings = Readings()
+            for table in READING_TABLES:
+                keys = [m.key for m in table.metrics]
+                for eq_id in (1, 2):
+                    for second in range(0, 60, 7):
+                        # A rotating subset of the table's metrics, values that do not sum exactly.
+                        values = {k: second / 3 + i * 0.1 + eq_id for i, k in enumerate(keys) if (i + second) % 3}
+                        readings.add(eq_id + 10 * len(keys), start + second * 1000, values)
+            write_batch(c, Batch(readings=readings), mark_rollups=True)
+            assert refresh_rollups(c, datetime.now(UTC) + timedelta(minutes=5)) == 1
+            got = c.execute("SELECT equipment_id, metric_id, avg, min, max, n, sum FROM readings_1m "
+                            "ORDER BY 1, 2").fetchall()
+            grouped = c.execute("SELECT equipment_id, metric_id, avg(value), min(value), max(value), count(*), "
+                                "sum(value) FROM readings WHERE time >= %s AND time < %s GROUP BY 1, 2 ORDER BY 1, 2",
+                                (minute, minute + timedelta(minutes=1))).fetchall()
+            assert len(got) == sum(2 * len(t.metrics) for t in READING_TABLES)
+            assert [(e, m, lo, hi, n) for e, m, _, lo, hi, n, _ in got] == [
+                (e, m, lo, hi, n) for e, m, _, lo, hi, n, _ in grouped]
+            assert [(avg, total) for *_, avg, _, _, _, total in got] == [
+                pytest.approx((avg, total), rel=1e-12) for *_, avg, _, _, _, total in grouped]
     finally:
         drop_database(url)
