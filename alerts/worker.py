@@ -88,6 +88,7 @@ from safewatch.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_TS, _VALUES = itemgetter(0), itemgetter(1)  # of an instant, (ts_ms, values)
 SILENCE_TICK_MS = 10_000  # silence is judged each time the shard's event time passes a 10 s boundary
 
 
@@ -260,12 +261,12 @@ class Engine:
                         eq_id, self.rules_for(eq_id), self.state_of(eq_id),
                         online=msg.state is GatewayState.ONLINE, ts_ms=ts)
                     effects.extend(new)
-        if not repeated:  # the common case, one wave: each equipment's one instant, in C-level passes
-            wave = [(eq_id, instants[0]) for eq_id, instants in per_equipment.items()]
-            evaluated = sum(map(len, map(itemgetter(1), map(itemgetter(1), wave))))
-            newest = max(map(itemgetter(0), map(itemgetter(1), wave)), default=None)
-            if wave:
-                self._step_wave(wave, effects)
+        if not repeated:  # the common case, one wave: each equipment's one instant (counted in C-level passes)
+            firsts = [instants[0] for instants in per_equipment.values()]
+            evaluated = sum(map(len, map(_VALUES, firsts)))
+            newest = max(map(_TS, firsts), default=None)
+            if firsts:
+                self._step_wave(list(zip(per_equipment, firsts, strict=True)), effects)
         else:
             merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
             evaluated = sum(len(values) for instants in merged.values() for _, values in instants)

@@ -68,6 +68,9 @@ CROSS_KEY = "_cross"
 """Key of `EquipmentDetector.update`'s result holding the cross-metric (Mahalanobis) score."""
 
 _MASK = (1 << 61) - 1
+# A value past this many grid steps from the learned range is in the last bin: beyond it the step count
+# is no integer a float can tell apart (or, over a range of a few ulps, infinite).
+BIN_CLIP = float(2**62)
 _PRIME = 1_000_003
 _LOG_TAIL_FLOOR = math.log(1e-10)
 _SQRT2 = math.sqrt(2.0)
@@ -413,7 +416,7 @@ class MetricDetector:
         xs, ts = self._learn_x, self._learn_t
         lo, hi = float(np.min(xs)), float(np.max(xs))
         span = hi - lo
-        if span <= 0.0:
+        if not span / max(self.config.bins) > 0.0:  # flat, or so narrow its grid steps would be 0.0
             span = max(abs(lo) * 0.1, 1.0)
         self._lo, self._span = lo, span
         self._seen_min, self._seen_max = lo, hi
@@ -438,7 +441,7 @@ class MetricDetector:
         for v, (lo, width) in enumerate(self._grids):
             bins = self._bin_lists[v]
             bins.pop()
-            bins.insert(0, math.floor((x - lo) / width))
+            bins.insert(0, math.floor(min(max((x - lo) / width, -BIN_CLIP), BIN_CLIP)))
             seq_novel += _mark_contexts(rows, r, 7919 * (v + 1), bins, c.max_order, slots)
             r += c.max_order
             if tod >= 0:

@@ -17,10 +17,6 @@ Every score equals the reference's bit for bit, shown by tests that run both on 
 - a stream still learning is a reference `MetricDetector` (learning is only collecting readings);
   it moves into the bank, state copied exactly, when its learning ends;
 - the cross-metric term (a 2-3 metric solve per equipment) stays the reference's own object.
-
-The one difference: a quantisation bin beyond ±2**62 (a value 10**18 grid steps out of the learned
-range, which the contract's physical limits rule out) is clipped, where the reference's Python ints
-are unbounded.
 """
 
 from __future__ import annotations
@@ -36,6 +32,7 @@ from alerts.engine.anomaly import (
     _MASK,
     _PRIME,
     _SQRT2,
+    BIN_CLIP,
     COMBINED_KEY,
     CROSS_KEY,
     AnomalyConfig,
@@ -47,7 +44,6 @@ from alerts.engine.anomaly import (
 
 __all__ = ["DetectorBank", "FleetDetector"]
 
-_BIN_CLIP = float(2**62)
 _MIN_ROWS = 256
 
 # ``math``'s erfc and log over arrays, value by value (numpy's own may differ in the last bit).
@@ -251,7 +247,9 @@ class DetectorBank(_Rows):
         grids, daily = len(c.bins), c.tod_buckets > 0
         bins = self.bins[rows]  # (rows, grids, max_order): each grid's latest bins, newest first
         bins[:, :, 1:] = bins[:, :, :-1]
-        bins[:, :, 0] = np.clip(np.floor((x - self.lo[rows])[:, None] / self.step[rows]), -_BIN_CLIP, _BIN_CLIP)
+        with np.errstate(over="ignore"):  # steps past the float range: clipped to the last bin, as the reference
+            steps = (x - self.lo[rows])[:, None] / self.step[rows]
+        bins[:, :, 0] = np.clip(np.floor(steps), -BIN_CLIP, BIN_CLIP)
         self.bins[rows] = bins
         keys = bins.view(np.uint64) + np.uint64(7)
         # A grid's tables: max_order of sequence contexts, then (daily) tod_order of daily ones.

@@ -157,3 +157,17 @@ def test_bank_refuses_a_learning_detector_and_grows() -> None:
     rows = [bank.put(trained) for _ in range(5)]
     assert rows == [0, 1, 2, 3, 4] and bank.capacity >= 5
     assert bank.get(4).to_state() == trained.to_state()
+
+
+def test_a_learning_range_a_few_ulps_wide_and_values_far_beyond_it() -> None:
+    """Readings that differ by the smallest float while learning, then far away: the grid falls back to
+    a usable width instead of dividing by 0.0, and a value past 2**62 steps is in the last bin; the
+    reference and the bank agree throughout (this once raised ZeroDivisionError and OverflowError)."""
+    learning = [0.0, 5e-324] * (SMALL.learning_period // 2)
+    later = [1e6, -1e6, 5e-324, 0.0, 1e6] * 20
+    expected, got = run_both(SMALL, {"m": np.array(learning + later)}, 60.0, {"eq": ("m",)})
+    assert got == expected
+    tiny = [0.0, 1e-310] * (SMALL.learning_period // 2)  # a width that divides, into steps past 2**62
+    expected, got = run_both(SMALL, {"m": np.array(tiny + later)}, 60.0, {"eq": ("m",)})
+    assert got == expected
+    assert max(r["m"] for r in got) == 1.0
