@@ -3,9 +3,9 @@
 ``python -m bench.ingest.rollups [--equipment 2000] [--hours 24] [--schema 33,34]``
 
 For each schema version: a fresh database migrated up to it; ``--hours`` of 1-minute and 1-hour rollups
-of ``--equipment`` equipment (8 metrics each) already stored, ending at minute 58 of the current hour;
-then one minute of readings written the service's way (marking the minute) and the refresh timed: the
-backend's CPU and the wall clock, twice (the second: the next minute, as every refresh at that pace).
+of ``--equipment`` equipment (8 metrics each) already stored, ending at minute 57 of the current hour;
+then minute 58 of readings (8 a second per equipment) written the service's way, marking the minute,
+and the refresh timed (the backend's CPU and the wall clock); then the same for minute 59.
 Schema 33 finds a bucket's rollups by scanning the whole rollup tables, groups the narrow view's
 readings by equipment and metric, and re-aggregates the hour from its minutes; 34 reads the bucket
 alone, aggregates the wide tables column by column, and adds the minute to its hour (the migration
