@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Set
+from collections.abc import Set
 
 import psycopg
 
@@ -22,12 +22,11 @@ class RegistryCache(dict[str, Bound]):
         self._missing: dict[str, float] = {}
         self._negative_ttl_s = negative_ttl_s
 
-    def refresh(self, conn: psycopg.Connection, codes: Iterable[str]) -> None:
+    def refresh(self, conn: psycopg.Connection, codes: Set[str]) -> None:
         """Look up the codes not cached (nor recently found missing)."""
         now = time.monotonic()
         # Every batch passes through here: the set difference keeps the steady state (all cached) in C.
-        uncached = (codes if isinstance(codes, Set) else set(codes)) - self.keys()
-        wanted = sorted(c for c in uncached if self._missing.get(c, 0.0) <= now)
+        wanted = sorted(c for c in codes - self.keys() if self._missing.get(c, 0.0) <= now)
         if not wanted:
             return
         rows = conn.execute(SELECT_BOUND_EQUIPMENT, (wanted,)).fetchall()

@@ -45,7 +45,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from bench.alerts.engine import trained_states
-from bench.ingest.instances import PrivateBroker, bench_server, free_port
+from bench.ingest.instances import PrivateBroker, bench_server, cpu_of, free_port
 from bench.ingest.publisher import RawPublisher, entry
 from ingest.copy_format import pack, pack_nullable, timestamptz_from_ms
 from safewatch.db import with_database
@@ -348,7 +348,7 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
     with psycopg.connect(pipe.db_url) as c:
         backends = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                                             "AND application_name = 'safewatch' AND pid <> pg_backend_pid()")]
-    pg_cpu0 = _cpu_of(backends)
+    pg_cpu0 = cpu_of(backends)
     metrics0 = pipe.scrape()
     started = time.monotonic()
     pubs = []
@@ -402,7 +402,7 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
     metrics1 = pipe.scrape()
     cpu = {p.name: p.cpu() - p.cpu0 for p in pipe.procs}
     cpu["mosquitto"] = sum(broker_proc.cpu_times()[:2]) - broker_cpu0
-    cpu["postgres (our backends)"] = _cpu_of(backends) - pg_cpu0
+    cpu["postgres (our backends)"] = cpu_of(backends) - pg_cpu0
     cpu["publishers"] = pub_cpu
     alerts_at_drain = _alerts_evaluated(pipe) if alerts else None
     alerts_drained_s = None
@@ -452,15 +452,6 @@ def alert_shards(conn: psycopg.Connection, workers: int) -> list[list[str]]:
     return [leagues for _, leagues in shards]
 
 
-def _cpu_of(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def report(r: dict[str, object], broker_msg_s: float, copy_readings_s: float, writer_rows_s: float,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from safewatch.demo import free_port
@@ -188,3 +189,15 @@ def bench_server(private_settings: str | None) -> Iterator[str]:
     print(f"private PostgreSQL cluster with: {', '.join(settings) or 'its defaults'}")
     with PrivatePostgres(extra="\n".join(settings)) as pg:
         yield pg.url
+
+
+def cpu_of(pids: list[int]) -> float:
+    """User + system CPU seconds of these local processes (a PostgreSQL backend's, say); gone ones count 0."""
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total

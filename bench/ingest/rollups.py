@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from bench.ingest.instances import SHARED_SERVER_URL
+from bench.ingest.instances import SHARED_SERVER_URL, cpu_of
 from ingest.batching import Batch, Readings
 from ingest.rollups import refresh_rollups
 from ingest.writer import ensure_partitions, prepare, write_batch
@@ -42,13 +42,6 @@ INSERT INTO readings_1h (bucket, equipment_id, metric_id, avg, min, max, n, sum)
 SELECT date_trunc('hour', bucket), equipment_id, metric_id, sum(sum) / sum(n), min(min), max(max), sum(n), sum(sum)
 FROM readings_1m GROUP BY 1, 2, 3
 """
-
-
-def _backend_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a local PostgreSQL backend (the server runs on this machine)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 ELEVATOR = ("service_mode", "car_moving", "direction", "door_zone", "floor", "door_locked", "passenger_present",
@@ -93,9 +86,9 @@ def run(schema: int, equipment: int, hours: int) -> None:
             pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
             for minute in (last + timedelta(minutes=1), last + timedelta(minutes=2)):
                 write_batch(conn, _minute_of_readings(equipment, minute), mark_rollups=True)
-                cpu0, wall0 = _backend_cpu_s(pid), time.monotonic()
+                cpu0, wall0 = cpu_of([pid]), time.monotonic()
                 refreshed = refresh_rollups(conn, minute + timedelta(minutes=5))
-                cpu, wall = _backend_cpu_s(pid) - cpu0, time.monotonic() - wall0
+                cpu, wall = cpu_of([pid]) - cpu0, time.monotonic() - wall0
                 print(f"  refresh of minute {minute:%H:%M} ({refreshed} minute, {equipment * 60 * 8:,} readings): "
                       f"PostgreSQL {cpu:.2f} s CPU, {wall:.2f} s wall")
     finally:

@@ -188,9 +188,14 @@ def _number(metric: str, value: Any) -> float:
     return number
 
 
+_CODE_MIN, _CODE_MAX = 4, 32  # an equipment code's length: ASCII letters and digits
+
+
 def _equipment_code(value: Any) -> str:
-    if not isinstance(value, str) or not (4 <= len(value) <= 32) or not value.isascii() or not value.isalnum():
-        raise MalformedPayload(f"equipment {value!r} is not an equipment code (4-32 ASCII letters and digits)")
+    if (not isinstance(value, str) or not (_CODE_MIN <= len(value) <= _CODE_MAX) or not value.isascii()
+            or not value.isalnum()):
+        raise MalformedPayload(f"equipment {value!r} is not an equipment code "
+                               f"({_CODE_MIN}-{_CODE_MAX} ASCII letters and digits)")
     return value
 
 
@@ -257,7 +262,7 @@ def _decode_uniform(entries: list[Any], default_ts: Any, limits: Limits) -> tupl
     except (KeyError, TypeError):
         return None
     lengths = list(map(len, codes))
-    if (not (joined.isascii() and joined.isalnum()) or min(lengths) < 4 or max(lengths) > 32
+    if (not (joined.isascii() and joined.isalnum()) or min(lengths) < _CODE_MIN or max(lengths) > _CODE_MAX
             or len(instants) != 1 or set(map(type, values)) != {dict} or not all(values)):
         return None
     try:
