@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from itertools import repeat
-from operator import itemgetter, methodcaller
-from typing import Any, NamedTuple
+from operator import attrgetter
+from typing import Annotated, Any, NamedTuple, Union
 
+import msgspec
 import orjson
+from msgspec import UNSET, UnsetType
 
 from safewatch.contract.catalogue import EVENTS_BY_TYPE, METRICS_BY_KEY
 from safewatch.contract.errors import (
@@ -132,13 +134,16 @@ class GatewayStatus:
 
 
 _TELEMETRY_FIELDS = frozenset({"ts", "readings"})
-_ENTRY_FIELDS = frozenset({"equipment", "ts", "values"})
 _EVENT_FIELDS = frozenset({"equipment", "ts", "type", "active", "details"})
 
 
-def _load(payload: bytes, limits: Limits) -> dict[str, Any]:
+def _check_size(payload: bytes, limits: Limits) -> None:
     if len(payload) > limits.max_payload_bytes:
         raise PayloadTooLarge(f"payload of {len(payload)} bytes is over the {limits.max_payload_bytes}-byte limit")
+
+
+def _load(payload: bytes, limits: Limits) -> dict[str, Any]:
+    _check_size(payload, limits)
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -222,54 +227,64 @@ def _valid_values(values: dict[str, Any]) -> dict[str, float] | None:
     return values
 
 
-# Checking a message whole costs about 2 µs more per message and 0.25 µs less per entry than entry by
-# entry (measured): from 8 entries on it gains, and a gateway's batch of 50 decodes 11 % faster.
-_WHOLE_FROM = 8
-
-
 def decode_telemetry(payload: bytes, limits: Limits) -> TelemetryMessage:
     """Decode a telemetry payload; raise `ContractError` only when nothing of it is usable."""
+    _check_size(payload, limits)
+    whole = _decode_whole(payload, limits)
+    if whole is not None:
+        return TelemetryMessage(whole)
     doc = _load(payload, limits)
     entries = doc.get("readings")
     if not isinstance(entries, list) or not entries:
         raise MalformedPayload("'readings' must be a non-empty list of {equipment, ts, values}")
-    default_ts = doc.get("ts")
-    decoded = _decode_uniform(entries, default_ts, limits) if len(entries) >= _WHOLE_FROM else None
-    rejected: tuple[Rejected, ...] = ()
-    if decoded is None:
-        decoded, rejected = _decode_each(entries, default_ts, limits)
+    decoded, rejected = _decode_each(entries, doc.get("ts"), limits)
     extra = {k: v for k, v in doc.items() if k not in _TELEMETRY_FIELDS}
     return TelemetryMessage(decoded, rejected, extra)
 
 
-_EQUIPMENT = itemgetter("equipment")
-_VALUES = itemgetter("values")
+# A gateway's batch as it should be, as msgspec types derived from the catalogue: every metric known
+# (an unknown one fails), a number (not a boolean) in its physical range, no field beside "ts" and
+# "readings". msgspec checks all of it in C while it parses; the rest (codes, one instant) is a few
+# C-level passes. Measured: 51 µs instead of 85 for a batch of 50 equipment (docs/decisions.md).
+_WireValues = msgspec.defstruct(
+    "_WireValues",
+    [(m.key, Union[Annotated[float, msgspec.Meta(ge=m.lo, le=m.hi)], UnsetType], UNSET)
+     for m in METRICS_BY_KEY.values()],
+    forbid_unknown_fields=True, gc=False)
+_Instant = Union[int, str, None, UnsetType]
+_WireEntry = msgspec.defstruct("_WireEntry", [("equipment", str), ("values", _WireValues),
+                                              ("ts", _Instant, UNSET)], gc=False)
+_WireBatch = msgspec.defstruct("_WireBatch", [("readings", list[_WireEntry]), ("ts", _Instant, UNSET)],
+                               forbid_unknown_fields=True, gc=False)
+_WHOLE = msgspec.json.Decoder(_WireBatch)
+_CODE_OF = attrgetter("equipment")
+_VALUES_OF = attrgetter("values")
+_TS_OF = attrgetter("ts")
 _NEW_TUPLE = tuple.__new__
 
 
-def _decode_uniform(entries: list[Any], default_ts: Any, limits: Limits) -> tuple[Entry, ...] | None:
-    """Every entry at once when all of them keep the contract and share one instant (a gateway's batch
-    as it should be); None as soon as anything differs, and `_decode_each` says entry by entry what.
-
-    Each check runs over the whole message in C (maps, a join, a set) rather than once an entry in
-    Python (see `_WHOLE_FROM` for when that pays).
-    """
+def _decode_whole(payload: bytes, limits: Limits) -> tuple[Entry, ...] | None:
+    """Every entry at once when all of them keep the contract and share one instant; None as soon as
+    anything differs, and `_decode_each` says entry by entry what."""
     try:
-        codes = list(map(_EQUIPMENT, entries))  # KeyError: no code; TypeError: an entry that is no object
-        values = list(map(_VALUES, entries))
-        joined = "".join(codes)  # TypeError: a code that is no string
-        instants = set(map(methodcaller("get", "ts", default_ts), entries))  # TypeError: unhashable
-    except (KeyError, TypeError):
+        batch = _WHOLE.decode(payload)
+    except msgspec.DecodeError:  # not JSON, or not a batch as it should be (ValidationError)
         return None
+    entries = batch.readings
+    codes = list(map(_CODE_OF, entries))  # none at all fails the test of the codes: "".isalnum() is False
+    joined = "".join(codes)
     lengths = list(map(len, codes))
+    instants = set(map(_TS_OF, entries))
     if (not (joined.isascii() and joined.isalnum()) or min(lengths) < _CODE_MIN or max(lengths) > _CODE_MAX
-            or len(instants) != 1 or set(map(type, values)) != {dict} or not all(values)):
+            or len(instants) != 1):
         return None
-    try:
-        ts_ms = parse_timestamp(instants.pop(), limits)
+    instant = instants.pop()
+    try:  # none on the entries nor on the message is a BadTimestamp too
+        ts_ms = parse_timestamp(batch.ts if instant is UNSET else instant, limits)
     except ContractError:
         return None
-    if None in map(_valid_values, values):
+    values = msgspec.to_builtins(list(map(_VALUES_OF, entries)))  # only the metrics given, as floats
+    if not all(values):
         return None
     # Entry(code, ts_ms, values), built as the named tuple's own __new__ builds it, without a Python call.
     return tuple(map(_NEW_TUPLE, repeat(Entry), zip(codes, repeat(ts_ms), values)))

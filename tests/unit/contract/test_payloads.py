@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from hypothesis import given
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from safewatch.contract import (
     METRICS,
+    METRICS_BY_KEY,
     BadTimestamp,
     GatewayState,
     Limits,
@@ -120,27 +123,39 @@ def test_encode_decode_round_trip(entries, ts):
 
 
 # A gateway's batch as it should be, then perhaps spoiled: what the whole-message checks must catch.
+_GONE = object()  # the field taken out of the entry
 _SPOILS: dict[str, tuple[str, object]] = {
     "short code": ("equipment", "AB1"),
     "long code": ("equipment", "1" * 33),
     "code with a space": ("equipment", "110015 23201800001"),
     "code not ASCII": ("equipment", "11001512320180000à"),
     "code a number": ("equipment", 110015123201800001),
-    "no code": ("equipment", None),
+    "no code": ("equipment", _GONE),
+    "a null code": ("equipment", None),
     "another instant": ("ts", NOW - 1000),
     "the same instant as a float": ("ts", float(NOW)),
     "the same instant as text": ("ts", "2026-11-25T16:00:00+08:00"),
     "a timestamp unhashable": ("ts", [NOW]),
     "a timestamp in the future": ("ts", NOW + 3_600_000),
     "a null timestamp": ("ts", None),
+    "no timestamp": ("ts", _GONE),
+    "the message's instant given again": ("ts", NOW),
+    "an unknown field": ("firmware", "2.1"),
     "values empty": ("values", {}),
     "values a list": ("values", [1.0]),
-    "no values": ("values", None),
+    "no values": ("values", _GONE),
+    "null values": ("values", None),
     "a boolean": ("values", {"drum_pressure": True}),
     "an integer": ("values", {"drum_pressure": 1}),
     "a string": ("values", {"drum_pressure": "1.0"}),
     "out of range": ("values", {"drum_pressure": 1e9}),
+    "just out of range": ("values", {"drum_level": float(METRICS_BY_KEY["drum_level"].hi) + 1e-9}),
+    "just below range": ("values", {"drum_level": float(METRICS_BY_KEY["drum_level"].lo) - 1e-9}),
+    "at the edges of the range": ("values", {"drum_level": METRICS_BY_KEY["drum_level"].hi,
+                                             "drum_pressure": METRICS_BY_KEY["drum_pressure"].lo}),
+    "a huge integer": ("values", {"drum_pressure": 10**30}),
     "unknown metric": ("values", {"warp": 1.0}),
+    "an unknown metric beside a known one": ("values", {"drum_pressure": 1.0, "warp": 1.0}),
     "the entry a string": ("entry", "not an object"),
     "the entry a list": ("entry", [CODE]),
 }
@@ -159,7 +174,7 @@ def _gateway_batch(n: int, message_ts: object, spoils: list[tuple[int, str]]) ->
         entry = entries[index % n]
         if field == "entry":
             entries[index % n] = value
-        elif isinstance(entry, dict) and value is None and field != "ts":
+        elif isinstance(entry, dict) and value is _GONE:
             entry.pop(field, None)
         elif isinstance(entry, dict):
             entry[field] = value
@@ -167,17 +182,18 @@ def _gateway_batch(n: int, message_ts: object, spoils: list[tuple[int, str]]) ->
 
 
 def _assert_at_once_as_each(doc: dict[str, object]) -> bool:
-    """`_decode_uniform` takes a message only when it would decode with nothing rejected, and then gives
+    """`_decode_whole` takes a message only when it would decode with nothing rejected, and then gives
     what `_decode_each` gives; `decode_telemetry` gives that too. Returns whether it was taken at once."""
-    from safewatch.contract.payloads import Entry, _decode_each, _decode_uniform
+    from safewatch.contract.payloads import Entry, _decode_each, _decode_whole
 
-    readings = orjson.loads(orjson.dumps(doc))["readings"]
+    payload = json.dumps(doc).encode()  # the standard library's: orjson writes no integer past 64 bits
+    readings = orjson.loads(payload)["readings"]
     expected = _decode_each(readings, doc.get("ts"), LIMITS)
-    at_once = _decode_uniform(readings, doc.get("ts"), LIMITS)
+    at_once = _decode_whole(payload, LIMITS)
     if at_once is not None:
         assert (at_once, ()) == expected
         assert all(type(e) is Entry for e in at_once)
-    message = decode_telemetry(orjson.dumps(doc), LIMITS)
+    message = decode_telemetry(payload, LIMITS)
     assert (message.entries, message.rejected) == expected
     return at_once is not None
 
@@ -187,14 +203,45 @@ def test_a_gateway_batch_as_it_should_be_decodes_at_once(message_ts):
     assert _assert_at_once_as_each(_gateway_batch(3, message_ts, []))
 
 
+# Spoils that change nothing the decoder keeps, so that the message may still go at once.
+_HARMLESS = {"an integer", "an unknown field", "at the edges of the range"}
+
+
+@pytest.mark.parametrize("message_ts", [NOW, None])
 @pytest.mark.parametrize("spoil", sorted(_SPOILS))
-def test_one_spoiled_entry_decodes_as_entry_by_entry(spoil):
-    taken = _assert_at_once_as_each(_gateway_batch(3, NOW, [(1, spoil)]))
-    # Only a spoil that changes nothing the decoder keeps may still go at once.
-    assert not taken or spoil in ("an integer", "the same instant as a float", "the same instant as text")
+def test_one_spoiled_entry_decodes_as_entry_by_entry(spoil, message_ts):
+    taken = _assert_at_once_as_each(_gateway_batch(3, message_ts, [(1, spoil)]))
+    harmless = _HARMLESS | ({"no timestamp"} if message_ts is not None else {"the message's instant given again"})
+    assert not taken or spoil in harmless
 
 
 @given(n=st.integers(1, 12), message_ts=st.sampled_from([NOW, None, "2026-11-25T08:00:00Z"]),
        spoils=st.lists(st.tuples(st.integers(0, 11), st.sampled_from(sorted(_SPOILS))), max_size=3))
 def test_any_spoiled_batch_decodes_as_entry_by_entry(n, message_ts, spoils):
     _assert_at_once_as_each(_gateway_batch(n, message_ts, spoils))
+
+
+def test_a_field_beside_the_readings_is_kept():
+    message = decode_telemetry(orjson.dumps({"ts": NOW, "firmware": "2.1", "readings": [
+        {"equipment": CODE, "values": {"drum_pressure": 1.0}}]}), LIMITS)
+    assert (len(message.entries), message.extra) == (1, {"firmware": "2.1"})
+
+
+@pytest.mark.parametrize(("payload", "values"), [
+    (b'{"ts":%d,"readings":[{"equipment":"%s","values":{"drum_pressure":1,"drum_pressure":2.5}}]}',
+     {"drum_pressure": 2.5}),  # a key given twice: the last, as any JSON parser here keeps it
+    (b'{"ts":%d,"readings":[{"equipment":"%s","values":{"drum_pressure":1}}]}  \n', {"drum_pressure": 1.0}),
+])
+def test_json_as_a_parser_reads_it(payload, values):
+    message = decode_telemetry(payload % (NOW, CODE.encode()), LIMITS)
+    assert (message.entries[0].values, message.rejected) == (values, ())
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"ts":%d,"readings":[{"equipment":"%s","values":{"drum_pressure":1e400}}]}',
+    b'{"ts":%d,"readings":[{"equipment":"%s","values":{"drum_pressure":NaN}}]}',
+    b'{"ts":%d,"readings":[{"equipment":"%s","values":{"drum_pressure":1}}]} trailing',
+])
+def test_json_no_parser_reads_is_refused_whole(payload):
+    with pytest.raises(MalformedPayload):
+        decode_telemetry(payload % (NOW, CODE.encode()), LIMITS)
