@@ -28,7 +28,7 @@ from datetime import datetime
 from enum import StrEnum
 from itertools import repeat
 from operator import attrgetter
-from typing import Annotated, Any, NamedTuple, Union
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import orjson
@@ -248,10 +248,10 @@ def decode_telemetry(payload: bytes, limits: Limits) -> TelemetryMessage:
 # C-level passes. Measured: 51 µs instead of 85 for a batch of 50 equipment (docs/decisions.md).
 _WireValues = msgspec.defstruct(
     "_WireValues",
-    [(m.key, Union[Annotated[float, msgspec.Meta(ge=m.lo, le=m.hi)], UnsetType], UNSET)
+    [(m.key, Annotated[float, msgspec.Meta(ge=m.lo, le=m.hi)] | UnsetType, UNSET)
      for m in METRICS_BY_KEY.values()],
     forbid_unknown_fields=True, gc=False)
-_Instant = Union[int, str, None, UnsetType]
+_Instant = int | str | None | UnsetType
 _WireEntry = msgspec.defstruct("_WireEntry", [("equipment", str), ("values", _WireValues),
                                               ("ts", _Instant, UNSET)], gc=False)
 _WireBatch = msgspec.defstruct("_WireBatch", [("readings", list[_WireEntry]), ("ts", _Instant, UNSET)],
