@@ -231,8 +231,11 @@ def decode_telemetry(payload: bytes, limits: Limits) -> TelemetryMessage:
     """Decode a telemetry payload; raise `ContractError` only when nothing of it is usable."""
     _check_size(payload, limits)
     whole = _decode_whole(payload, limits)
-    if whole is not None:
-        return TelemetryMessage(whole)
+    return TelemetryMessage(whole) if whole is not None else _decode_by_entry(payload, limits)
+
+
+def _decode_by_entry(payload: bytes, limits: Limits) -> TelemetryMessage:
+    """The way of a message with something wrong in it: parsed by orjson, then checked entry by entry."""
     doc = _load(payload, limits)
     entries = doc.get("readings")
     if not isinstance(entries, list) or not entries:
