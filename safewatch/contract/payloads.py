@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -100,7 +100,7 @@ class TelemetryMessage:
 
     @property
     def readings(self) -> tuple[Reading, ...]:
-        """Every valid reading, one at a time, in message order."""
+        """Every valid reading, one at a time, entry by entry in message order."""
         return tuple(Reading(e.equipment, metric, e.ts_ms, value) for e in self.entries
                      for metric, value in e.values.items())
 
@@ -264,6 +264,7 @@ _CODE_OF = attrgetter("equipment")
 _VALUES_OF = attrgetter("values")
 _TS_OF = attrgetter("ts")
 _NEW_TUPLE = tuple.__new__
+_CODE_OF_ENTRY = itemgetter(0)  # Entry.equipment, read in C
 
 
 def _decode_whole(payload: bytes, limits: Limits) -> tuple[Entry, ...] | None:
@@ -413,7 +414,7 @@ def decode_body(kind: Kind, payload: bytes, limits: Limits) -> Body | None:
 def equipment_named(body: Body | None) -> set[str]:
     """The equipment codes a decoded message reports for: its valid telemetry entries, or its event."""
     if isinstance(body, TelemetryMessage):
-        return {e.equipment for e in body.entries}
+        return set(map(_CODE_OF_ENTRY, body.entries))
     if isinstance(body, Event):
         return {body.equipment}
     return set()
