@@ -292,10 +292,13 @@ class QuietColumns:
             batch[1].append(ts_ms)
             batch[2].extend(map(values.get, group.shape.metrics))  # None where absent: NaN in the array
             batch[3].append(index)
+        waves = [(group, np.array(rows, dtype=np.int64), np.array(times, dtype=np.int64),
+                  np.array(flat, dtype=float).reshape(len(rows), -1), indexes)
+                 for group, (rows, times, flat, indexes) in by_group.items()]
+        banked = _bank_scores([(group, rows, ts, x) for group, rows, ts, x, _ in waves], detectors)
         loud: list[Loud] = []
-        for group, (rows, times, flat, indexes) in by_group.items():
-            for i, found in _step_group(group, np.array(rows, dtype=np.int64), np.array(times, dtype=np.int64),
-                                        np.array(flat, dtype=float).reshape(len(rows), -1), detectors):
+        for (group, rows, ts, x, indexes), bank_scores in zip(waves, banked, strict=True):
+            for i, found in _step_group(group, rows, ts, x, detectors, bank_scores):
                 eq_id, ts_ms, values = wave[indexes[i]]
                 loud.append((eq_id, ts_ms, values, found))
         return loud
@@ -383,8 +386,8 @@ class _Pushed:
         group.b_head[rows, w], group.b_count[rows, w] = self.head[which], self.count[which]
 
 
-def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray,
-                detectors: FleetDetector) -> list[tuple[int, dict[str, float] | None]]:
+def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, detectors: FleetDetector,
+                bank_scores: np.ndarray | None) -> list[tuple[int, dict[str, float] | None]]:
     """The wave's instants of one group's rows: keep the quiet ones; return the others (index, scores)."""
     shape = group.shape
     n_read, n_window = group.n_read, group.n_window
@@ -414,8 +417,8 @@ def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray,
         breach[sel, col] = (p.covered & hit) | p.full
         covered[sel, col] = p.covered
     scores = None
-    if shape.detector:
-        scores = _scores(group, rows, ts, x, detectors)
+    if bank_scores is not None:
+        scores = _scores(group, rows, x, detectors, bank_scores)
         present[:, n_read + n_window:] = ~np.isnan(scores[:, group.anomaly_of])
         s, lim = scores[:, group.anomaly_of], limit[:, n_read + n_window:]
         breach[:, n_read + n_window:] = np.where(group.anomaly_high, s > lim, s < lim)
@@ -442,9 +445,43 @@ def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray,
     return out
 
 
-def _scores(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, detectors: FleetDetector) -> np.ndarray:
+def _bank_scores(waves: list[tuple[_Group, np.ndarray, np.ndarray, np.ndarray]],
+                 detectors: FleetDetector) -> list[np.ndarray | None]:
+    """Each group's readings scored by the fleet's detector bank (rows × the detector's metrics, NaN
+    where no reading; None for a group without a detector), in one update for all the groups: its
+    cost is mostly per call, and its rows are distinct across groups (one equipment, one group)."""
+    picked = []
+    for group, rows, ts, x in waves:
+        if not group.shape.detector:
+            picked.append(None)
+            continue
+        xd = x[:, group.det_cols]
+        scored = ~np.isnan(xd)
+        at = np.broadcast_to((ts / 1000)[:, None], xd.shape)
+        picked.append((scored, group.det_rows[rows][scored], xd[scored], at[scored]))
+    taken = [p for p in picked if p is not None]
+    if not sum(len(p[1]) for p in taken):
+        return [None if p is None else np.full(p[0].shape, math.nan) for p in picked]
+    found = detectors.bank.update(*(np.concatenate([p[k] for p in taken]) for k in (1, 2, 3)))
+    out: list[np.ndarray | None] = []
+    at = 0
+    for p in picked:
+        if p is None:
+            out.append(None)
+            continue
+        scored = p[0]
+        metric_scores = np.full(scored.shape, math.nan)
+        metric_scores[scored] = found[at:at + len(p[1])]
+        at += len(p[1])
+        out.append(metric_scores)
+    return out
+
+
+def _scores(group: _Group, rows: np.ndarray, x: np.ndarray, detectors: FleetDetector,
+            metric_scores: np.ndarray) -> np.ndarray:
     """Each row's anomaly scores (columns: the detector's metrics, the cross-metric term, the combined
-    score; NaN where `FleetDetector.score` gives none), its streams advanced as that would."""
+    score; NaN where `FleetDetector.score` gives none), its streams advanced as that would; the
+    metrics' own scores from `_bank_scores`."""
     shape = group.shape
     d = len(shape.detector)
     xd = x[:, group.det_cols]
@@ -453,9 +490,6 @@ def _scores(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, dete
     any_scored = scored.any(axis=1)
     if not any_scored.any():
         return scores
-    at = np.broadcast_to((ts / 1000)[:, None], xd.shape)
-    metric_scores = np.full(xd.shape, math.nan)
-    metric_scores[scored] = detectors.bank.update(group.det_rows[rows][scored], xd[scored], at[scored])
     scores[:, :d] = metric_scores
     cross = np.zeros(len(rows))
     if shape.cross:

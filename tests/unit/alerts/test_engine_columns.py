@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from alerts.engine.anomaly import CROSS_KEY, AnomalyConfig
 from alerts.engine.anomaly_bank import FleetDetector
 from alerts.engine.columns import QuietColumns, compile_shape
-from alerts.engine.defaults import BOILER_RULES, DEFAULT_RULES
+from alerts.engine.defaults import BOILER_RULES, DEFAULT_RULES, ELEVATOR_RULES
 from alerts.engine.rules import Direction, Limit, Override, Rule, RuleKind
 from alerts.engine.step import Effect, EquipmentState, anomaly_metrics, compile_rules
 from alerts.store import EquipmentInfo
@@ -165,38 +165,50 @@ def test_rows_decide_as_states_do_on_rate_and_flatline_windows(window_s: float, 
         _run_both(rows, states, _batches(rng, 300), rng)
 
 
+def _always_loud(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    """Every anomaly rule made to breach, so that every instant comes back with its scores."""
+    return tuple(replace(r, limit=Limit(absolute=-1.0)) if r.kind is RuleKind.ANOMALY else r for r in rules)
+
+
 def test_rows_give_the_fleet_detectors_scores_with_the_cross_metric_term() -> None:
-    """Every anomaly rule made to breach, so every instant comes back with its scores: they must be what
-    `FleetDetector.score` gives a twin detector for the same readings, cross-metric and combined too."""
-    rules = tuple(replace(r, limit=Limit(absolute=-1.0)) if r.kind is RuleKind.ANOMALY else r for r in BOILER_RULES)
-    compiled = compile_shape(compile_rules(rules, FLEET[4].rated))
-    assert compiled is not None and compiled.shape.cross
-    metrics = anomaly_metrics(rules)
+    """Each instant's scores must be what `FleetDetector.score` gives a twin detector for the same
+    readings, cross-metric and combined too; boilers and lifts in one wave (two groups of rows, whose
+    readings the detector bank scores in one update)."""
+    boiler_rules, lift_rules = _always_loud(BOILER_RULES), _always_loud(ELEVATOR_RULES)
+    boilers = compile_shape(compile_rules(boiler_rules, FLEET[4].rated))
+    lifts = compile_shape(compile_rules(lift_rules, FLEET[0].rated))
+    assert boilers is not None and boilers.shape.cross and lifts is not None
+    metrics = {1: anomaly_metrics(boiler_rules), 2: anomaly_metrics(boiler_rules),
+               3: anomaly_metrics(lift_rules), 4: anomaly_metrics(lift_rules)}
     rows_fleet, twin = FleetDetector(CONFIG), FleetDetector(CONFIG)
     rng = random.Random(7)
 
-    def readings(whole: bool = False) -> dict[str, float]:
-        values = {"drum_pressure": 1.0 + rng.gauss(0, 0.02), "drum_level": rng.gauss(0, 10),
-                  "steam_temp": 160 + rng.gauss(0, 1)}
+    def readings(eq: int, whole: bool = False) -> dict[str, float]:
+        if eq >= 3:
+            values = {"speed": 1.0 + rng.gauss(0, 0.05), "load": rng.uniform(10, 90)}
+        else:
+            values = {"drum_pressure": 1.0 + rng.gauss(0, 0.02), "drum_level": rng.gauss(0, 10),
+                      "steam_temp": 160 + rng.gauss(0, 1)}
         if not whole and rng.random() < 0.2:
-            del values[rng.choice(list(values))]  # then no cross-metric term
+            del values[rng.choice([m for m in values if m != "speed"])]  # a boiler's: then no cross-metric term
         return values
 
     for fleet in (rows_fleet, twin):
-        for eq in (1, 2):
-            fleet.add(eq, metrics)
+        for eq, keys in metrics.items():
+            fleet.add(eq, keys)
     for k in range(CONFIG.learning_period + 5):  # both learn the same
-        requests = [(eq, (T0 + k * 1000) / 1000, readings(whole=True)) for eq in (1, 2)]
+        requests = [(eq, (T0 + k * 1000) / 1000, {m: v for m, v in readings(eq, whole=True).items()
+                                                  if m in metrics[eq]}) for eq in metrics]
         assert rows_fleet.score(requests) == twin.score(requests)
     columns = QuietColumns()
-    for eq in (1, 2):
+    for eq in metrics:
         banked = rows_fleet.banked(eq)
-        assert banked is not None and banked[2] is not None
-        assert columns.admit(eq, compiled, EquipmentState(), banked[1:])
+        assert banked is not None
+        assert columns.admit(eq, boilers if eq <= 2 else lifts, EquipmentState(), banked[1:])
     for k in range(200):
         ts = T0 + (CONFIG.learning_period + 5 + k) * 1000
-        wave = [(eq, ts, readings()) for eq in (1, 2)]
+        wave = [(eq, ts, readings(eq)) for eq in rng.sample(sorted(metrics), len(metrics))]
         got = {eq: found for eq, _, _, found in columns.step(wave, rows_fleet)}
-        want = twin.score([(eq, ts / 1000, {m: v[m] for m in metrics if m in v}) for eq, _, v in wave])
-        assert [got[1], got[2]] == want
+        want = twin.score([(eq, ts / 1000, {m: v[m] for m in metrics[eq] if m in v}) for eq, _, v in wave])
+        assert [got[eq] for eq, _, _ in wave] == want
     assert any(found[CROSS_KEY] > 0 for found in want)
