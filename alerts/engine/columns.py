@@ -464,15 +464,15 @@ def _bank_scores(waves: list[tuple[_Group, np.ndarray, np.ndarray, np.ndarray]],
         return [None if p is None else np.full(p[0].shape, math.nan) for p in picked]
     found = detectors.bank.update(*(np.concatenate([p[k] for p in taken]) for k in (1, 2, 3)))
     out: list[np.ndarray | None] = []
-    at = 0
+    start = 0  # of each group's slice in ``found``
     for p in picked:
         if p is None:
             out.append(None)
             continue
         scored = p[0]
         metric_scores = np.full(scored.shape, math.nan)
-        metric_scores[scored] = found[at:at + len(p[1])]
-        at += len(p[1])
+        metric_scores[scored] = found[start:start + len(p[1])]
+        start += len(p[1])
         out.append(metric_scores)
     return out
 
