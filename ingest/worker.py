@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from ingest.ack_order import AckOrder
 from ingest.batching import Batch, RawMessage, bind, codes_of, decode
+from ingest.buffers import check_buffers
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
 from ingest.rollups import drop_old_partitions, refresh_rollups
@@ -206,7 +207,9 @@ class Housekeeping(threading.Thread):
         self._next_partitions = 0.0
 
     def partitions(self) -> None:
+        """Partitions ahead, retention, and (hourly, as the registry grows) whether the buffers still fit."""
         self._db.run("partitions", ensure_partitions)
+        self._db.run("shared buffers", check_buffers)
         dropped = self._db.run("retention", drop_old_partitions)
         if dropped:
             log.info("dropped reading partitions past retention", extra={"partitions": dropped})

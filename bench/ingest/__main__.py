@@ -104,9 +104,10 @@ def machine(server_url: str) -> str:
     with psycopg.connect(server_url) as c:
         pg = c.execute("SHOW server_version").fetchone()[0]
         ts = c.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+        buffers = c.execute("SHOW shared_buffers").fetchone()[0]
     return (f"machine: {platform.platform()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {platform.python_version()}; {mosq}; "
-            f"PostgreSQL {pg}; TimescaleDB {ts[0] if ts else 'absent'}")
+            f"PostgreSQL {pg} (shared_buffers {buffers}); TimescaleDB {ts[0] if ts else 'absent'}")
 
 
 def load() -> str:
@@ -349,6 +350,7 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
         backends = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                                             "AND application_name = 'safewatch' AND pid <> pg_backend_pid()")]
     pg_cpu0 = cpu_of(backends)
+    blocks0 = blocks(pipe.db_url)
     metrics0 = pipe.scrape()
     started = time.monotonic()
     pubs = []
@@ -403,6 +405,8 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
     cpu = {p.name: p.cpu() - p.cpu0 for p in pipe.procs}
     cpu["mosquitto"] = sum(broker_proc.cpu_times()[:2]) - broker_cpu0
     cpu["postgres (our backends)"] = cpu_of(backends) - pg_cpu0
+    hit1, read1 = blocks(pipe.db_url)
+    hit, read = hit1 - blocks0[0], read1 - blocks0[1]
     cpu["publishers"] = pub_cpu
     alerts_at_drain = _alerts_evaluated(pipe) if alerts else None
     alerts_drained_s = None
@@ -426,8 +430,23 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
         "p99": quantile_from_buckets(metrics0, metrics1, "safewatch_ingest_commit_duration_seconds", .99),
         "batch_p50": quantile_from_buckets(metrics0, metrics1, "safewatch_ingest_batch_messages", .5),
         "peak_rss": peak_rss, "peak_unacked_bytes": peak_unacked_bytes, "peak_unacked": peak_unacked,
+        "blocks_hit": hit, "blocks_read": read,
         "alerts_at_drain": alerts_at_drain, "alerts_drained_s": alerts_drained_s, "start_s": start_s,
     }
+
+
+# Blocks our tables and indexes found in PostgreSQL's buffers, and those it had to read in (from the
+# operating system's cache or the disk): a write working set larger than shared_buffers shows here.
+BLOCKS_HIT_AND_READ = """
+SELECT coalesce(sum(heap_blks_hit + idx_blks_hit), 0)::bigint, coalesce(sum(heap_blks_read + idx_blks_read), 0)::bigint
+FROM pg_statio_user_tables
+"""
+
+
+def blocks(db_url: str) -> tuple[int, int]:
+    with psycopg.connect(db_url) as c:
+        hit, read = c.execute(BLOCKS_HIT_AND_READ).fetchone()  # type: ignore[misc]
+    return int(hit), int(read)
 
 
 def _alerts_evaluated(pipe: Pipeline) -> float:
@@ -469,6 +488,9 @@ def report(r: dict[str, object], broker_msg_s: float, copy_readings_s: float, wr
           f"our write path alone {writer_rows_s:,.0f} readings/s -> ours {r['readings_s'] / writer_rows_s:.0%}")
     print(f"  commit latency p50 {r['p50'] * 1000:.1f} ms, p99 {r['p99'] * 1000:.1f} ms "
           f"(from the histogram buckets); median batch {r['batch_p50']:.0f} messages")
+    hit, read = int(r["blocks_hit"]), int(r["blocks_read"])  # type: ignore[call-overload]
+    print(f"  PostgreSQL blocks of our tables and indexes: {hit:,} found in shared_buffers, {read:,} read in "
+          f"({read / max(1, hit + read):.1%}; {read / int(r['readings']) * 1000:.1f} a thousand readings)")  # type: ignore[call-overload]
     cpu = r["cpu"]
     wall = float(r["drained_s"])  # type: ignore[arg-type]
     print("  CPU (seconds, and cores busy on average over the run): " + "; ".join(

@@ -1,0 +1,58 @@
+"""Whether PostgreSQL's shared buffers hold the ingest's write working set, and what to set if not.
+
+Each equipment's newest row goes to the right end of its own range in the readings' primary key
+(equipment, time), so every reporting equipment keeps one leaf page of that index in use, 8 KiB
+each, besides the pages the heap, the rollups and the index's upper levels take. Below that,
+PostgreSQL reads index pages back in for most rows it writes: measured with 20,000 equipment at
+shape (b)'s rate, 128 MB of shared buffers read in 13 % of the blocks our tables and indexes
+touched and cost its backends 24 % more CPU than 256 MB (docs/decisions.md, "Shared buffers").
+PostgreSQL's own default is 128 MB; timescaledb-tune (run by the TimescaleDB image) sets a quarter of
+the memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+PAGE_BYTES = 8192
+# The leaf pages alone are the floor; the heap's newest pages, the rollups' and the index's upper
+# levels want about half as much again.
+HEADROOM = 1.5
+
+SHARED_BUFFERS_AND_EQUIPMENT = """
+SELECT pg_size_bytes(current_setting('shared_buffers')) AS shared_buffers,
+       (SELECT count(*) FROM equipment) AS equipment
+"""
+
+
+def wanted_buffers(equipment: int) -> int:
+    """The shared buffers, in bytes, that hold the write working set of ``equipment`` reporting."""
+    return math.ceil(equipment * PAGE_BYTES * HEADROOM)
+
+
+def buffers_advice(shared_buffers: int, equipment: int) -> str | None:
+    """What to do when ``shared_buffers`` (bytes) is below the working set of ``equipment``; None if it holds."""
+    wanted = wanted_buffers(equipment)
+    if shared_buffers >= wanted:
+        return None
+    mib = -(-wanted // 2**20)
+    return (f"PostgreSQL's shared_buffers ({shared_buffers // 2**20} MiB) is below the write working set of "
+            f"{equipment:,} equipment (about {mib:,} MiB): it will read index pages back in for most rows "
+            f"it writes. Set shared_buffers to at least {mib:,}MB (a quarter of the server's memory is usual) "
+            f"and restart PostgreSQL")
+
+
+def check_buffers(conn: psycopg.Connection) -> str | None:
+    """Log (warning) and return the advice when this server's shared buffers are too small for the registry."""
+    with conn.transaction():
+        shared_buffers, equipment = conn.execute(SHARED_BUFFERS_AND_EQUIPMENT).fetchone()  # type: ignore[misc]
+    advice = buffers_advice(int(shared_buffers), int(equipment))
+    if advice is not None:
+        log.warning(advice, extra={"shared_buffers": int(shared_buffers), "equipment": int(equipment),
+                                   "wanted_bytes": wanted_buffers(int(equipment))})
+    return advice
