@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
+from alerts.batch_bound import batch_max_bytes
 from alerts.decoding import DecodedBatch, decode_batch
 from alerts.engine.anomaly import AnomalyConfig
 from alerts.engine.anomaly_bank import FleetDetector
@@ -452,7 +453,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
                 if conn is None:
                     break
                 next_housekeeping = time.monotonic() + cfg.housekeeping_s
-            deliveries = sub.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, cfg.batch_max_bytes)
+            max_bytes = batch_max_bytes(sub.oldest_received_at(), time.time(), cfg)
+            deliveries = sub.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, max_bytes)
             if not deliveries:
                 continue
             conn = _handle(conn, deliveries, engine, settings, metrics, stop)

@@ -122,6 +122,11 @@ class InflightWindow:
                 self._wanted = 1
             return batch
 
+    def oldest_received_at(self) -> float | None:
+        """When the oldest delivery still queued was received (``time.time()``); None when none is."""
+        with self._cond:
+            return self._items[0].received_at if self._items else None
+
     def release(self, deliveries: Iterable[Delivery]) -> None:
         """Give back the budget of deliveries that are done with (acknowledged, or stale)."""
         with self._cond:
@@ -259,6 +264,10 @@ class Subscriber:
         """Up to ``max_messages`` (stopping once ``max_bytes`` of payload are in), waiting at most
         ``max_wait_s`` for the first and then for the rest."""
         return self._window.take(max_messages, max_wait_s, max_bytes)
+
+    def oldest_received_at(self) -> float | None:
+        """When the oldest delivery not yet taken was received (``time.time()``); None when none waits."""
+        return self._window.oldest_received_at()
 
     def ack(self, deliveries: Iterable[Delivery]) -> int:
         """Acknowledge committed deliveries of the current connection; return how many were acked.

@@ -104,6 +104,11 @@ class AlertSettings(BaseModel):
     batch_max_messages: int = Field(1000, ge=1)
     batch_max_bytes: int = Field(128 * 1024, ge=1)
     batch_max_ms: int = Field(10, ge=1)
+    # Behind (the oldest message in hand waited longer than behind_ms), a batch may hold up to
+    # batch_max_bytes_behind: a breach in the queue already waits longer than a larger batch takes,
+    # and larger batches clear the queue sooner, since part of the engine's cost is per batch.
+    behind_ms: int = Field(1000, ge=1)
+    batch_max_bytes_behind: int = Field(1024 * 1024, ge=1)
 
 
 class NotifierSettings(BaseModel):
