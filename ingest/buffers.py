@@ -3,9 +3,10 @@
 Each equipment's newest row goes to the right end of its own range in the readings' primary key
 (equipment, time), so every reporting equipment keeps one leaf page of that index in use, 8 KiB
 each, besides the pages the heap, the rollups and the index's upper levels take. Below that,
-PostgreSQL reads index pages back in for most rows it writes: measured with 20,000 equipment at
-shape (b)'s rate, 128 MB of shared buffers read in 13 % of the blocks our tables and indexes
-touched and cost its backends 24 % more CPU than 256 MB (docs/decisions.md, "Shared buffers").
+PostgreSQL reads index pages back in for about two rows in three it writes: measured with 20,000 equipment at
+shape (b)'s rate for two minutes, 128 MB of shared buffers read in 13 % of the blocks our tables and
+indexes touched (256 MB: 1.3 %), and PostgreSQL took 0.63–0.67 µs of CPU a reading against 0.45–0.54
+(docs/decisions.md, "Shared buffers").
 PostgreSQL's own default is 128 MB; timescaledb-tune (run by the TimescaleDB image) sets a quarter of
 the memory.
 """
@@ -43,16 +44,22 @@ def buffers_advice(shared_buffers: int, equipment: int) -> str | None:
     mib = -(-wanted // 2**20)
     return (f"PostgreSQL's shared_buffers ({shared_buffers // 2**20} MiB) is below the write working set of "
             f"{equipment:,} equipment (about {mib:,} MiB): it will read index pages back in for most rows "
-            f"it writes. Set shared_buffers to at least {mib:,}MB (a quarter of the server's memory is usual) "
+            f"it writes. Set shared_buffers to at least {mib}MB (a quarter of the server's memory is usual) "
             f"and restart PostgreSQL")
+
+
+def buffers_and_fleet(conn: psycopg.Connection) -> tuple[int, int]:
+    """This server's shared_buffers (bytes) and the number of equipment in the registry."""
+    with conn.transaction():
+        shared_buffers, equipment = conn.execute(SHARED_BUFFERS_AND_EQUIPMENT).fetchone()  # type: ignore[misc]
+    return int(shared_buffers), int(equipment)
 
 
 def check_buffers(conn: psycopg.Connection) -> str | None:
     """Log (warning) and return the advice when this server's shared buffers are too small for the registry."""
-    with conn.transaction():
-        shared_buffers, equipment = conn.execute(SHARED_BUFFERS_AND_EQUIPMENT).fetchone()  # type: ignore[misc]
-    advice = buffers_advice(int(shared_buffers), int(equipment))
+    shared_buffers, equipment = buffers_and_fleet(conn)
+    advice = buffers_advice(shared_buffers, equipment)
     if advice is not None:
-        log.warning(advice, extra={"shared_buffers": int(shared_buffers), "equipment": int(equipment),
-                                   "wanted_bytes": wanted_buffers(int(equipment))})
+        log.warning(advice, extra={"shared_buffers": shared_buffers, "equipment": equipment,
+                                   "wanted_bytes": wanted_buffers(equipment)})
     return advice

@@ -47,6 +47,7 @@ from psycopg.types.json import Jsonb
 from bench.alerts.engine import trained_states
 from bench.ingest.instances import PrivateBroker, bench_server, cpu_of, free_port
 from bench.ingest.publisher import RawPublisher, entry
+from ingest.buffers import buffers_advice, buffers_and_fleet
 from ingest.copy_format import pack, pack_nullable, timestamptz_from_ms
 from safewatch.db import with_database
 from safewatch.registry.divisions import load_divisions
@@ -563,8 +564,11 @@ def run_bench(args: argparse.Namespace, server_url: str) -> None:
             c.commit()
             plans = write_plan(c, tmp / "plan.json", args.publishers)
             shards = [] if args.no_alerts else alert_shards(c, args.alert_workers)
+            advice = buffers_advice(*buffers_and_fleet(c))  # as the ingest logs at start: the figures depend on it
         print(f"database {name} ({storage} storage), {args.equipment:,} equipment on "
               f"{(args.equipment + 49) // 50} gateways, {args.publishers} publisher processes")
+        if advice:
+            print(f"note: {advice} (docs/decisions.md, \"Shared buffers\"; --private-postgres 'shared_buffers=…')")
         if not args.no_alerts:
             print("alert engine: " + ("cold, its detectors learning all run long" if args.cold_engine else
                                       "every equipment's anomaly detectors past their learning period (saved states "
