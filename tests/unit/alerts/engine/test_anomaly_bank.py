@@ -171,3 +171,30 @@ def test_a_learning_range_a_few_ulps_wide_and_values_far_beyond_it() -> None:
     expected, got = run_both(SMALL, {"m": np.array(tiny + later)}, 60.0, {"eq": ("m",)})
     assert got == expected
     assert max(r["m"] for r in got) == 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300).flatmap(lambda width: st.lists(
+    st.lists(st.floats(-1e297, 1e297, allow_nan=False, allow_infinity=False), min_size=width, max_size=width),
+    min_size=1, max_size=6)))
+def test_rows_summed_at_once_give_each_row_sum_bit_for_bit(ring: list[list[float]]):
+    """The surprise rows re-sum their rings all at once (`_SurpriseRows.score`); the reference sums one
+    ring as a 1-D array. They agree only because numpy sums each row of a contiguous array pairwise, as
+    it sums that row alone: held here for every width, so a numpy that changed it fails this test."""
+    rows = np.array(ring)
+    together = rows.sum(axis=1)
+    for r, row in enumerate(ring):
+        assert together[r] == float(np.sum(np.asarray(row, dtype=np.float64)))
+
+
+def test_a_ring_of_eight_or_more_is_resummed_in_the_reference_order() -> None:
+    """Rings of 8 values or more are summed pairwise by numpy, not left to right: with magnitudes far
+    apart the two orders give different averages, so the bank must re-sum as the reference does."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.0, 1.0, 400)
+    x[::3] += 2.0**52  # ones and halves vanish or survive depending on the order of the sum
+    x[1::3] -= 2.0**52
+    config = replace(SMALL, avg_window=12)
+    expected, got = run_both(config, {"m": x, "n": x[::-1].copy()}, 60.0, {"eq": ("m", "n")})
+    assert got == expected
+    assert any(r["m"] > 0.0 for r in got[config.learning_period:])
