@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -297,8 +298,8 @@ class QuietColumns:
                  for group, (rows, times, flat, indexes) in by_group.items()]
         banked = _bank_scores([(group, rows, ts, x) for group, rows, ts, x, _ in waves], detectors)
         loud: list[Loud] = []
-        for (group, rows, ts, x, indexes), bank_scores in zip(waves, banked, strict=True):
-            for i, found in _step_group(group, rows, ts, x, detectors, bank_scores):
+        for (group, rows, ts, x, indexes), group_banked in zip(waves, banked, strict=True):
+            for i, found in _step_group(group, rows, ts, x, detectors, group_banked):
                 eq_id, ts_ms, values = wave[indexes[i]]
                 loud.append((eq_id, ts_ms, values, found))
         return loud
@@ -387,7 +388,7 @@ class _Pushed:
 
 
 def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, detectors: FleetDetector,
-                bank_scores: np.ndarray | None) -> list[tuple[int, dict[str, float] | None]]:
+                banked: _Banked | None) -> list[tuple[int, dict[str, float] | None]]:
     """The wave's instants of one group's rows: keep the quiet ones; return the others (index, scores)."""
     shape = group.shape
     n_read, n_window = group.n_read, group.n_window
@@ -417,8 +418,8 @@ def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, 
         breach[sel, col] = (p.covered & hit) | p.full
         covered[sel, col] = p.covered
     scores = None
-    if bank_scores is not None:
-        scores = _scores(group, rows, x, detectors, bank_scores)
+    if banked is not None:
+        scores = _scores(group, rows, detectors, banked)
         present[:, n_read + n_window:] = ~np.isnan(scores[:, group.anomaly_of])
         s, lim = scores[:, group.anomaly_of], limit[:, n_read + n_window:]
         breach[:, n_read + n_window:] = np.where(group.anomaly_high, s > lim, s < lim)
@@ -445,11 +446,20 @@ def _step_group(group: _Group, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, 
     return out
 
 
+class _Banked(NamedTuple):
+    """A group's readings of the detector's metrics in a wave (rows × metrics), which of them are
+    readings (not NaN), and their scores from the fleet's detector bank (NaN where no reading)."""
+
+    xd: np.ndarray
+    scored: np.ndarray
+    metric_scores: np.ndarray
+
+
 def _bank_scores(waves: list[tuple[_Group, np.ndarray, np.ndarray, np.ndarray]],
-                 detectors: FleetDetector) -> list[np.ndarray | None]:
-    """Each group's readings scored by the fleet's detector bank (rows × the detector's metrics, NaN
-    where no reading; None for a group without a detector), in one update for all the groups: its
-    cost is mostly per call, and its rows are distinct across groups (one equipment, one group)."""
+                 detectors: FleetDetector) -> list[_Banked | None]:
+    """Each group's readings scored by the fleet's detector bank (None for a group without a
+    detector), in one update for all the groups: its cost is mostly per call, and its rows are
+    distinct across groups (one equipment, one group)."""
     picked = []
     for group, rows, ts, x in waves:
         if not group.shape.detector:
@@ -458,34 +468,32 @@ def _bank_scores(waves: list[tuple[_Group, np.ndarray, np.ndarray, np.ndarray]],
         xd = x[:, group.det_cols]
         scored = ~np.isnan(xd)
         at = np.broadcast_to((ts / 1000)[:, None], xd.shape)
-        picked.append((scored, group.det_rows[rows][scored], xd[scored], at[scored]))
+        picked.append((xd, scored, group.det_rows[rows][scored], xd[scored], at[scored]))
     taken = [p for p in picked if p is not None]
-    if not sum(len(p[1]) for p in taken):
-        return [None if p is None else np.full(p[0].shape, math.nan) for p in picked]
-    found = detectors.bank.update(*(np.concatenate([p[k] for p in taken]) for k in (1, 2, 3)))
-    out: list[np.ndarray | None] = []
+    if not sum(len(p[2]) for p in taken):
+        return [None if p is None else _Banked(p[0], p[1], np.full(p[1].shape, math.nan)) for p in picked]
+    found = detectors.bank.update(*(np.concatenate([p[k] for p in taken]) for k in (2, 3, 4)))
+    out: list[_Banked | None] = []
     start = 0  # of each group's slice in ``found``
     for p in picked:
         if p is None:
             out.append(None)
             continue
-        scored = p[0]
+        xd, scored, bank_rows = p[0], p[1], p[2]
         metric_scores = np.full(scored.shape, math.nan)
-        metric_scores[scored] = found[start:start + len(p[1])]
-        start += len(p[1])
-        out.append(metric_scores)
+        metric_scores[scored] = found[start:start + len(bank_rows)]
+        start += len(bank_rows)
+        out.append(_Banked(xd, scored, metric_scores))
     return out
 
 
-def _scores(group: _Group, rows: np.ndarray, x: np.ndarray, detectors: FleetDetector,
-            metric_scores: np.ndarray) -> np.ndarray:
+def _scores(group: _Group, rows: np.ndarray, detectors: FleetDetector, banked: _Banked) -> np.ndarray:
     """Each row's anomaly scores (columns: the detector's metrics, the cross-metric term, the combined
     score; NaN where `FleetDetector.score` gives none), its streams advanced as that would; the
-    metrics' own scores from `_bank_scores`."""
+    readings and the metrics' own scores from `_bank_scores`."""
     shape = group.shape
     d = len(shape.detector)
-    xd = x[:, group.det_cols]
-    scored = ~np.isnan(xd)
+    xd, scored, metric_scores = banked
     scores = np.full((len(rows), d + 2), math.nan)
     any_scored = scored.any(axis=1)
     if not any_scored.any():
