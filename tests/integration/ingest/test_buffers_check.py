@@ -7,7 +7,7 @@ import logging
 import psycopg
 import pytest
 
-from ingest.buffers import HEADROOM, PAGE_BYTES, check_buffers, wanted_buffers
+from ingest.buffers import HEADROOM, PAGE_BYTES, buffers_and_fleet, check_buffers, wanted_buffers
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from tests.services import create_database, drop_database
@@ -22,11 +22,6 @@ def empty_url():  # type: ignore[no-untyped-def]
     drop_database(url)
 
 
-def _shared_buffers(url: str) -> int:
-    with psycopg.connect(url) as c:
-        return int(c.execute("SELECT pg_size_bytes(current_setting('shared_buffers'))").fetchone()[0])
-
-
 def test_a_registry_the_buffers_hold_gets_no_warning(empty_url, caplog):
     registry = demo_registry(parse_divisions(shipped_divisions_text()), 40, seed=3, gateway_prefix="buf")
     with psycopg.connect(empty_url) as c:
@@ -37,7 +32,8 @@ def test_a_registry_the_buffers_hold_gets_no_warning(empty_url, caplog):
 
 
 def test_a_registry_past_the_buffers_is_warned_of_with_the_setting_to_make(empty_url, caplog):
-    buffers = _shared_buffers(empty_url)
+    with psycopg.connect(empty_url) as c:
+        buffers, _ = buffers_and_fleet(c)
     fleet = int(buffers / (PAGE_BYTES * HEADROOM)) + 1  # the smallest registry these buffers do not hold
     if fleet > LARGEST_TEST_FLEET:
         pytest.skip(f"this server's shared_buffers ({buffers // 2**20} MiB) hold more than {LARGEST_TEST_FLEET:,} "
