@@ -2,8 +2,8 @@
 
 - Rollups: recompute the 1-minute and 1-hour buckets the writers marked (safewatch_refresh_rollups),
   each once its writers have left it (no mark for 10 s, or 2 min after its first: schema 033).
-- Retention: drop daily reading partitions older than `RETENTION` (TimescaleDB: add_retention_policy
-  with the same interval in 010_rollups.timescale.sql).
+- Retention: drop the daily partitions of the readings and of their 1-minute rollups older than
+  `RETENTION` (TimescaleDB: add_retention_policy with the same interval, schemas 032 and 035).
 - Partitions: create the daily partitions a week ahead.
 On TimescaleDB the SQL functions are no-ops, so the worker calls them without asking which storage.
 """
@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-RETENTION = timedelta(days=400)
+from safewatch.schema.layout import RETENTION
+
 # Buckets are refreshed once this far behind the clock: the current minute is still filling.
 SETTLE = timedelta(seconds=5)
 
@@ -31,7 +32,7 @@ def refresh_rollups(conn: psycopg.Connection, now: datetime | None = None) -> in
 
 
 def drop_old_partitions(conn: psycopg.Connection, keep: timedelta = RETENTION) -> int:
-    """Drop reading partitions wholly older than ``keep``; return how many were dropped."""
+    """Drop partitions of readings and 1-minute rollups wholly older than ``keep``; return how many."""
     with conn.transaction():
         row = conn.execute(DROP_OLD_PARTITIONS, (keep,)).fetchone()
     return int(row[0]) if row else 0

@@ -31,12 +31,13 @@ def chart(code: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{4,32}$")], conn: Conn
         raise NotFound(f"equipment {code} is not in your jurisdiction", ["path", "code"])
     if window is not None and (start is not None or end is not None):
         raise Unprocessable("give either 'window' or 'from'/'to', not both", ["query", "window"])
-    end = end or datetime.now(UTC)
+    now = datetime.now(UTC)
+    end = end or now
     start = start or end - WINDOWS[window or "hour"]
     if start.tzinfo is None or end.tzinfo is None:
         raise Unprocessable("'from' and 'to' need a UTC offset, e.g. 2026-11-25T08:00:00+08:00", ["query", "from"])
     try:
-        resolution = choose_resolution(start, end)
+        resolution = choose_resolution(start, end, now)
     except ValueError as exc:
         raise Unprocessable(str(exc), ["query", "from"]) from None
     rows = series_rows(conn, resolution=resolution, equipment_id=equipment["id"], start=start, end=end,

@@ -14,6 +14,7 @@ fails there and not in production.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from safewatch.contract import METRICS, Category, MetricSpec
 
@@ -49,4 +50,8 @@ def _tables() -> tuple[ReadingTable, ...]:
 
 
 READING_TABLES: tuple[ReadingTable, ...] = _tables()
+
+# How long readings and their 1-minute rollups are kept: a year and an inspection cycle's margin.
+# The hourly rollups are kept for good. Schemas 030/032 (readings) and 035 (rollups) say the same.
+RETENTION = timedelta(days=400)
 TABLE_OF_METRIC: dict[int, ReadingTable] = {m.id: t for t in READING_TABLES for m in t.metrics}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 import pytest
 
@@ -15,6 +17,8 @@ from safewatch.schema.migrate import available_migrations, migrate
 from tests.services import STORAGES, create_database, drop_database
 
 WIDE_READINGS = 30  # the first migration of the wide layout (030-032)
+ROLLUP_RETENTION = 35  # the 1-minute rollups in daily partitions
+MINUTE_ROWS = "SELECT bucket, equipment_id, metric_id, avg FROM readings_1m ORDER BY 1"
 NARROW_ROWS = "SELECT time, equipment_id, metric_id, value FROM readings ORDER BY 1, 2, 3"
 
 
@@ -123,5 +127,27 @@ def test_an_upgrade_moves_narrow_readings_into_the_wide_tables(storage):
             if storage == "timescale":  # rebuilt from the copied rows (plain keeps its rollup tables as they are)
                 hourly = c.execute("SELECT sum(n) FROM readings_1h WHERE equipment_id = 7").fetchone()[0]
                 assert hourly == 500
+    finally:
+        drop_database(url)
+
+
+def test_an_upgrade_keeps_the_minute_rollups_in_one_partition_named_for_their_last_day():
+    url = create_database(storage="plain", upto=ROLLUP_RETENTION - 1)
+    try:
+        with psycopg.connect(url) as c:
+            c.execute("""INSERT INTO readings_1m (bucket, equipment_id, metric_id, avg, min, max, n, sum)
+                         SELECT date_trunc('minute', now()) + d * interval '1 day', 7, 1, d, d, d, 1, d
+                         FROM unnest(ARRAY[-500, 0, 3]) AS d""")
+            before = c.execute(MINUTE_ROWS).fetchall()
+            last_day = c.execute("SELECT (date_trunc('minute', now()) + interval '3 days')::date").fetchone()[0]
+        migrate(url)
+        with psycopg.connect(url) as c:
+            assert c.execute(MINUTE_ROWS).fetchall() == before
+            held_in = {r[0] for r in c.execute("SELECT tableoid::regclass::text FROM readings_1m")}
+            assert held_in == {f"readings_1m_p{last_day:%Y%m%d}"}  # dropped whole once that day is past retention
+            c.execute("""INSERT INTO readings_1m (bucket, equipment_id, metric_id, avg, min, max, n, sum)
+                         VALUES (%s::date + 1, 7, 1, 4, 4, 4, 1, 4)""", (last_day,))
+            day_after = c.execute("SELECT tableoid::regclass::text FROM readings_1m WHERE avg = 4").fetchone()[0]
+            assert day_after == f"readings_1m_p{last_day + timedelta(days=1):%Y%m%d}"
     finally:
         drop_database(url)

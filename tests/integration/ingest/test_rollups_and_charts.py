@@ -8,12 +8,12 @@ import psycopg
 import pytest
 
 from ingest.batching import Batch, ReadingRow, Readings
-from ingest.rollups import refresh_rollups
+from ingest.rollups import drop_old_partitions, refresh_rollups
 from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS_BY_KEY
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
-from safewatch.schema.layout import READING_TABLES
+from safewatch.schema.layout import READING_TABLES, RETENTION
 from tests.services import STORAGES, create_database, drop_database
 
 SPEED = METRICS_BY_KEY["speed"].id
@@ -224,3 +224,48 @@ def test_minute_rollups_from_the_wide_tables_equal_the_narrow_readings_grouped()
                 pytest.approx((avg, total), rel=1e-12) for *_, avg, _, _, _, total in grouped]
     finally:
         drop_database(url)
+
+
+def _apply_retention(conn: psycopg.Connection, storage: str) -> None:
+    if storage == "plain":
+        assert drop_old_partitions(conn) == len(READING_TABLES) + 1  # the old day of each, and of the minutes
+    else:  # what the retention policies do on their schedule
+        conn.autocommit = True
+        for (job,) in conn.execute(RETENTION_JOBS).fetchall():
+            conn.execute("CALL run_job(%s)", (job,))
+        conn.autocommit = False
+
+
+RETENTION_JOBS = "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
+
+
+def test_past_retention_readings_and_minutes_go_and_the_hours_still_chart(storage_url, api_as, request):
+    storage = request.node.callspec.params["storage_url"]
+    registry = demo_registry(parse_divisions(shipped_divisions_text()), 40, seed=6, gateway_prefix="keep")
+    with psycopg.connect(storage_url) as c:
+        insert_registry(c, registry)
+        code = next(e["code"] for e in registry.equipment if e["category"] == "3000")
+        eq_id = c.execute("SELECT id FROM equipment WHERE code = %s", (code,)).fetchone()[0]
+    now = datetime.now(UTC)
+    old = (now - RETENTION - timedelta(days=2)).replace(hour=10, minute=0, second=0, microsecond=0)
+    ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
+    rows = [ReadingRow(eq_id, SPEED, ms(old) + i * 1000, float(i)) for i in (1, 2, 3)]
+    rows.append(ReadingRow(eq_id, SPEED, ms(now) - 60_000, 1.5))
+    with psycopg.connect(storage_url) as c:
+        plain = prepare(c)
+        c.execute("SELECT safewatch_ensure_partitions(%s, %s)", (old.date(), old.date()))  # TimescaleDB: a no-op
+        assert write_batch(c, Batch(readings=rows), mark_rollups=plain) == len(rows)
+        _refresh(c, storage, now + timedelta(seconds=30))
+        _apply_retention(c, storage)
+        kept = {resolution: c.execute(f"SELECT count(*) FROM {resolution} WHERE equipment_id = %s AND {column} < %s",
+                                      (eq_id, now - RETENTION)).fetchone()[0]
+                for resolution, column in (("readings", "time"), ("readings_1m", "bucket"), ("readings_1h", "bucket"))}
+        assert kept == {"readings": 0, "readings_1m": 0, "readings_1h": 1}
+
+    client = api_as("region_inspector", "150000", db_url=storage_url)
+    span = {"from": (old - timedelta(minutes=10)).isoformat(), "to": (old + timedelta(minutes=20)).isoformat()}
+    old_chart = client.get(f"/api/v1/telemetry/{code}", params=span).json()
+    assert old_chart["resolution"] == "readings_1h"
+    assert [(p[1], p[2], p[3]) for p in old_chart["series"][0]["points"]] == [(2.0, 1.0, 3.0)]
+    recent = client.get(f"/api/v1/telemetry/{code}", params={"window": "hour"}).json()
+    assert [p[1] for p in recent["series"][0]["points"]] == [1.5]

@@ -20,14 +20,23 @@ T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
     (timedelta(hours=1, seconds=1), Resolution.MINUTE), (timedelta(days=1), Resolution.MINUTE),
     (timedelta(days=7), Resolution.HOUR), (timedelta(days=400), Resolution.HOUR)])
 def test_resolution_follows_the_span(span, expected):
-    assert choose_resolution(T0 - span, T0) is expected
+    assert choose_resolution(T0 - span, T0, T0) is expected
+
+
+@pytest.mark.parametrize(("age", "span", "expected"), [
+    (timedelta(days=400, seconds=1), timedelta(minutes=5), Resolution.HOUR),
+    (timedelta(days=401), timedelta(hours=3), Resolution.HOUR),
+    (timedelta(days=400, seconds=-1), timedelta(minutes=5), Resolution.RAW),
+    (timedelta(days=400, seconds=-1), timedelta(hours=3), Resolution.MINUTE)])
+def test_a_span_starting_past_the_raw_and_minute_retention_reads_the_hours(age, span, expected):
+    assert choose_resolution(T0 - age, T0 - age + span, T0) is expected
 
 
 @pytest.mark.parametrize(("start", "end", "message"), [
     (T0, T0, "must be before"), (T0 - timedelta(days=401), T0, "400-day limit")])
 def test_bad_spans_say_why(start, end, message):
     with pytest.raises(ValueError, match=message):
-        choose_resolution(start, end)
+        choose_resolution(start, end, T0)
 
 
 def test_an_entry_dead_letter_is_wrapped_back_into_a_message():
