@@ -253,7 +253,8 @@ def test_past_retention_readings_and_minutes_go_and_the_hours_still_chart(storag
     rows.append(ReadingRow(eq_id, SPEED, ms(now) - 60_000, 1.5))
     with psycopg.connect(storage_url) as c:
         plain = prepare(c)
-        c.execute("SELECT safewatch_ensure_partitions(%s, %s)", (old.date(), old.date()))  # TimescaleDB: a no-op
+        with c.transaction():  # TimescaleDB: a no-op
+            c.execute("SELECT safewatch_ensure_partitions(%s, %s)", (old.date(), old.date()))
         assert write_batch(c, Batch(readings=rows), mark_rollups=plain) == len(rows)
         _refresh(c, storage, now + timedelta(seconds=30))
         _apply_retention(c, storage)
