@@ -66,11 +66,13 @@ BEGIN
 END $$;
 
 -- Retention: drop daily partitions, of the readings and of their 1-minute rollups, entirely older
--- than ``keep``.
+-- than ``keep``; return how many. Rows that landed in a default partition (a day with no partition
+-- of its own when they were written) are deleted once older than ``keep``: it holds few, if any.
 CREATE OR REPLACE FUNCTION safewatch_drop_old_partitions(keep interval) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     part record;
+    parent record;
     dropped integer := 0;
 BEGIN
     FOR part IN
@@ -81,6 +83,13 @@ BEGIN
     LOOP
         EXECUTE format('DROP TABLE %I', part.relname);
         dropped := dropped + 1;
+    END LOOP;
+    FOR parent IN
+        SELECT * FROM (VALUES ('boiler_readings', 'time'), ('pressure_vessel_readings', 'time'),
+                              ('elevator_readings', 'time'), ('readings_1m', 'bucket')) AS p(name, time_column)
+    LOOP
+        EXECUTE format('DELETE FROM %I WHERE %I < now() - $1', parent.name || '_default', parent.time_column)
+        USING keep;
     END LOOP;
     RETURN dropped;
 END $$;

@@ -8,16 +8,19 @@ import psycopg
 import pytest
 
 from ingest.batching import METRIC_IDS, Batch, ReadingRow
+from ingest.rollups import drop_old_partitions
 from ingest.writer import ensure_partitions, prepare, write_batch
 from safewatch.db import storage_of
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
-from safewatch.schema.layout import READING_TABLES
+from safewatch.schema.layout import READING_TABLES, RETENTION
 from safewatch.schema.migrate import available_migrations, migrate
 from tests.services import STORAGES, create_database, drop_database
 
 WIDE_READINGS = 30  # the first migration of the wide layout (030-032)
 ROLLUP_RETENTION = 35  # the 1-minute rollups in daily partitions
+DAY_MS = 86_400_000
+READING_NAMES = tuple(t.name for t in READING_TABLES)
 MINUTE_ROWS = "SELECT bucket, equipment_id, metric_id, avg FROM readings_1m ORDER BY 1"
 NARROW_ROWS = "SELECT time, equipment_id, metric_id, value FROM readings ORDER BY 1, 2, 3"
 
@@ -149,5 +152,27 @@ def test_an_upgrade_keeps_the_minute_rollups_in_one_partition_named_for_their_la
                          VALUES (%s::date + 1, 7, 1, 4, 4, 4, 1, 4)""", (last_day,))
             day_after = c.execute("SELECT tableoid::regclass::text FROM readings_1m WHERE avg = 4").fetchone()[0]
             assert day_after == f"readings_1m_p{last_day + timedelta(days=1):%Y%m%d}"
+    finally:
+        drop_database(url)
+
+
+def test_retention_also_empties_the_default_partitions_of_rows_past_it():
+    """Rows written for a day with no partition of its own land in a default partition; they age out too."""
+    url = create_database(storage="plain")
+    try:
+        with psycopg.connect(url) as c:
+            eq_id, now_ms = _ready_to_write(c)
+            old, recent = now_ms - (RETENTION.days + 2) * DAY_MS, now_ms - 5 * DAY_MS  # neither day has a partition
+            write_batch(c, Batch(readings=[ReadingRow(eq_id, 1, old, 1.0), ReadingRow(eq_id, 1, recent, 2.0)]))
+            c.execute("""INSERT INTO readings_1m (bucket, equipment_id, metric_id, avg, min, max, n, sum)
+                         SELECT to_timestamp(t / 1000.0), %s, 1, t, t, t, 1, t FROM unnest(%s::bigint[]) AS t""",
+                      (eq_id, [old, recent]))
+            c.commit()
+            assert drop_old_partitions(c) == 0  # no daily partition is that old
+            assert c.execute("SELECT value FROM readings WHERE equipment_id = %s", (eq_id,)).fetchall() == [(2.0,)]
+            assert c.execute("SELECT avg FROM readings_1m").fetchall() == [(recent,)]
+            held = [c.execute(f"SELECT count(*) FROM {name}_default").fetchone()[0]
+                    for name in (*READING_NAMES, "readings_1m")]
+            assert held == [1, 0, 0, 1]
     finally:
         drop_database(url)
