@@ -32,7 +32,14 @@ BEGIN
                    name, (last_day + 1)::timestamptz);
 END $$;
 
--- Daily partitions ahead for the readings tables and the 1-minute rollups alike.
+-- The tables kept in daily partitions, and the column each is partitioned on: the two functions
+-- below create and drop the partitions of each table listed here.
+CREATE TABLE daily_partitioned (parent text PRIMARY KEY, time_column text NOT NULL);
+INSERT INTO daily_partitioned (parent, time_column) VALUES
+    ('boiler_readings', 'time'), ('pressure_vessel_readings', 'time'), ('elevator_readings', 'time'),
+    ('readings_1m', 'bucket');
+
+-- Daily partitions ahead.
 CREATE OR REPLACE FUNCTION safewatch_ensure_partitions(from_day date, to_day date) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -41,7 +48,7 @@ DECLARE
     made integer := 0;
     name text;
 BEGIN
-    FOREACH parent IN ARRAY ARRAY['boiler_readings', 'pressure_vessel_readings', 'elevator_readings', 'readings_1m'] LOOP
+    FOR parent IN SELECT p.parent FROM daily_partitioned p ORDER BY 1 LOOP
         day := from_day;
         WHILE day <= to_day LOOP
             name := format('%s_p%s', parent, to_char(day, 'YYYYMMDD'));
@@ -65,7 +72,7 @@ BEGIN
     RETURN made;
 END $$;
 
--- Retention: drop daily partitions, of the readings and of their 1-minute rollups, entirely older
+-- Retention: drop daily partitions, of the readings and of their 1-minute rollups, wholly older
 -- than ``keep``; return how many. Rows that landed in a default partition (a day with no partition
 -- of its own when they were written) are deleted once older than ``keep``: it holds few, if any.
 CREATE OR REPLACE FUNCTION safewatch_drop_old_partitions(keep interval) RETURNS integer
@@ -77,18 +84,15 @@ DECLARE
 BEGIN
     FOR part IN
         SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent::regclass::text = ANY (ARRAY['boiler_readings', 'pressure_vessel_readings', 'elevator_readings', 'readings_1m'])
+        WHERE i.inhparent::regclass::text IN (SELECT p.parent FROM daily_partitioned p)
           AND c.relname ~ '_p\d{8}$'
           AND to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= (now() - keep)::date
     LOOP
         EXECUTE format('DROP TABLE %I', part.relname);
         dropped := dropped + 1;
     END LOOP;
-    FOR parent IN
-        SELECT * FROM (VALUES ('boiler_readings', 'time'), ('pressure_vessel_readings', 'time'),
-                              ('elevator_readings', 'time'), ('readings_1m', 'bucket')) AS p(name, time_column)
-    LOOP
-        EXECUTE format('DELETE FROM %I WHERE %I < now() - $1', parent.name || '_default', parent.time_column)
+    FOR parent IN SELECT p.parent, p.time_column FROM daily_partitioned p LOOP
+        EXECUTE format('DELETE FROM %I WHERE %I < now() - $1', parent.parent || '_default', parent.time_column)
         USING keep;
     END LOOP;
     RETURN dropped;
