@@ -50,8 +50,8 @@ def _tables() -> tuple[ReadingTable, ...]:
 
 
 READING_TABLES: tuple[ReadingTable, ...] = _tables()
+TABLE_OF_METRIC: dict[int, ReadingTable] = {m.id: t for t in READING_TABLES for m in t.metrics}
 
 # How long readings and their 1-minute rollups are kept: a year and an inspection cycle's margin.
 # The hourly rollups are kept for good. Schemas 030/032 (readings) and 035 (rollups) say the same.
 RETENTION = timedelta(days=400)
-TABLE_OF_METRIC: dict[int, ReadingTable] = {m.id: t for t in READING_TABLES for m in t.metrics}
