@@ -191,6 +191,16 @@ def bench_server(private_settings: str | None) -> Iterator[str]:
         yield pg.url
 
 
+def server_cpu(backend_pid: int) -> float:
+    """User + system CPU seconds of the whole PostgreSQL server that ``backend_pid`` belongs to: its
+    postmaster, the children alive now, and those gone (the postmaster reaps them, so their time is in
+    its children's): the checkpointer, the WAL writer, autovacuum and TimescaleDB's jobs with the rest."""
+    postmaster = psutil.Process(psutil.Process(backend_pid).ppid())
+    times = postmaster.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system + cpu_of(
+        [child.pid for child in postmaster.children()])
+
+
 def cpu_of(pids: list[int]) -> float:
     """User + system CPU seconds of these local processes (a PostgreSQL backend's, say); gone ones count 0."""
     total = 0.0
