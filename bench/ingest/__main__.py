@@ -350,7 +350,8 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
     with psycopg.connect(pipe.db_url) as c:
         backends = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                                             "AND application_name = 'safewatch' AND pid <> pg_backend_pid()")]
-    pg_cpu0, server_cpu0 = cpu_of(backends), server_cpu(backends[0])
+        postmaster = psutil.Process(c.info.backend_pid).ppid()
+    pg_cpu0, server_cpu0 = cpu_of(backends), server_cpu(postmaster)
     blocks0 = blocks(pipe.db_url)
     metrics0 = pipe.scrape()
     started = time.monotonic()
@@ -408,7 +409,7 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
     cpu["postgres (our backends)"] = cpu_of(backends) - pg_cpu0
     # The server's own processes too: checkpoints, WAL writing, autovacuum and TimescaleDB's refresh jobs
     # compete for the same cores (and the bench's own few queries, counted here).
-    cpu["postgres (the rest of the server)"] = server_cpu(backends[0]) - server_cpu0 - cpu["postgres (our backends)"]
+    cpu["postgres (the rest of the server)"] = server_cpu(postmaster) - server_cpu0 - cpu["postgres (our backends)"]
     hit1, read1 = blocks(pipe.db_url)
     hit, read = hit1 - blocks0[0], read1 - blocks0[1]
     cpu["publishers"] = pub_cpu
