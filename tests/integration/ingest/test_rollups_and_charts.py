@@ -226,6 +226,9 @@ def test_minute_rollups_from_the_wide_tables_equal_the_narrow_readings_grouped()
         drop_database(url)
 
 
+RETENTION_JOBS = "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
+
+
 def _apply_retention(conn: psycopg.Connection, storage: str) -> None:
     if storage == "plain":
         assert drop_old_partitions(conn) == len(READING_TABLES) + 1  # the old day of each, and of the minutes
@@ -234,9 +237,6 @@ def _apply_retention(conn: psycopg.Connection, storage: str) -> None:
         for (job,) in conn.execute(RETENTION_JOBS).fetchall():
             conn.execute("CALL run_job(%s)", (job,))
         conn.autocommit = False
-
-
-RETENTION_JOBS = "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
 
 
 def test_past_retention_readings_and_minutes_go_and_the_hours_still_chart(storage_url, api_as, request):
