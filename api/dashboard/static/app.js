@@ -354,15 +354,33 @@ function drawAlerts() {
     <td>${esc(t("lvl_" + a.level))}</td><td>${nextEscalation(a)}</td>
     <td class="actions">${actionsFor(a)}</td></tr>
     ${S.expanded.has(a.id) ? `<tr class="detail" data-detail="${a.id}"><td colspan="9"></td></tr>` : ""}`).join("");
-  // Live refreshes must not wipe what someone is typing: the open detail panels move over as they are.
+  // Live refreshes must not wipe what someone is typing: the open detail panels move over as they are,
+  // and the field being typed in keeps the focus (moving an element drops it, and with it the next keys).
   const kept = {};
   document.querySelectorAll("#alert-table tr[data-detail] > td > .detail-grid").forEach(el => {
     kept[el.closest("tr").dataset.detail] = el;
   });
+  const focus = typingIn("#alert-table .detail-grid");
   $("#alert-table").innerHTML = head + `<tbody>${rows || `<tr><td colspan="9" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody>`;
   for (const [id, el] of Object.entries(kept)) $(`tr[data-detail="${id}"] > td`)?.append(el);
+  focus?.restore();
   S.expanded.forEach(id => { if (S.details?.[id]) fillDetail(id, S.details[id]); });
   tick();
+}
+// The focused field inside `within`, to give the focus back (caret and selection too) after a redraw;
+// `restore(el)` moves it to a replacement of that field.
+function typingIn(within) {
+  const el = document.activeElement;
+  if (!el?.form || !el.closest(within)) return null;
+  const [start, end] = [el.selectionStart, el.selectionEnd];
+  return {
+    el,
+    restore(to = el) {
+      if (!to.isConnected) return;
+      to.focus();
+      if (typeof start === "number" && to.setSelectionRange) to.setSelectionRange(start, end);
+    },
+  };
 }
 async function loadAlertDetail(id) {
   const seq = (S.detailSeq ||= {})[id] = (S.detailSeq[id] || 0) + 1;
@@ -396,9 +414,17 @@ function fillDetail(id, d) {
       `<option value="${m}" ${m === 60 ? "selected" : ""}>${m} ${esc(t("minutes"))}</option>`).join("")}</select>
       <input name="reason" size="16" placeholder="${esc(t("reason"))}"> <button type="submit">${esc(t("shelve"))}</button></form>`);
   }
+  // The alert changed state (its forms differ): carry over whatever was typed into fields that remain.
+  const field = el => `form[data-form="${el.form.dataset.form}"] [name="${el.name}"]`;
+  const typed = [...(grid?.querySelectorAll("form [name]") || [])].filter(el => el.value !== el.defaultValue)
+    .map(el => [field(el), el.value]);
+  const focus = typingIn(`tr[data-detail="${id}"]`);
   cell.innerHTML = `<div class="detail-grid" data-forms="${esc(formsKey)}"><div class="history"><strong>${esc(t("history"))}</strong>
     <table><thead><tr><th>${esc(t("at"))}</th><th>${esc(t("actor"))}</th><th>${esc(t("from_to"))}</th><th>${esc(t("reason"))}</th></tr></thead>
     <tbody>${rows.join("")}</tbody></table></div><div class="forms">${forms.join("")}<p class="bad" data-error></p></div></div>`;
+  for (const [sel, value] of typed) { const el = cell.querySelector(sel); if (el) el.value = value; }
+  const again = focus && cell.querySelector(field(focus.el));
+  if (again) focus.restore(again);
 }
 async function act(id, action, body = {}) {
   try { await post(`/api/v1/alerts/${id}/${action}`, body); return true; }
@@ -444,12 +470,17 @@ async function renderEquipment() {
   await loadEquipmentPage(false);
 }
 async function loadEquipmentPage(append) {
+  // As with alerts, loads overlap (a live refresh, a new filter): only the latest started may draw,
+  // or an older unfiltered answer could replace the filtered list.
+  const seq = S.eqSeq = (S.eqSeq || 0) + 1;
   const f = $("#eq-search").elements;
+  const division = f.division.value;
   const qs = new URLSearchParams({ limit: "100" });
-  if (f.division.value) qs.set("division", f.division.value);
+  if (division) qs.set("division", division);
   if (f.category.value) qs.set("category", f.category.value);
   if (append && S.eqCursor) qs.set("cursor", S.eqCursor);
   const page = await api("/api/v1/equipment?" + qs);
+  if (seq !== S.eqSeq) return;
   S.eqCursor = page.next_cursor;
   const today = new Date().toISOString().slice(0, 10);
   const rows = page.items.map(e => `<tr data-eq="${esc(e.code)}"><td><a href="#/equipment/${encodeURIComponent(e.code)}">${esc(e.code)}</a></td>
@@ -462,7 +493,7 @@ async function loadEquipmentPage(append) {
     <th>${esc(t("division"))}</th><th>${esc(t("unit"))}</th><th>${esc(t("status"))}</th><th>${esc(t("next_inspection"))}</th></tr></thead>
     <tbody>${rows}</tbody></table><p><button type="button" id="eq-more" ${S.eqCursor ? "" : "disabled"}>${esc(t("load_more"))}</button></p>`;
   const more = $("#eq-more"); if (more) more.disabled = !S.eqCursor;
-  $("#eq-list").dataset.division = f.division.value;   // what the list shows (tests wait on it)
+  $("#eq-list").dataset.division = division;   // what the list shows (tests wait on it)
 }
 $("#eq-list").addEventListener("click", e => { if (e.target.id === "eq-more") loadEquipmentPage(true); });
 

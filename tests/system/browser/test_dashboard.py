@@ -11,6 +11,7 @@ import re
 import time
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -19,7 +20,7 @@ from alerts.store import apply_effects, load_equipment_by_codes
 from ingest.batching import Batch, ReadingRow
 from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS, Severity
-from tests.system.browser.conftest import Site, log_in, screenshot
+from tests.system.browser.conftest import PASSWORD, Site, log_in, screenshot
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.system
@@ -140,6 +141,40 @@ def test_live_alert_arrives_and_is_acknowledged(site, new_page):
     playwright_expect(major_row.locator(".state")).to_have_attribute("data-state", "shelved")
     playwright_expect(major_row.locator("[data-until]")).to_have_count(0)
     screenshot(page, "05-alerts-shelved")
+
+
+def test_typing_in_an_open_alert_survives_live_redraws(site, new_page):
+    """Live events redraw the alert table around an open alert; the field being typed in keeps its text
+    and the focus, so the next keys land in it, and a change of the alert's state keeps the text too."""
+    username = user_with(site, "league_inspector", "150200")
+    page = new_page()
+    log_in(page, site, username)
+    page.wait_for_selector("body[data-live='1']")
+    code = equipment_in(site, "150200")["code"]
+    first = raise_alert(site, code, severity=Severity.MAJOR)
+    page.click("#nav a[data-page=alerts]")
+    page.locator(f"#alert-table tr[data-alert='{first}'] button[data-more]").click()
+    comment = page.locator(f"tr[data-detail='{first}'] form[data-form=comment] input[name=text]")
+    comment.click()
+    page.keyboard.type("已到")
+
+    # Another alert arrives: the table is drawn anew, the open panel moved into it.
+    second = raise_alert(site, code, severity=Severity.MAJOR)
+    playwright_expect(page.locator(f"#alert-table tr[data-alert='{second}']")).to_have_count(1)
+    page.keyboard.type("现场")
+    playwright_expect(comment).to_have_value("已到现场")
+
+    # Someone else acknowledges the alert: its forms are drawn anew for the new state.
+    with httpx.Client(base_url=site.url) as api:
+        token = api.post("/api/v1/auth/token", data={"username": user_with(site, "region_inspector", "150000"),
+                                                     "password": PASSWORD}).raise_for_status().json()["access_token"]
+        api.post(f"/api/v1/alerts/{first}/acknowledge", json={},
+                 headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+    playwright_expect(page.locator(f"tr[data-detail='{first}'] .detail-grid")).to_have_attribute(
+        "data-forms", re.compile(r"^active_ack\|"))
+    page.keyboard.type(" on site")
+    playwright_expect(comment).to_have_value("已到现场 on site")
+    playwright_expect(comment).to_be_focused()
 
 
 def test_the_stream_survives_losing_its_database_connection(site, new_page):
