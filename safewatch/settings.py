@@ -72,7 +72,9 @@ class IngestSettings(BaseModel):
     batch_max_messages: int = Field(1000, ge=1)
     batch_max_ms: int = Field(50, ge=1)
     # ... and at most about this much payload: bounds one transaction (commit latency) for big gateway batches.
-    batch_max_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    # A batch only fills up when messages wait (else 50 ms closes it), and then larger ones cost PostgreSQL
+    # less a reading and catch up sooner (docs/decisions.md, twelfth pass); 1000 gateway batches are ~12 MiB.
+    batch_max_bytes: int = Field(12 * 1024 * 1024, ge=1024)
     # Messages received but not yet committed: the memory bound and the back-pressure point.
     max_inflight: int = Field(5000, ge=1)
     # ... and their payload bytes: with the count, the memory bound of a worker whose database is down.
