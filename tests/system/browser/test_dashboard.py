@@ -1,8 +1,8 @@
 """The dashboard in a real headless Chromium against the real API and PostgreSQL.
 
 Log in, see only one's own jurisdiction, receive an alert live over server-sent events (raised through
-the alert store, which NOTIFYs as the alert worker does), acknowledge it, and keep a screenshot of
-every page under test-artifacts/browser/.
+the alert store, which NOTIFYs as the alert worker does), acknowledge it, type in its forms while live
+events redraw the table, and keep a screenshot of every page under test-artifacts/browser/.
 """
 
 from __future__ import annotations
