@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -12,7 +13,7 @@ from ingest.rollups import drop_old_partitions, refresh_rollups
 from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS_BY_KEY
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
-from safewatch.registry.seed import demo_registry, insert_registry
+from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.schema.layout import READING_TABLES, RETENTION
 from tests.services import STORAGES, create_database, drop_database
 
@@ -41,13 +42,19 @@ def _refresh(conn: psycopg.Connection, storage: str, now: datetime) -> None:
         conn.autocommit = False
 
 
-def test_charts_pick_the_resolution_and_rollups_are_exact(storage_url, api_as, request):
-    storage = request.node.callspec.params["storage_url"]
-    registry = demo_registry(parse_divisions(shipped_divisions_text()), 40, seed=5, gateway_prefix="roll")
-    with psycopg.connect(storage_url) as c:
+def _an_elevator(url: str, *, seed: int, prefix: str) -> tuple[DemoRegistry, dict[str, Any], int]:
+    """A registry of 40 equipment written to ``url``; one of its elevators and that elevator's id."""
+    registry = demo_registry(parse_divisions(shipped_divisions_text()), 40, seed=seed, gateway_prefix=prefix)
+    with psycopg.connect(url) as c:
         insert_registry(c, registry)
         eq = next(e for e in registry.equipment if e["category"] == "3000")
         eq_id = c.execute("SELECT id FROM equipment WHERE code = %s", (eq["code"],)).fetchone()[0]
+    return registry, eq, eq_id
+
+
+def test_charts_pick_the_resolution_and_rollups_are_exact(storage_url, api_as, request):
+    storage = request.node.callspec.params["storage_url"]
+    registry, eq, eq_id = _an_elevator(storage_url, seed=5, prefix="roll")
     now = datetime.now(UTC).replace(second=30, microsecond=0)
     # Two minutes an hour and a half ago (0, 1 … 5 and 10, 20), then a redelivered copy of the first.
     base = now - timedelta(minutes=90)
@@ -241,11 +248,8 @@ def _apply_retention(conn: psycopg.Connection, storage: str) -> None:
 
 def test_past_retention_readings_and_minutes_go_and_the_hours_still_chart(storage_url, api_as, request):
     storage = request.node.callspec.params["storage_url"]
-    registry = demo_registry(parse_divisions(shipped_divisions_text()), 40, seed=6, gateway_prefix="keep")
-    with psycopg.connect(storage_url) as c:
-        insert_registry(c, registry)
-        code = next(e["code"] for e in registry.equipment if e["category"] == "3000")
-        eq_id = c.execute("SELECT id FROM equipment WHERE code = %s", (code,)).fetchone()[0]
+    _, eq, eq_id = _an_elevator(storage_url, seed=6, prefix="keep")
+    code = eq["code"]
     now = datetime.now(UTC)
     old = (now - RETENTION - timedelta(days=2)).replace(hour=10, minute=0, second=0, microsecond=0)
     ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
