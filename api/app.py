@@ -15,7 +15,9 @@ from psycopg_pool import ConnectionPool
 import safewatch
 from api import errors
 from api.alerts.routes import router as alerts_router
+from api.auth.revocation import IdentityCache
 from api.auth.routes import router as auth_router
+from api.auth.throttle import LoginThrottle
 from api.contacts.routes import router as contacts_router
 from api.dashboard.routes import router as dashboard_router
 from api.deadletters.routes import router as deadletters_router
@@ -60,6 +62,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
                   description="Special-equipment (特种设备) safety monitoring: registry, telemetry, alerts.")
     app.state.settings = settings
     app.state.jwt_secret = secret
+    app.state.identities = IdentityCache()
+    app.state.login_throttle = LoginThrottle()
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestMetrics, registry=registry)

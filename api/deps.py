@@ -10,6 +10,7 @@ import psycopg
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
+from api.auth.revocation import is_current
 from api.auth.tokens import Principal, read_token
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -26,6 +27,9 @@ def get_conn(request: Request) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+Conn = Annotated[psycopg.Connection, Depends(get_conn)]
+
+
 def current_user(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> Principal:
     # Server-sent events cannot set headers from EventSource, so the dashboard passes ?access_token=.
     token = token or request.query_params.get("access_token")
@@ -33,13 +37,16 @@ def current_user(request: Request, token: Annotated[str | None, Depends(oauth2)]
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first: POST /api/v1/auth/token",
                             headers={"WWW-Authenticate": "Bearer"})
     try:
-        return read_token(token, secret=request.app.state.jwt_secret)
+        principal = read_token(token, secret=request.app.state.jwt_secret)
     except jwt.InvalidTokenError:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token invalid or expired; log in again",
                             headers={"WWW-Authenticate": "Bearer"}) from None
+    if not is_current(principal, request.app.state.identities.get(request.app.state.pool, principal.user_id)):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            "token revoked: your account changed, was retired or logged out; log in again",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return principal
 
-
-Conn = Annotated[psycopg.Connection, Depends(get_conn)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 

@@ -23,8 +23,7 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from api.auth.tokens import Principal, issue_token
-from api.auth.users import upsert_user
+from api.auth.users import token_for, upsert_user
 from bench.ingest.instances import MOSQUITTO, PrivateBroker
 from safewatch.db import with_database
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
@@ -170,7 +169,7 @@ def stored_callers(db_url: str, secret: str) -> Callable[[str, str], Caller]:
             username = f"{role}-{division}"
             with psycopg.connect(db_url) as conn:
                 user_id = upsert_user(conn, username, "a-long-test-password", role, division)
-            token = issue_token(Principal(user_id, username, role, division), secret=secret, ttl_s=3600)
+                token = token_for(conn, user_id, secret=secret, ttl_s=3600)
             made[(role, division)] = Caller(username, role, division, {"Authorization": f"Bearer {token}"})
         return made[(role, division)]
 

@@ -38,6 +38,11 @@ UPDATE users SET role = %(role)s, division_code = %(division_code)s, display_nam
     password_hash = coalesce(%(password_hash)s, password_hash), updated_at = now()
 WHERE id = %(id)s
 """
+# Taken first in every change of a person, in one order, so that two administrators demoting each other
+# at once cannot both succeed (and cannot deadlock).
+LOCK_ACTIVE_ADMINISTRATORS = """
+SELECT id FROM users WHERE role = 'administrator' AND retired_at IS NULL ORDER BY id FOR UPDATE
+"""
 RETIRE_USER = "UPDATE users SET retired_at = now(), updated_at = now() WHERE id = %s"
 
 

@@ -52,6 +52,20 @@ def _audit(conn: psycopg.Connection, key: str, actor: str, action: str, what: di
     record_change(conn, "user", key, actor, action, what)
 
 
+def _keep_an_administrator(admins: list[int], current: dict[str, Any], *, role_after: str | None) -> None:
+    """Refuse to demote or retire the last active administrator (nobody could manage people after)."""
+    losing = (current["role"] == "administrator" and current["retired_at"] is None
+              and role_after != "administrator")
+    if losing and not [a for a in admins if a != current["id"]]:
+        raise HTTPException(409, detail=[{"msg": "the last active administrator cannot be demoted or retired; "
+                                                 "make another administrator first",
+                                          "loc": ["path", "username"], "type": "last_administrator"}])
+
+
+def _lock_administrators(conn: psycopg.Connection) -> list[int]:
+    return [r["id"] if isinstance(r, dict) else r[0] for r in conn.execute(q.LOCK_ACTIVE_ADMINISTRATORS)]
+
+
 def _get_or_404(conn: psycopg.Connection, scope: str, username: str) -> UserRead:
     row = q.get_user(conn, scope=scope, username=username)
     if row is None:
@@ -93,6 +107,7 @@ def get(username: Username, conn: Conn, user: CurrentUser) -> UserRead:
 @router.patch("/{username}", response_model=UserRead)
 def update(username: Username, body: UserUpdate, conn: Conn, user: CurrentUser) -> UserRead:
     with conn.transaction():
+        admins = _lock_administrators(conn)
         current = conn.execute(q.SELECT_USER_FOR_UPDATE, {"scope": user.division_code, "username": username}
                                ).fetchone()
         if current is None:
@@ -105,6 +120,7 @@ def update(username: Username, body: UserUpdate, conn: Conn, user: CurrentUser) 
                                                   "type": "missing"}])
         before = {k: current[k] for k in ("role", "division_code", "display_name")}
         after = {**before, **patch}
+        _keep_an_administrator(admins, current, role_after=after["role"])
         _check_binding(conn, scope=user.division_code, role=after["role"], division=after["division_code"])
         diff = changes(before, after)
         if password:
@@ -118,15 +134,17 @@ def update(username: Username, body: UserUpdate, conn: Conn, user: CurrentUser) 
 
 @router.post("/{username}/retire", response_model=UserRead)
 def retire(username: Username, body: RetireUser, conn: Conn, user: CurrentUser) -> UserRead:
-    """Retire a person: they can no longer log in (tokens already issued expire with their TTL)."""
+    """Retire a person: they can no longer log in, and their tokens stop working within a second."""
     if username == user.username:
         raise HTTPException(409, detail=[{"msg": "you cannot retire yourself; ask another administrator",
                                           "loc": ["path", "username"], "type": "self"}])
     with conn.transaction():
+        admins = _lock_administrators(conn)
         current = conn.execute(q.SELECT_USER_FOR_UPDATE, {"scope": user.division_code, "username": username}
                                ).fetchone()
         if current is None:
             raise NotFound(f"no person {username} in your jurisdiction", ["path", "username"])
+        _keep_an_administrator(admins, current, role_after=None)
         if current["retired_at"] is not None:
             raise HTTPException(409, detail=[{"msg": f"{username} is already retired", "loc": ["path", "username"],
                                               "type": "retired"}])

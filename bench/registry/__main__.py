@@ -35,8 +35,7 @@ import httpx
 import orjson
 import psycopg
 
-from api.auth.tokens import Principal, issue_token
-from api.auth.users import upsert_user
+from api.auth.users import token_for, upsert_user
 from api.equipment.queries import SEARCH_EQUIPMENT, SELECT_EQUIPMENT_PAGE, SELECT_SUMMARY, encode_cursor
 from safewatch.db import with_database
 from safewatch.demo import free_port
@@ -188,16 +187,13 @@ def main() -> None:
                                                  ("league", "league_inspector", "150100"),
                                                  ("banner", "banner_inspector", "150102"))}
             conn.commit()
+            token = {k: token_for(conn, uid, secret=SECRET, ttl_s=3600) for k, uid in users.items()}
             codes = [r[0] for r in conn.execute("SELECT code FROM equipment ORDER BY random() LIMIT 2000")]
             regs = [r[0] for r in conn.execute("SELECT registration_no FROM equipment WHERE registration_no IS NOT NULL"
                                                " ORDER BY random() LIMIT 2000")]
             unit_names = [r[0] for r in conn.execute("SELECT name FROM units ORDER BY random() LIMIT 2000")]
             deep = conn.execute("SELECT id FROM equipment ORDER BY id OFFSET %s LIMIT 1",
                                 (args.equipment // 2,)).fetchone()[0]
-        token = {k: issue_token(Principal(uid, f"bench-{k}", role, div), secret=SECRET, ttl_s=3600)
-                 for (k, uid), (role, div) in zip(users.items(), (("administrator", "150000"),
-                                                                  ("league_inspector", "150100"),
-                                                                  ("banner_inspector", "150102")), strict=True)}
         port = free_port()
         env = {**os.environ, "SAFEWATCH_DB__URL": url, "SAFEWATCH_API__PORT": str(port),
                "SAFEWATCH_API__JWT_SECRET": SECRET, "SAFEWATCH_DB__POOL_MAX": str(max(4, args.concurrency)),

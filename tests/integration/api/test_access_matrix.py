@@ -82,6 +82,9 @@ def REGION_ONLY(body: Body | None = None) -> Expect:
 PUBLIC = Expect("public")  # no login; serves nothing jurisdictional (login form, docs, health, static files)
 SELF = Expect("self")  # about the caller only: must say the caller's own division
 SHARED = Expect("shared")  # needs a login; deployment-wide data with no jurisdiction in it (default rules)
+# Ends the caller's own tokens (logout): needs a login and touches nobody else's. Probed here anonymously
+# only, since a probe would end the shared callers' tokens; test_access_follows_the_registry covers it.
+OWN_SESSION = Expect("own_session")
 STREAM = Expect("stream")  # server-sent events: login checked here; per-division filtering in tests/system/browser
 
 ALERT_REASON: Body = lambda f: {"reason": "matrix probe"}  # noqa: E731
@@ -100,6 +103,7 @@ MATRIX: dict[tuple[str, str], Expect] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("POST", "/api/v1/auth/token"): PUBLIC,
+    ("POST", "/api/v1/auth/logout"): OWN_SESSION,
     ("GET", "/api/v1/me"): SELF,
     ("GET", "/api/v1/divisions"): FILTERED(also=("150102",)),
     ("GET", "/api/v1/divisions/{division_code}/response"): DENIED(),
@@ -282,7 +286,7 @@ def test_route_denies_or_filters_foreign_callers(client: TestClient, as_user: Ca
     expect = MATRIX[(method, path)]
     if expect.kind == "public":
         return  # nothing jurisdictional to protect; served to everyone
-    if expect.kind == "stream":
+    if expect.kind in ("stream", "own_session"):
         anonymous = client.request(method, path.format(**foreign.params))
         assert anonymous.status_code == 401
         return

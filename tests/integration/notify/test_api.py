@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
-from api.auth.tokens import Principal, issue_token
-from api.auth.users import upsert_user
+from api.auth.users import token_for, upsert_user
 from safewatch.settings import ApiSettings, DbSettings, Settings
 from tests.integration.notify.conftest import add_contact, make_site, open_alert, query
 from tests.waiting import wait_until
@@ -33,7 +32,7 @@ def auth(notify_url: str):  # type: ignore[no-untyped-def]
         username = f"{role}-{division}"
         with psycopg.connect(notify_url) as conn:
             user_id = upsert_user(conn, username, "a-long-test-password", role, division)
-        token = issue_token(Principal(user_id, username, role, division), secret=SECRET, ttl_s=3600)
+            token = token_for(conn, user_id, secret=SECRET, ttl_s=3600)
         return {"Authorization": f"Bearer {token}"}
 
     return headers

@@ -14,8 +14,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
-from api.auth.tokens import Principal, issue_token
-from api.auth.users import upsert_user
+from api.auth.users import token_for, upsert_user
 from safewatch.demo import free_port
 from safewatch.settings import ApiSettings, DbSettings, Settings
 from tests.integration.notify.conftest import make_site, open_alert, query
@@ -42,7 +41,7 @@ def api(notify_url: str) -> Iterator[str]:
 def _token(url: str, role: str, division: str) -> str:
     with psycopg.connect(url) as conn:
         user_id = upsert_user(conn, f"{role}-{division}", "a-long-test-password", role, division)
-    return issue_token(Principal(user_id, f"{role}-{division}", role, division), secret=SECRET, ttl_s=3600)
+        return token_for(conn, user_id, secret=SECRET, ttl_s=3600)
 
 
 class Listener:
