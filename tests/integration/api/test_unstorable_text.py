@@ -9,6 +9,7 @@ refused request the API serves the next one.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +17,17 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+import schemathesis
 from fastapi import Request
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
 from safewatch.settings import ApiSettings, DbSettings, Settings
 from tests.integration.api.conftest import SECRET, Caller, Registered
+from tests.integration.api.test_openapi_fuzz import STREAMS
 
 NUL, SURROGATE = "\x00", "\ud800"
 INSERT_ALERT = """
@@ -166,8 +171,8 @@ def test_every_string_input_of_every_operation_refuses_nul(app: Any, client: Tes
 
 def test_a_data_error_escaping_a_route_is_a_422_not_a_500(api_db: str, api_pool: Any) -> None:
     """The last safety net: whatever a route lets through to PostgreSQL and PostgreSQL refuses is the caller's."""
-    settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
-    app = create_app(settings, registry=CollectorRegistry(), pool=api_pool)
+    app_settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    app = create_app(app_settings, registry=CollectorRegistry(), pool=api_pool)
 
     @app.get("/probe/{n}")
     def probe(n: int, request: Request) -> dict[str, str]:
@@ -181,3 +186,66 @@ def test_a_data_error_escaping_a_route_is_a_422_not_a_500(api_db: str, api_pool:
             assert response.status_code == 422, response.text
             assert "cannot be stored" in response.json()["detail"][0]["msg"]
         assert client.get("/healthz").status_code == 200
+
+
+# -- a short fuzz: schemathesis' valid requests, each with NUL appended to one of its strings ------
+
+def _string_slots(value: Any) -> Iterator[tuple[Any, Any]]:
+    """(container, key) of every string inside a case's parameters or JSON/form body."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, str):
+                yield value, k
+            else:
+                yield from _string_slots(v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, str):
+                yield value, i
+            else:
+                yield from _string_slots(v)
+
+
+def inject_nul(case: Any, choice: int) -> bool:
+    """Append NUL to one string of ``case`` (chosen by ``choice``); False when it carries no string."""
+    slots = [*_string_slots(case.path_parameters or {}), *_string_slots(case.query or {})]
+    if case.media_type in ("application/json", "application/x-www-form-urlencoded"):
+        slots += list(_string_slots(case.body))
+    if not slots:
+        return False
+    container, key = slots[choice % len(slots)]
+    container[key] = container[key] + NUL
+    return True
+
+
+def fuzz(operation: Any, headers: dict[str, str], wrong: dict[str, str], sent: Counter[str]) -> None:
+    """A few derandomized cases of one operation, each with NUL in one string; record the first wrong answer."""
+    name = f"{operation.method.upper()} {operation.path}"
+
+    @given(case=operation.as_strategy(), choice=st.integers(0, 999))
+    @settings(max_examples=4, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def run(case: Any, choice: int) -> None:
+        injected = inject_nul(case, choice)
+        try:
+            response = case.call(headers=headers)
+        except Exception as exc:  # in process, an exception escaping the app is the 500
+            wrong.setdefault(name, f"{type(exc).__name__}: {str(exc)[:300]}")
+            return
+        sent["with NUL" if injected else "without strings"] += 1
+        refused = response.status_code == 422 and "send it again without that character" in response.text
+        if response.status_code >= 500 or (injected and not refused):
+            wrong.setdefault(name, f"{response.status_code} {response.text[:300]}")
+
+    run()
+
+
+def test_fuzzed_requests_with_nul_get_422_never_500(app: Any, as_user: Callable[[str, str], Caller]) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path_regex=STREAMS)
+    headers = as_user("administrator", "150100").headers
+    wrong: dict[str, str] = {}
+    sent = Counter[str]()
+    for result in schema.get_all_operations():
+        fuzz(result.ok(), headers, wrong, sent)
+    assert sent["with NUL"] > 150, sent  # the fuzz really reached the strings
+    assert not wrong, "\n".join(f"{op}: {why}" for op, why in wrong.items())
