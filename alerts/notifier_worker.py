@@ -328,14 +328,20 @@ def deliver_due(conn: psycopg.Connection, senders: dict[str, Sender], pool: Thre
                 error, ms = future.result()
                 attempts += 1
                 claim = True
-                if error is None:
-                    record_delivered(conn, [(n, ms)])
-                else:
-                    failures += 1
-                    delay = record_failed(conn, n, error=error, duration_ms=ms, base_s=cfg.retry_base_s,
-                                          max_s=cfg.retry_max_s)
-                    log.debug("delivery failed; will retry", extra={"outbox_id": n.id, "attempt": n.attempt,
-                                                                     "retry_in_s": round(delay, 2), "error": error})
+                try:
+                    if error is None:
+                        record_delivered(conn, [(n, ms)])
+                    else:
+                        failures += 1
+                        delay = record_failed(conn, n, error=error, duration_ms=ms, base_s=cfg.retry_base_s,
+                                              max_s=cfg.retry_max_s)
+                        log.debug("delivery failed; will retry", extra={
+                            "outbox_id": n.id, "attempt": n.attempt, "retry_in_s": round(delay, 2), "error": error})
+                except psycopg.DataError as exc:  # one row the database refuses must not stop the others
+                    log.exception("attempt could not be recorded; retrying the notification",
+                                  extra={"outbox_id": n.id, "channel": n.channel})
+                    record_failed(conn, n, error=f"attempt could not be recorded: {type(exc).__name__}",
+                                  duration_ms=ms, base_s=cfg.retry_base_s, max_s=cfg.retry_max_s)
                 metrics.sent.labels(channel=n.channel, outcome="delivered" if error is None else "failed").inc()
             if in_flight and time.monotonic() - renewed >= heartbeat_s:
                 renew_leases(conn, [n.id for n in in_flight.values()], claim_s=cfg.claim_s)

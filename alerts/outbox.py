@@ -189,11 +189,17 @@ def renew_leases(conn: psycopg.Connection, ids: list[int], *, claim_s: float) ->
         conn.execute(RENEW_LEASES, {"ids": ids, "claim_s": claim_s})
 
 
+def storable(text: str) -> str:
+    """``text`` as a text column takes it: NUL and lone surrogates escaped (a receiver's answer may hold any byte,
+    and one bad answer must not stop the recording of every other delivery)."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def record_failed(conn: psycopg.Connection, n: Notification, *, error: str, duration_ms: float,
                   base_s: float, max_s: float) -> float:
     """Log the failed attempt and schedule the next; return the delay chosen."""
     delay = retry_delay(n.attempt, base_s=base_s, max_s=max_s, salt=n.id)
-    conn.execute(RECORD_FAILED, {"id": n.id, "delay_s": delay, "error": error[:1000], "ms": duration_ms})
+    conn.execute(RECORD_FAILED, {"id": n.id, "delay_s": delay, "error": storable(error)[:1000], "ms": duration_ms})
     return delay
 
 
