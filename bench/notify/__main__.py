@@ -2,7 +2,7 @@
 
     python -m bench.notify latency [--rate 20] [--seconds 30] [--equipment 2000] [--group-interval 0]
     python -m bench.notify outage  [--outage-s 600] [--alerts 300]
-    python -m bench.notify kill    [--trials 20] [--rows 12]
+    python -m bench.notify kill    [--trials 20] [--rows 12] [--restart]
 
 ``latency``: a PRIVATE Mosquitto on a free port and a FRESH database (on the PostgreSQL at
 SAFEWATCH_BENCH_DB_URL, default the local server; its other databases are left alone) with a demo
@@ -21,7 +21,8 @@ the backlog takes to drain.
 ``kill``: ``--trials`` times, a notifier process killed with SIGKILL while four of its posts are held by
 the receiver, another notifier beside it (bench/notify/kill.py describes one trial): prints the delay
 from the kill to the takeover post of each row the killed notifier was posting, the normal claim-and-post
-latency at the same moment, and the posts repeated (recorded deliveries: must be 0).
+latency at the same moment, and the posts repeated (recorded deliveries: must be 0). With ``--restart``
+the second notifier starts only after the kill (a supervisor's restart: its start-up is in the delay).
 """
 
 from __future__ import annotations
@@ -360,18 +361,22 @@ def kill(args: argparse.Namespace) -> None:
     alert_id = probe_alert(url)
     takeover: list[float] = []
     normal: list[float] = []
+    ready: list[float] = []
     in_flight_repeats = recorded_repeats = undelivered = 0
     started = time.monotonic()
     for i in range(args.trials):
-        trial = kill_trial(url, alert_id, rows=args.rows)
+        trial = kill_trial(url, alert_id, rows=args.rows, restart=args.restart)
         takeover += trial.takeover_s
         normal += trial.normal_s
+        ready.append(trial.b_ready_s)
         recorded_repeats += sum(trial.posts[k] - 1 for k in trial.keys if k not in trial.posted_by_a)
         in_flight_repeats += sum(trial.posts[k] - 1 for k in trial.posted_by_a)
         undelivered += len(set(trial.keys) - trial.delivered)
         print(f"trial {i + 1}: takeover {max(trial.takeover_s):.2f} s (normal {max(trial.normal_s):.2f} s)",
               flush=True)
-    print(f"{args.trials} kills ({args.rows} rows, {len(takeover)} posts in flight at the kills), "
+    mode = f"second notifier started after the kill (ready p50 {pct(ready, 0.5):.2f} s, max {max(ready):.2f} s)" \
+        if args.restart else "second notifier running beside"
+    print(f"{args.trials} kills ({args.rows} rows, {len(takeover)} posts in flight at the kills; {mode}), "
           f"{time.monotonic() - started:.0f} s: kill → takeover post p50 {pct(takeover, 0.5):.2f} s, "
           f"max {max(takeover):.2f} s; normal claim-and-post latency p50 {pct(normal, 0.5):.2f} s, "
           f"max {max(normal):.2f} s; in-flight posts repeated {in_flight_repeats}, recorded deliveries "
@@ -392,6 +397,7 @@ def main() -> None:
     killing = sub.add_parser("kill")
     killing.add_argument("--trials", type=int, default=20)
     killing.add_argument("--rows", type=int, default=12)
+    killing.add_argument("--restart", action="store_true", help="start the second notifier only after the kill")
     args = parser.parse_args()
     try:
         {"latency": latency, "outage": outage, "kill": kill}[args.mode](args)

@@ -11,6 +11,8 @@ released. The trial returns what the receiver counted by Idempotency-Key and the
 - ``normal_s``: release → first post of the rows nobody had claimed yet (a claim and a post when a
   sender frees up: the normal latency of the same machine at the same moment).
 
+With ``restart=True`` B starts only after the kill, as a supervisor would restart the notifier.
+
 Synchronised on conditions only (posts held, rows recorded), never on sleeps. Used by
 tests/integration/notify/test_notifier_kill.py (one trial) and ``python -m bench.notify kill`` (many).
 """
@@ -186,6 +188,7 @@ class Trial:
     takeover_s: list[float] = field(default_factory=list)
     normal_s: list[float] = field(default_factory=list)
     delivered: set[str] = field(default_factory=set)
+    b_ready_s: float = 0.0  # kill → B ready (0 when B was already running)
 
 
 def enqueue_rows(url: str, alert_id: int, target: str, rows: int) -> list[str]:
@@ -204,8 +207,13 @@ def enqueue_rows(url: str, alert_id: int, target: str, rows: int) -> list[str]:
                                            (f"sw-kill{seed}%",))]
 
 
-def kill_trial(url: str, alert_id: int, *, rows: int = 12, timeout: float = 60, **env: str) -> Trial:
-    """One kill -9 of a notifier with posts in flight; see the module docstring."""
+def kill_trial(url: str, alert_id: int, *, rows: int = 12, restart: bool = False, timeout: float = 60,
+               **env: str) -> Trial:
+    """One kill -9 of a notifier with posts in flight; see the module docstring.
+
+    With ``restart``, B starts only after the kill (a supervisor restarting the notifier): the takeover then
+    includes B's start-up, and ``b_ready_s`` says how long that took.
+    """
     receiver = HoldingReceiver()
     a, b = NotifierProcess(url, "a", **env), NotifierProcess(url, "b", **env)
 
@@ -224,16 +232,20 @@ def kill_trial(url: str, alert_id: int, *, rows: int = 12, timeout: float = 60, 
         receiver.wait(lambda r: len(r.held) == SENDERS, timeout=timeout, what="A's posts refilled")
         recorded_before = delivered()
         posted_by_a = receiver.snapshot()[0]
-        b.start()
-        receiver.wait(lambda r: len(r.held) == 2 * SENDERS, timeout=timeout, what="B's posts beside A's")
+        if not restart:
+            b.start()
+            receiver.wait(lambda r: len(r.held) == 2 * SENDERS, timeout=timeout, what="B's posts beside A's")
         both_alive = receiver.snapshot()[1]
         killed_at = time.time()
         a.kill9()
         receiver.open()
+        if restart:
+            b.start()
+        b_ready_s = time.time() - killed_at if restart else 0.0
         done = wait_for(delivered, lambda d: d == set(keys), timeout=timeout, what="every row delivered")
         b.stop()
         _, posts, arrivals = receiver.snapshot()
-        trial = Trial(keys, recorded_before, posted_by_a, posts, delivered=done)
+        trial = Trial(keys, recorded_before, posted_by_a, posts, delivered=done, b_ready_s=b_ready_s)
         trial.takeover_s = [min(t for t in arrivals[k] if t >= killed_at) - killed_at for k in posted_by_a
                             if any(t >= killed_at for t in arrivals[k])]
         trial.normal_s = [arrivals[k][0] - killed_at for k in keys if k not in both_alive]
