@@ -313,9 +313,9 @@ def deliver_due(conn: psycopg.Connection, senders: dict[str, Sender], pool: Thre
     claim = True  # at start, and whenever a sender thread freed up
     renewed = time.monotonic()
     try:
-        while not stop.is_set():
+        while True:
             free = cfg.senders - len(in_flight)
-            if claim and free > 0:
+            if claim and free > 0 and not stop.is_set():  # stopping: no new claims, the posts in flight recorded
                 for n in claim_due(conn, limit=min(free, cfg.batch), claim_s=cfg.claim_s):
                     in_flight[pool.submit(_attempt, senders, n)] = n
                 claim = False

@@ -8,9 +8,14 @@ batch leased for 60 s and recorded deliveries only when the batch ended.
 
 from __future__ import annotations
 
-from bench.notify.kill import kill_trial, probe_alert
-from tests.integration.notify.conftest import make_site
+from bench.notify.kill import HoldingReceiver, NotifierProcess, enqueue_rows, kill_trial, probe_alert
+from tests.integration.notify.conftest import make_site, query
+from tests.waiting import wait_until
 
+# Renewed more than a heartbeat (1 s) after the signal: the 3 s lease then ends past signal + 4 s.
+LEASE_RENEWED_AFTER = """
+SELECT claimed_until > %s::timestamptz + interval '4.05 seconds' FROM outbox WHERE idempotency_key = %s
+"""
 BOUND_S = 5.0  # issue 21: a kill delays a notification by at most 5 s beyond its normal latency
 
 
@@ -27,3 +32,28 @@ def test_a_killed_notifier_is_taken_over_within_5_s_and_repeats_no_recorded_deli
     assert len(trial.takeover_s) == 4, trial
     normal = max(trial.normal_s)
     assert max(trial.takeover_s) <= BOUND_S + normal, (trial.takeover_s, trial.normal_s)
+
+
+def test_a_notifier_stopped_mid_post_records_it_and_nobody_posts_it_again(notify_url: str) -> None:
+    """A graceful stop (SIGTERM) claims nothing new but lets the posts in flight end and records them."""
+    make_site(notify_url, "150102")
+    receiver = HoldingReceiver()
+    notifier = NotifierProcess(notify_url, "stopped")
+    try:
+        (key,) = enqueue_rows(notify_url, probe_alert(notify_url), receiver.url, 1)
+        notifier.start()
+        receiver.wait(lambda r: r.held == {key}, timeout=60, what="the post held")
+        assert notifier.proc is not None
+        notifier.proc.terminate()
+        (signalled,) = query(notify_url, "SELECT clock_timestamp()")[0]
+        # Still holding its lease more than a heartbeat after the signal: it waits for its post, claims nothing.
+        wait_until(lambda: query(notify_url, LEASE_RENEWED_AFTER, signalled, key), lambda rows: rows == [(True,)],
+                   timeout=30, what="the lease renewed after the stop signal")
+        receiver.open()
+        assert notifier.proc.wait(60) == 0
+        assert query(notify_url, "SELECT delivered_at IS NOT NULL FROM outbox WHERE idempotency_key = %s",
+                     key) == [(True,)]
+        assert receiver.snapshot()[1][key] == 1
+    finally:
+        notifier.stop()
+        receiver.close()
