@@ -7,9 +7,9 @@ Two loops, each with its own connections, in threads of one process:
   ``alert_escalations`` audit row, writes the outbox rows (grouped), writes the next timers and marks
   the timer fired — so a timer fires once, whichever process or restart gets to it. It sleeps until
   the next due time or a ``NOTIFY safewatch_timers`` (sent by the trigger on ``alert_transitions``).
-- **senders**: claim due outbox rows as sender threads free up, under a short lease renewed while
-  their posts are in flight, record each attempt the moment it ends, retry failures with back-off
-  until the row expires. Woken by ``NOTIFY safewatch_outbox`` or the next due time (a lapsing lease
+- **senders**: claim due outbox rows in batches under a short lease renewed while they are in hand,
+  deliver them through a small thread pool, record each attempt the moment it ends, retry failures
+  with back-off until the row expires. Woken by ``NOTIFY safewatch_outbox`` or the next due time (a lapsing lease
   included).
 
 Everything lives in the database, so stopping or killing this process at any point loses nothing.
@@ -293,62 +293,72 @@ def _attempt(senders: dict[str, Sender], n: Notification) -> tuple[str | None, f
     return error, (time.perf_counter() - started) * 1000
 
 
+def _record(conn: psycopg.Connection, ended: list[tuple[Notification, str | None, float]], settings: Settings,
+            metrics: NotifierMetrics) -> int:
+    """Record attempts that just ended (the deliveries in one statement); return how many failed."""
+    cfg = settings.notifier
+    record_delivered(conn, [(n, ms) for n, error, ms in ended if error is None])
+    failures = 0
+    for n, error, ms in ended:
+        metrics.sent.labels(channel=n.channel, outcome="delivered" if error is None else "failed").inc()
+        if error is None:
+            continue
+        failures += 1
+        try:
+            delay = record_failed(conn, n, error=error, duration_ms=ms, base_s=cfg.retry_base_s,
+                                  max_s=cfg.retry_max_s)
+        except psycopg.DataError as exc:  # one row the database refuses must not stop the others
+            log.exception("attempt could not be recorded; retrying the notification",
+                          extra={"outbox_id": n.id, "channel": n.channel})
+            delay = record_failed(conn, n, error=f"attempt could not be recorded: {type(exc).__name__}",
+                                  duration_ms=ms, base_s=cfg.retry_base_s, max_s=cfg.retry_max_s)
+        log.debug("delivery failed; will retry", extra={"outbox_id": n.id, "attempt": n.attempt,
+                                                         "retry_in_s": round(delay, 2), "error": error})
+    return failures
+
+
 def deliver_due(conn: psycopg.Connection, senders: dict[str, Sender], pool: ThreadPoolExecutor,
                 settings: Settings, metrics: NotifierMetrics, stop: threading.Event) -> int:
     """Deliver what is due until nothing is; return how many attempts were made.
 
-    Rows are claimed only as sender threads free up, under a short lease (``claim_s``) that this loop renews
-    every third of it while their posts are in flight; each attempt is recorded in its own statement the
-    moment it ends. So a notifier killed at any instant leaves no recorded delivery to repeat, only its
-    in-flight posts (their Idempotency-Key lets the receiver drop the repeat), and its leases lapse within
-    ``claim_s``. ``conn`` is in autocommit mode: each statement below is its own transaction.
+    Up to ``batch`` rows are claimed whenever fewer than ``senders`` are left in hand, under a short lease
+    (``claim_s``) that this loop renews every third of it while they are in hand; attempts are recorded the
+    moment they end (those that ended together, in one statement). So a notifier killed at any instant
+    leaves no recorded delivery to repeat, only its posts in flight (their Idempotency-Key lets the receiver
+    drop the repeat), and its leases lapse within ``claim_s``. ``conn`` is in autocommit mode: each
+    statement below is its own transaction.
     """
     cfg = settings.notifier
     heartbeat_s = cfg.claim_s / 3
     expired = expire_overdue(conn)
     if expired:
         log.warning("notifications expired undelivered", extra={"count": expired})
-    in_flight: dict[Future[tuple[str | None, float]], Notification] = {}
+    in_hand: dict[Future[tuple[str | None, float]], Notification] = {}
     attempts = failures = 0
-    claim = True  # at start, and whenever a sender thread freed up
+    claim = True  # at start, and whenever an attempt ended
     renewed = time.monotonic()
     try:
         while True:
-            free = cfg.senders - len(in_flight)
-            if claim and free > 0 and not stop.is_set():  # stopping: no new claims, the posts in flight recorded
-                for n in claim_due(conn, limit=min(free, cfg.batch), claim_s=cfg.claim_s):
-                    in_flight[pool.submit(_attempt, senders, n)] = n
+            # Stopping: no new claims; the attempts in hand end and are recorded.
+            if claim and len(in_hand) < cfg.senders and not stop.is_set():
+                for n in claim_due(conn, limit=max(cfg.batch, cfg.senders) - len(in_hand), claim_s=cfg.claim_s):
+                    in_hand[pool.submit(_attempt, senders, n)] = n
                 claim = False
-            if not in_flight:
+            if not in_hand:
                 break
-            done, _ = wait(in_flight, timeout=max(0.0, renewed + heartbeat_s - time.monotonic()),
+            done, _ = wait(in_hand, timeout=max(0.0, renewed + heartbeat_s - time.monotonic()),
                            return_when=FIRST_COMPLETED)
-            for future in done:
-                n = in_flight.pop(future)
-                error, ms = future.result()
-                attempts += 1
+            if done:
+                ended = [(in_hand.pop(f), *f.result()) for f in done]
+                failures += _record(conn, ended, settings, metrics)
+                attempts += len(ended)
                 claim = True
-                try:
-                    if error is None:
-                        record_delivered(conn, [(n, ms)])
-                    else:
-                        failures += 1
-                        delay = record_failed(conn, n, error=error, duration_ms=ms, base_s=cfg.retry_base_s,
-                                              max_s=cfg.retry_max_s)
-                        log.debug("delivery failed; will retry", extra={
-                            "outbox_id": n.id, "attempt": n.attempt, "retry_in_s": round(delay, 2), "error": error})
-                except psycopg.DataError as exc:  # one row the database refuses must not stop the others
-                    log.exception("attempt could not be recorded; retrying the notification",
-                                  extra={"outbox_id": n.id, "channel": n.channel})
-                    record_failed(conn, n, error=f"attempt could not be recorded: {type(exc).__name__}",
-                                  duration_ms=ms, base_s=cfg.retry_base_s, max_s=cfg.retry_max_s)
-                metrics.sent.labels(channel=n.channel, outcome="delivered" if error is None else "failed").inc()
-            if in_flight and time.monotonic() - renewed >= heartbeat_s:
-                renew_leases(conn, [n.id for n in in_flight.values()], claim_s=cfg.claim_s)
+            if in_hand and time.monotonic() - renewed >= heartbeat_s:
+                renew_leases(conn, [n.id for n in in_hand.values()], claim_s=cfg.claim_s)
                 renewed = time.monotonic()
     finally:
-        # On a database error, let this process's own posts end before any row can be claimed again by it.
-        wait(in_flight)
+        # On a database error, let this process's own attempts end before any row can be claimed again by it.
+        wait(in_hand)
     if failures:
         log.info("deliveries failed; retrying with back-off",
                  extra={"failed": failures, "delivered": attempts - failures})

@@ -41,13 +41,19 @@ REPO = Path(__file__).resolve().parents[2]
 SENDERS = 4  # each notifier's sender threads: how many posts it holds at once
 T = TypeVar("T")
 
-INSERT_PROBE_ALERT = """
-INSERT INTO alerts (equipment_id, rule_key, severity, state, active, division_code, league_code, message, opened_at,
-                    updated_at)
-SELECT e.id, 'event.kill_probe', 'major', 'active_unack', true, e.banner_code, d.league_code, 'kill -9 probe',
-       now(), now()
-FROM equipment e JOIN divisions d ON d.code = e.banner_code ORDER BY e.id LIMIT 1
-RETURNING id
+# The open probe alert of the database, made once (one open alert per equipment and rule).
+PROBE_ALERT = """
+WITH found AS (SELECT id FROM alerts WHERE rule_key = 'event.kill_probe' AND closed_at IS NULL LIMIT 1),
+made AS (
+    INSERT INTO alerts (equipment_id, rule_key, severity, state, active, division_code, league_code, message,
+                        opened_at, updated_at)
+    SELECT e.id, 'event.kill_probe', 'major', 'active_unack', true, e.banner_code, d.league_code, 'kill -9 probe',
+           now(), now()
+    FROM equipment e JOIN divisions d ON d.code = e.banner_code
+    WHERE NOT EXISTS (SELECT 1 FROM found)
+    ORDER BY e.id LIMIT 1
+    RETURNING id)
+SELECT id FROM found UNION ALL SELECT id FROM made
 """
 SELECT_DELIVERED = "SELECT idempotency_key FROM outbox WHERE idempotency_key = ANY(%s) AND delivered_at IS NOT NULL"
 
@@ -55,7 +61,7 @@ SELECT_DELIVERED = "SELECT idempotency_key FROM outbox WHERE idempotency_key = A
 def probe_alert(url: str) -> int:
     """An alert on the database's first equipment, for the trial's notifications to name (no timers)."""
     with psycopg.connect(url) as conn:
-        row = conn.execute(INSERT_PROBE_ALERT).fetchone()
+        row = conn.execute(PROBE_ALERT).fetchone()
     assert row is not None, "the database holds no equipment: register one first"
     return int(row[0])
 
@@ -135,6 +141,8 @@ class NotifierProcess:
                     "SAFEWATCH_NOTIFIER__WORKER_ID": f"kill-{name}-{uuid.uuid4().hex[:6]}",
                     "SAFEWATCH_NOTIFIER__METRICS_PORT": str(free_port()),
                     "SAFEWATCH_NOTIFIER__SENDERS": str(SENDERS), "SAFEWATCH_NOTIFIER__GROUP_INTERVAL_S": "0",
+                    # Claims of one row per free sender, so each notifier holds exactly SENDERS posts at once.
+                    "SAFEWATCH_NOTIFIER__BATCH": str(SENDERS),
                     # Held responses must not time out: the receiver decides when each post ends.
                     "SAFEWATCH_NOTIFIER__WEBHOOK_TIMEOUT_S": "120", **env}
         self.proc: subprocess.Popen[bytes] | None = None
