@@ -7,9 +7,10 @@ Two loops, each with its own connections, in threads of one process:
   ``alert_escalations`` audit row, writes the outbox rows (grouped), writes the next timers and marks
   the timer fired — so a timer fires once, whichever process or restart gets to it. It sleeps until
   the next due time or a ``NOTIFY safewatch_timers`` (sent by the trigger on ``alert_transitions``).
-- **senders**: claim due outbox rows under a lease, deliver them through a small thread pool,
-  record every attempt, retry failures with back-off until the row expires. Woken by
-  ``NOTIFY safewatch_outbox`` or the next due time.
+- **senders**: claim due outbox rows in batches under a short lease renewed while they are in hand,
+  deliver them through a small thread pool, record each attempt the moment it ends, retry failures
+  with back-off until the row expires. Woken by ``NOTIFY safewatch_outbox`` or the next due time (a lapsing lease
+  included).
 
 Everything lives in the database, so stopping or killing this process at any point loses nothing.
 """
@@ -20,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -57,6 +58,7 @@ from alerts.outbox import (
     expire_overdue,
     record_delivered,
     record_failed,
+    renew_leases,
     seconds_to_next_due,
     wake_senders,
 )
@@ -275,49 +277,92 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
-def _deliver_batch(conn: psycopg.Connection, senders: dict[str, Sender], pool: ThreadPoolExecutor,
-                   settings: Settings, metrics: NotifierMetrics) -> int:
-    """Claim, deliver and record one batch; return how many were claimed."""
+def _attempt(senders: dict[str, Sender], n: Notification) -> tuple[str | None, float]:
+    """Send one notification (in a sender thread); return (error or None, duration in ms)."""
+    started = time.perf_counter()
+    try:
+        senders[n.channel].send(n)
+        error = None
+    except DeliveryError as exc:
+        error = str(exc)
+    except KeyError:
+        error = f"no sender for channel {n.channel!r}"
+    except Exception as exc:  # a bug rendering one row must not stall the rest: recorded, retried, expires
+        log.exception("notification could not be sent", extra={"outbox_id": n.id, "channel": n.channel})
+        error = f"{type(exc).__name__}: {exc}"
+    return error, (time.perf_counter() - started) * 1000
+
+
+def _record(conn: psycopg.Connection, ended: list[tuple[Notification, str | None, float]], settings: Settings,
+            metrics: NotifierMetrics) -> int:
+    """Record attempts that just ended (the deliveries in one statement); return how many failed."""
     cfg = settings.notifier
-    with conn.transaction():
-        expired = expire_overdue(conn)
-        batch = claim_due(conn, limit=cfg.batch, claim_s=cfg.claim_s)
+    record_delivered(conn, [(n, ms) for n, error, ms in ended if error is None])
+    failures = 0
+    for n, error, ms in ended:
+        metrics.sent.labels(channel=n.channel, outcome="delivered" if error is None else "failed").inc()
+        if error is None:
+            continue
+        failures += 1
+        try:
+            delay = record_failed(conn, n, error=error, duration_ms=ms, base_s=cfg.retry_base_s,
+                                  max_s=cfg.retry_max_s)
+        except psycopg.DataError as exc:  # one row the database refuses must not stop the others
+            log.exception("attempt could not be recorded; retrying the notification",
+                          extra={"outbox_id": n.id, "channel": n.channel})
+            delay = record_failed(conn, n, error=f"attempt could not be recorded: {type(exc).__name__}",
+                                  duration_ms=ms, base_s=cfg.retry_base_s, max_s=cfg.retry_max_s)
+        log.debug("delivery failed; will retry", extra={"outbox_id": n.id, "attempt": n.attempt,
+                                                         "retry_in_s": round(delay, 2), "error": error})
+    return failures
+
+
+def deliver_due(conn: psycopg.Connection, senders: dict[str, Sender], pool: ThreadPoolExecutor,
+                settings: Settings, metrics: NotifierMetrics, stop: threading.Event) -> int:
+    """Deliver what is due until nothing is; return how many attempts were made.
+
+    Up to ``batch`` rows are claimed whenever fewer than ``senders`` are left in hand, under a short lease
+    (``claim_s``) that this loop renews every third of it while they are in hand; attempts are recorded the
+    moment they end (those that ended together, in one statement). So a notifier killed at any instant
+    leaves no recorded delivery to repeat, only its posts in flight (their Idempotency-Key lets the receiver
+    drop the repeat), and its leases lapse within ``claim_s``. ``conn`` is in autocommit mode: each
+    statement below is its own transaction.
+    """
+    cfg = settings.notifier
+    heartbeat_s = cfg.claim_s / 3
+    expired = expire_overdue(conn)
     if expired:
         log.warning("notifications expired undelivered", extra={"count": expired})
-    if not batch:
-        return 0
-
-    def attempt(n: Notification) -> tuple[Notification, str | None, float]:
-        started = time.perf_counter()
-        try:
-            senders[n.channel].send(n)
-            error = None
-        except DeliveryError as exc:
-            error = str(exc)
-        except KeyError:
-            error = f"no sender for channel {n.channel!r}"
-        except Exception as exc:  # a bug rendering one row must not stall the rest: recorded, retried, expires
-            log.exception("notification could not be sent", extra={"outbox_id": n.id, "channel": n.channel})
-            error = f"{type(exc).__name__}: {exc}"
-        return n, error, (time.perf_counter() - started) * 1000
-
-    results = list(pool.map(attempt, batch))
-    with conn.transaction():
-        record_delivered(conn, [(n, ms) for n, error, ms in results if error is None])
-        for n, error, ms in results:
-            if error is not None:
-                delay = record_failed(conn, n, error=error, duration_ms=ms, base_s=cfg.retry_base_s,
-                                      max_s=cfg.retry_max_s)
-                log.debug("delivery failed; will retry", extra={"outbox_id": n.id, "attempt": n.attempt,
-                                                                 "retry_in_s": round(delay, 2), "error": error})
-    failures = 0
-    for n, error, _ in results:
-        metrics.sent.labels(channel=n.channel, outcome="delivered" if error is None else "failed").inc()
-        failures += error is not None
+    in_hand: dict[Future[tuple[str | None, float]], Notification] = {}
+    attempts = failures = 0
+    claim = True  # at start, and whenever an attempt ended
+    renewed = time.monotonic()
+    try:
+        while True:
+            # Stopping: no new claims; the attempts in hand end and are recorded.
+            if claim and len(in_hand) < cfg.senders and not stop.is_set():
+                for n in claim_due(conn, limit=max(cfg.batch, cfg.senders) - len(in_hand), claim_s=cfg.claim_s):
+                    in_hand[pool.submit(_attempt, senders, n)] = n
+                claim = False
+            if not in_hand:
+                break
+            done, _ = wait(in_hand, timeout=max(0.0, renewed + heartbeat_s - time.monotonic()),
+                           return_when=FIRST_COMPLETED)
+            if done:
+                ended = [(in_hand.pop(f), *f.result()) for f in done]
+                failures += _record(conn, ended, settings, metrics)
+                attempts += len(ended)
+                claim = True
+            if in_hand and time.monotonic() - renewed >= heartbeat_s:
+                renew_leases(conn, [n.id for n in in_hand.values()], claim_s=cfg.claim_s)
+                renewed = time.monotonic()
+    finally:
+        # On a database error, let this process's own attempts end before any row can be claimed again by it.
+        wait(in_hand)
     if failures:
-        log.info("deliveries failed in batch; retrying with back-off",
-                 extra={"failed": failures, "delivered": len(results) - failures})
-    return len(batch)
+        log.info("deliveries failed; retrying with back-off",
+                 extra={"failed": failures, "delivered": attempts - failures})
+    return attempts
 
 
 # -- loops --------------------------------------------------------------------------------------
@@ -382,8 +427,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None, registry: Co
         return None if row is None or row[0] is None else float(row[0])
 
     def outbox_work(conn: psycopg.Connection) -> float | None:
-        while not stop.is_set() and _deliver_batch(conn, senders, pool, settings, metrics):
-            pass
+        deliver_due(conn, senders, pool, settings, metrics, stop)
         if time.monotonic() - last_gauge[0] > 5:
             pending, oldest = backlog(conn)
             metrics.pending.set(pending)

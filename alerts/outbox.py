@@ -2,9 +2,11 @@
 
 A row is written in the same transaction as the escalation step that decided it (itself started by
 a timer the alert's own transaction wrote); senders claim due rows with ``FOR UPDATE SKIP LOCKED``
-and a lease (``claimed_until``), deliver outside any transaction, then record the attempt. A sender
-that dies mid-delivery leaves a lease that lapses, and the row is delivered again: at least once,
-with the row's idempotency key for the receiver to drop the repeat.
+and a short lease (``claimed_until``) that they renew while the post is in flight, deliver outside
+any transaction, then record the attempt at once, each in its own statement. A sender that dies
+mid-delivery leaves a lease that lapses within the lease length, and the row is delivered again: at
+least once, with the row's idempotency key for the receiver to drop the repeat; a delivery once
+recorded is never sent again.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ WHERE o.id IN (
     FOR UPDATE SKIP LOCKED)
 RETURNING o.id, o.channel, o.target, o.idempotency_key, o.payload, o.attempts
 """
-# One statement for a whole batch: a per-row round trip would dominate delivery time under load.
+# One statement (its own transaction in autocommit), for one delivery or several.
 RECORD_DELIVERED = """
 WITH batch AS (SELECT * FROM unnest(%(ids)s::bigint[], %(ms)s::float8[]) AS b (id, ms)),
 done AS (
@@ -86,6 +88,11 @@ done AS (
     FROM batch WHERE o.id = batch.id AND o.delivered_at IS NULL RETURNING o.id, o.attempts, batch.ms)
 INSERT INTO outbox_attempts (outbox_id, attempt, outcome, duration_ms)
 SELECT id, attempts, 'delivered', ms FROM done
+"""
+# Rows recorded meanwhile (delivered, failed or expired: claimed_until NULL) are left alone.
+RENEW_LEASES = """
+UPDATE outbox SET claimed_until = clock_timestamp() + %(claim_s)s * interval '1 second'
+WHERE id = ANY(%(ids)s::bigint[]) AND delivered_at IS NULL AND expired_at IS NULL AND claimed_until IS NOT NULL
 """
 RECORD_FAILED = """
 WITH failed AS (
@@ -165,7 +172,7 @@ def expire_overdue(conn: psycopg.Connection) -> int:
 
 
 def claim_due(conn: psycopg.Connection, *, limit: int, claim_s: float) -> list[Notification]:
-    """Lease up to ``limit`` due rows to this sender (commit right after, then deliver)."""
+    """Lease up to ``limit`` due rows to this sender for ``claim_s`` (commit right after, then deliver)."""
     rows = conn.execute(CLAIM_DUE, {"limit": limit, "claim_s": claim_s}).fetchall()
     return [Notification(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
@@ -176,11 +183,23 @@ def record_delivered(conn: psycopg.Connection, delivered: list[tuple[Notificatio
         conn.execute(RECORD_DELIVERED, {"ids": [n.id for n, _ in delivered], "ms": [ms for _, ms in delivered]})
 
 
+def renew_leases(conn: psycopg.Connection, ids: list[int], *, claim_s: float) -> None:
+    """Extend this sender's lease on ``ids`` (posts still in flight) by ``claim_s`` from now."""
+    if ids:
+        conn.execute(RENEW_LEASES, {"ids": ids, "claim_s": claim_s})
+
+
+def storable(text: str) -> str:
+    """``text`` as a text column takes it: NUL and lone surrogates escaped (a receiver's answer may hold any byte,
+    and one bad answer must not stop the recording of every other delivery)."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def record_failed(conn: psycopg.Connection, n: Notification, *, error: str, duration_ms: float,
                   base_s: float, max_s: float) -> float:
     """Log the failed attempt and schedule the next; return the delay chosen."""
     delay = retry_delay(n.attempt, base_s=base_s, max_s=max_s, salt=n.id)
-    conn.execute(RECORD_FAILED, {"id": n.id, "delay_s": delay, "error": error[:1000], "ms": duration_ms})
+    conn.execute(RECORD_FAILED, {"id": n.id, "delay_s": delay, "error": storable(error)[:1000], "ms": duration_ms})
     return delay
 
 

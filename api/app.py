@@ -7,7 +7,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Info, generate_latest
 from psycopg_pool import ConnectionPool
@@ -29,6 +29,7 @@ from api.kpis.routes import router as kpis_router
 from api.metrics import BodyLimit, RequestMetrics
 from api.policies.routes import router as policies_router
 from api.responses.routes import router as responses_router
+from api.storable import refuse_unstorable_text
 from api.stream.routes import router as stream_router
 from api.telemetry.routes import router as telemetry_router
 from api.units.routes import router as units_router
@@ -58,7 +59,9 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
             if own:
                 app.state.pool.close()
 
+    # One rule for every route: text PostgreSQL cannot store is refused with 422 before any handler runs.
     app = FastAPI(title="SafeWatch", version=safewatch.__version__, lifespan=lifespan,
+                  dependencies=[Depends(refuse_unstorable_text)],
                   description="Special-equipment (特种设备) safety monitoring: registry, telemetry, alerts.")
     app.state.settings = settings
     app.state.jwt_secret = secret

@@ -122,7 +122,9 @@ class NotifierSettings(BaseModel):
     poll_s: float = Field(1.0, gt=0, le=60)
     batch: int = Field(100, ge=1)  # timers per transaction; outbox rows per claim
     senders: int = Field(4, ge=1, le=64)  # deliveries in parallel (a slow receiver must not stall the rest)
-    claim_s: float = Field(60.0, ge=1)  # a crashed sender's claim lapses after this
+    # A sender's lease on the rows it is posting, renewed every third of it while they are in flight:
+    # a killed notifier's rows are taken over within this (issue 21: at most 5 s).
+    claim_s: float = Field(3.0, ge=1, le=60)
     retry_base_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
     expires_s: int = Field(24 * 3600, ge=1)  # give up on a notification this long after it was written

@@ -2,6 +2,7 @@
 
     python -m bench.notify latency [--rate 20] [--seconds 30] [--equipment 2000] [--group-interval 0]
     python -m bench.notify outage  [--outage-s 600] [--alerts 300]
+    python -m bench.notify kill    [--trials 20] [--rows 12] [--restart]
 
 ``latency``: a PRIVATE Mosquitto on a free port and a FRESH database (on the PostgreSQL at
 SAFEWATCH_BENCH_DB_URL, default the local server; its other databases are left alone) with a demo
@@ -16,6 +17,12 @@ Also printed: the two halves from the database (event → alert committed; commi
 the receiver's port closed for ``--outage-s`` while ``--alerts`` alerts open, then reopened with
 production retry settings (back-off capped at 60 s): counts what arrives, how often, and how long
 the backlog takes to drain.
+
+``kill``: ``--trials`` times, a notifier process killed with SIGKILL while four of its posts are held by
+the receiver, another notifier beside it (bench/notify/kill.py describes one trial): prints the delay
+from the kill to the takeover post of each row the killed notifier was posting, the normal claim-and-post
+latency at the same moment, and the posts repeated (recorded deliveries: must be 0). With ``--restart``
+the second notifier starts only after the kill (a supervisor's restart: its start-up is in the delay).
 """
 
 from __future__ import annotations
@@ -346,6 +353,36 @@ def outage(args: argparse.Namespace) -> None:
           + ", ".join(f"{o} {n}" for o, n in attempts))
 
 
+def kill(args: argparse.Namespace) -> None:
+    from bench.notify.kill import kill_trial, probe_alert
+
+    print(machine())
+    url, _ = fresh_database(20)
+    alert_id = probe_alert(url)
+    takeover: list[float] = []
+    normal: list[float] = []
+    ready: list[float] = []
+    in_flight_repeats = recorded_repeats = undelivered = 0
+    started = time.monotonic()
+    for i in range(args.trials):
+        trial = kill_trial(url, alert_id, rows=args.rows, restart=args.restart)
+        takeover += trial.takeover_s
+        normal += trial.normal_s
+        ready.append(trial.b_ready_s)
+        recorded_repeats += sum(trial.posts[k] - 1 for k in trial.keys if k not in trial.posted_by_a)
+        in_flight_repeats += sum(trial.posts[k] - 1 for k in trial.posted_by_a)
+        undelivered += len(set(trial.keys) - trial.delivered)
+        print(f"trial {i + 1}: takeover {max(trial.takeover_s):.2f} s (normal {max(trial.normal_s):.2f} s)",
+              flush=True)
+    mode = f"second notifier started after the kill (ready p50 {pct(ready, 0.5):.2f} s, max {max(ready):.2f} s)" \
+        if args.restart else "second notifier running beside"
+    print(f"{args.trials} kills ({args.rows} rows, {len(takeover)} posts in flight at the kills; {mode}), "
+          f"{time.monotonic() - started:.0f} s: kill → takeover post p50 {pct(takeover, 0.5):.2f} s, "
+          f"max {max(takeover):.2f} s; normal claim-and-post latency p50 {pct(normal, 0.5):.2f} s, "
+          f"max {max(normal):.2f} s; in-flight posts repeated {in_flight_repeats}, recorded deliveries "
+          f"repeated {recorded_repeats}, undelivered {undelivered}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.notify")
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -357,9 +394,13 @@ def main() -> None:
     out = sub.add_parser("outage")
     out.add_argument("--outage-s", type=float, default=600.0)
     out.add_argument("--alerts", type=int, default=300)
+    killing = sub.add_parser("kill")
+    killing.add_argument("--trials", type=int, default=20)
+    killing.add_argument("--rows", type=int, default=12)
+    killing.add_argument("--restart", action="store_true", help="start the second notifier only after the kill")
     args = parser.parse_args()
     try:
-        latency(args) if args.mode == "latency" else outage(args)
+        {"latency": latency, "outage": outage, "kill": kill}[args.mode](args)
     finally:
         for url in CREATED:
             drop_database(url)

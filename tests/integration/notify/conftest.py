@@ -89,6 +89,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
+        self.answers: dict[str, tuple[int, bytes]] = {}  # path → (status, body); 200 and no body otherwise
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._reserve(0)
@@ -110,9 +111,11 @@ class Sink:
                 with sink._cond:
                     sink.requests.append(Received(self.path, dict(self.headers), body, time.time()))
                     sink._cond.notify_all()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
+                status, answer = sink.answers.get(self.path, (200, b""))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args: object) -> None:
                 pass
