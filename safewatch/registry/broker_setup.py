@@ -93,6 +93,25 @@ def trial_certificates(tls_dir: Path, *, hostnames: Sequence[str], days: int = 8
     return True
 
 
+def install_operator_certificates(source: Path, tls_dir: Path) -> bool:
+    """Copy the operator's ``server.crt``/``server.key`` (and ``ca.crt`` if given) from ``source``, replacing
+    whatever is in ``tls_dir``; False when ``source`` holds no certificate (then a trial one is made)."""
+    if not (source / "server.crt").is_file() or not (source / "server.key").is_file():
+        return False
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    names = ["server.key", "server.crt"]
+    if (source / "ca.crt").is_file():
+        names.insert(0, "ca.crt")
+    elif (tls_dir / "ca.crt").exists():  # a trial CA with a public certificate would confuse gateways
+        (tls_dir / "ca.crt").unlink()
+    for name in names:
+        tmp = tls_dir / f".{name}.tmp"
+        tmp.write_bytes((source / name).read_bytes())
+        tmp.chmod(0o600 if name.endswith(".key") else 0o644)
+        tmp.replace(tls_dir / name)
+    return True
+
+
 def chown_tree(root: Path, uid: int, gid: int) -> None:
     """Give the broker's user the files (it drops root before reading them)."""
     for p in (root, *root.rglob("*")):
@@ -100,11 +119,14 @@ def chown_tree(root: Path, uid: int, gid: int) -> None:
 
 
 def setup_broker_dir(out_dir: Path, *, accounts: list[BrokerAccount], hostnames: Sequence[str],
-                     owner: tuple[int, int] | None = None) -> list[Path]:
-    """Write the accounts' files and, if absent, trial TLS files; hand them to ``owner`` (uid, gid)."""
+                     owner: tuple[int, int] | None = None, operator_tls: Path | None = None) -> list[Path]:
+    """Write the accounts' files; the operator's certificate from ``operator_tls`` when there is one, else
+    trial TLS files if none yet; hand everything to ``owner`` (uid, gid)."""
     written = write_broker_files(out_dir, accounts)
-    if trial_certificates(out_dir / "tls", hostnames=hostnames):
-        written.append(out_dir / "tls" / "server.crt")
+    tls = out_dir / "tls"
+    operators = operator_tls is not None and install_operator_certificates(operator_tls, tls)
+    if operators or trial_certificates(tls, hostnames=hostnames):
+        written.append(tls / "server.crt")
     if owner is not None:
         chown_tree(out_dir, *owner)
     return written
@@ -126,11 +148,15 @@ def _owner(value: str | None) -> tuple[int, int] | None:
               help="A service account made only when its password variable is set (the demo's simulator).")
 @click.option("--hostname", "hostnames", multiple=True, metavar="NAME",
               help="The broker's host name or address as gateways dial it (trial certificate only; repeatable).")
+@click.option("--tls-from", "operator_tls", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="A directory with the operator's server.crt, server.key (and ca.crt); empty or absent: a "
+                   "trial certificate is made once.")
 @click.option("--owner", default=None, metavar="UID[:GID]", help="Give the files to the broker's user.")
 @click.option("--registry/--no-registry", default=True, show_default=True,
               help="Read the gateways' accounts from the database (SAFEWATCH_DB__URL).")
 def broker_setup_cmd(out_dir: Path, services: tuple[str, ...], optional: tuple[str, ...],
-                     hostnames: tuple[str, ...], owner: str | None, registry: bool) -> None:
+                     hostnames: tuple[str, ...], operator_tls: Path | None, owner: str | None,
+                     registry: bool) -> None:
     """Write the broker's accounts, ACLs and (if absent) trial TLS files; then `kill -HUP` a running broker."""
     try:
         accounts = service_accounts(services, optional, os.environ)
@@ -146,7 +172,7 @@ def broker_setup_cmd(out_dir: Path, services: tuple[str, ...], optional: tuple[s
         with psycopg.connect(Settings().db.url) as conn:
             gateways = gateway_accounts(conn)
     written = setup_broker_dir(out_dir, accounts=accounts + gateways, hostnames=hostnames or ("localhost",),
-                               owner=_owner(owner))
+                               owner=_owner(owner), operator_tls=operator_tls)
     click.echo(f"wrote {len(written)} files in {out_dir}: {len(gateways)} gateways, "
                f"{len(accounts)} service accounts ({', '.join(a.username for a in accounts)}). "
                "A running broker applies them on SIGHUP.")

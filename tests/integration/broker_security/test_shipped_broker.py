@@ -18,6 +18,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -237,3 +238,14 @@ def test_rotation_applies_on_sighup_without_dropping_connected_clients(clients: 
         assert not b.publish(topic("gw-sec-b"), b"after-reload").is_failure
         assert ingest.messages.get(timeout=10) == (topic("gw-sec-b"), b"after-reload")
         assert b.disconnects.empty() and ingest.disconnects.empty()
+
+
+def test_a_gateways_last_will_still_reaches_the_services(broker: PrivateBroker, clients: list[Client]) -> None:
+    # Locked down must not mean deaf: the retained offline status is how a dead gateway is known at once.
+    # (Upstream Mosquitto 2.0.11–2.0.12 dropped last wills under per_listener_settings, fixed in 2.0.13.)
+    ingest = accepted(connect(clients, broker, "ingest", gateway=False))
+    assert not ingest.subscribe("se/v1/+/+/+").is_failure
+    will = (topic("gw-sec-b", "status"), b'{"state":"offline"}')
+    b = accepted(connect(clients, broker, "gw-sec-b", gateway=True, will=will))
+    b.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))  # "with will message"
+    assert ingest.messages.get(timeout=10) == will
