@@ -28,9 +28,10 @@ SERVICE_PASSWORDS = {"ingest": "ingest-password-from-env-0123", "alerts": "alert
                      "notifier": "notifier-password-from-env-012"}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fresh_db() -> Iterator[str]:
-    """A database of this test's own: the first administrator is made only where there is none."""
+    """A database of this module's own, where no test but the first administrator's makes a person (the first
+    administrator is made only where there is none)."""
     url = create_database(storage="plain")
     yield url
     drop_database(url)
