@@ -10,7 +10,9 @@ COPY simulators ./simulators
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 safewatch
+# openssl: broker-init makes a trial TLS certificate for the broker when the operator gives none.
+RUN apt-get update && apt-get install -y --no-install-recommends openssl && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 safewatch
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/* && rm -rf /wheels
 COPY deploy /app/deploy

@@ -11,6 +11,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,6 +23,9 @@ import psutil
 import psycopg
 
 from safewatch.demo import free_port
+from safewatch.registry.broker import BrokerAccount
+from safewatch.registry.broker_conf import GATEWAYS_TLS_PORT, HEALTH_PORT, SERVICES_PORT, local_conf, rebased_conf
+from safewatch.registry.broker_setup import setup_broker_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_BROKER_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -63,19 +67,29 @@ def _owned_by(path: Path, user: str) -> None:
 class PrivateBroker:
     """A Mosquitto on a free port, persistent data in its own directory.
 
-    ``shipped=True`` uses deploy/mosquitto/mosquitto.conf (queue limits, persistence) with only the
-    listener and data location changed; ``shipped=False`` uses Mosquitto's defaults (persistence on).
+    ``shipped=True`` uses deploy/mosquitto/mosquitto.conf's delivery settings (queue limits, persistence) on
+    one anonymous listener bound to 127.0.0.1, as the demo runs it; ``secured=True`` the whole shipped file,
+    its locked-down listeners included (services on ``port``, gateways over TLS on ``tls_port``, the health
+    check on ``health_port``), reading the files `write_accounts` puts in ``files``; ``shipped=False``
+    Mosquitto's defaults (persistence on).
     """
 
-    def __init__(self, *, shipped: bool = True, extra: str = "") -> None:
+    def __init__(self, *, shipped: bool = True, extra: str = "", secured: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="sw-mosquitto-"))
         self.data = self.dir / "data"
         self.data.mkdir()
+        self.files = self.dir / "safewatch"
         self.port = free_port()
-        if shipped:
-            text = SHIPPED_BROKER_CONF.read_text(encoding="utf-8")
+        self.tls_port = free_port()
+        self.health_port = free_port()
+        if secured:
+            text = rebased_conf(SHIPPED_BROKER_CONF.read_text(encoding="utf-8"), files_dir=self.files,
+                                data_dir=self.data, ports={SERVICES_PORT: self.port,
+                                                           GATEWAYS_TLS_PORT: self.tls_port,
+                                                           HEALTH_PORT: self.health_port})
+        elif shipped:
+            text = local_conf(SHIPPED_BROKER_CONF.read_text(encoding="utf-8"), port=self.port, data_dir=self.data)
             text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {self.data}/", text)
-            text = re.sub(r"(?m)^listener .*$", f"listener {self.port} 127.0.0.1", text)
         else:
             text = (f"persistence true\npersistence_location {self.data}/\nlistener {self.port} 127.0.0.1\n"
                     "allow_anonymous true\n")
@@ -105,6 +119,19 @@ class PrivateBroker:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def write_accounts(self, accounts: list[BrokerAccount], *, hostnames: tuple[str, ...] = ("localhost",)) -> None:
+        """Write a ``secured`` broker's accounts and ACLs (and trial TLS files the first time) into ``files``."""
+        owner = None
+        if os.geteuid() == 0:  # the broker drops to user mosquitto before it reads them
+            entry = pwd.getpwnam("mosquitto")
+            owner = (entry.pw_uid, entry.pw_gid)
+        setup_broker_dir(self.files, accounts=accounts, hostnames=hostnames, owner=owner)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files."""
+        assert self.proc is not None and self.proc.poll() is None, "the broker is not running"
+        self.proc.send_signal(signal.SIGHUP)
 
     def close(self) -> None:
         self.stop()

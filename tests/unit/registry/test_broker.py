@@ -10,6 +10,7 @@ import pytest
 from safewatch.registry.broker import (
     BrokerAccount,
     acl_file,
+    broker_files,
     emqx_acl,
     emqx_user_row,
     mosquitto_hash,
@@ -42,7 +43,7 @@ def test_files() -> None:
     assert password_file(accounts) == "gw-a:$7$1$x$y\ningest:$7$1$p$q\n"
     acl = acl_file(accounts)
     assert "user gw-a\ntopic write se/v1/150100/gw-a/#\n" in acl
-    assert "user ingest\ntopic read se/v1/#\ntopic read $share/+/se/v1/#\ntopic write se/v1/alerts/#\n" in acl
+    assert "user ingest\ntopic read se/v1/+/+/+\ntopic read $share/+/se/v1/+/+/+\n" in acl
     # Gateways get nothing but their own prefix.
     gateway_block = acl.split("user gw-a\n")[1].split("\n\n")[0]
     assert gateway_block == "topic write se/v1/150100/gw-a/#"
@@ -62,3 +63,24 @@ def test_emqx_equivalents() -> None:
     acl = emqx_acl([BrokerAccount("gw-a", encoded, "150100"), BrokerAccount("ingest", encoded)])
     assert '{allow, {username, "gw-a"}, publish, ["se/v1/150100/gw-a/#"]}.' in acl
     assert acl.rstrip().endswith("{deny, all}.")
+
+
+def test_only_the_notifier_writes_alerts_and_ingest_alerts_only_read() -> None:
+    names = ["ingest", "alerts", "notifier", "simulator", "operator"]
+    acl = acl_file([BrokerAccount(n, "$7$1$x$y") for n in names])
+    blocks = {b.strip().split("\n")[0].removeprefix("user "): b.strip().split("\n")[1:] for b in acl.split("\n\n")[1:]}
+    writes = {n: [line for line in lines if line.startswith("topic write")] for n, lines in blocks.items()}
+    assert writes == {"ingest": [], "alerts": [], "operator": [], "notifier": ["topic write se/v1/alerts/#"],
+                      "simulator": ["topic write se/v1/+/+/telemetry", "topic write se/v1/+/+/event",
+                                    "topic write se/v1/+/+/status"]}
+    assert blocks["operator"] == ["topic read se/v1/#"]
+    assert blocks["notifier"] == ["topic write se/v1/alerts/#"]  # publishes; reads nothing
+
+
+def test_per_listener_files_keep_gateways_and_services_apart() -> None:
+    files = dict(broker_files([BrokerAccount("gw-a", "$7$1$x$y", "150100"), BrokerAccount("ingest", "$7$1$p$q")]))
+    assert files["gateways.passwd"] == "gw-a:$7$1$x$y\n"
+    assert files["services.passwd"] == "ingest:$7$1$p$q\n"
+    assert "ingest" not in files["gateways.acl"] and "gw-a" not in files["services.acl"]
+    assert files["health.acl"].endswith("topic read $SYS/broker/uptime\n")
+    assert files["passwd"] == "gw-a:$7$1$x$y\ningest:$7$1$p$q\n"  # one listener: both kinds together
