@@ -49,6 +49,8 @@ DEMO_USERS = (  # username, role, division
 )
 
 
+#: Children that are the demo's own broker (stopped after the rest).
+EMBEDDED_BROKERS = ("mosquitto", "amqtt")
 #: How many ports the demo tries for its API when the one it chose is taken before the API binds it.
 API_PORT_ATTEMPTS = 3
 
@@ -65,15 +67,18 @@ class Services:
     embedded_pg: object | None = None
 
     def stop(self) -> None:
-        for _name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                log.warning("child did not stop in 15 s; killing", extra={"child": name})
-                proc.kill()
+        # The embedded broker last: the others finish (and disconnect) while it still answers.
+        brokers = [(n, p) for n, p in self.children if n in EMBEDDED_BROKERS]
+        for group in ([(n, p) for n, p in self.children if n not in EMBEDDED_BROKERS], brokers):
+            for _name, proc in reversed(group):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for name, proc in reversed(group):
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    log.warning("child did not stop in 15 s; killing", extra={"child": name})
+                    proc.kill()
         if self.embedded_pg is not None:
             self.embedded_pg.cleanup()  # type: ignore[attr-defined]
 
@@ -220,11 +225,13 @@ def choose_broker(settings: Settings, services: Services, env: dict[str, str], *
         text = shipped.read_text() if shipped.exists() else "listener 1883\nallow_anonymous true\npersistence true\n"
         conf.write_text(text.replace("/mosquitto/data/", f"{data}/").replace("listener 1883",
                                                                               f"listener {port} 127.0.0.1"))
-        services.children.append(("mosquitto", subprocess.Popen([mosquitto, "-c", str(conf)])))
+        # In a session of its own: Ctrl-C reaches the terminal's whole process group, and the broker must
+        # outlive the workers' and fleet's clean disconnects (`Services.stop` ends it last).
+        services.children.append(("mosquitto", subprocess.Popen([mosquitto, "-c", str(conf)], start_new_session=True)))
         print("  MQTT: embedded Mosquitto, data in", data)
     else:
         services.children.append(("amqtt", subprocess.Popen([sys.executable, "-m", "safewatch.embedded.broker",
-                                                             "--port", str(port)])))
+                                                             "--port", str(port)], start_new_session=True)))
         env["SAFEWATCH_MQTT__PROTOCOL5"] = "false"
         print("  MQTT: embedded amqtt (MQTT 3.1.1; install Mosquitto for v5 and shared subscriptions)")
     _wait_port("127.0.0.1", port, 20)
