@@ -33,7 +33,7 @@ from safewatch.db import ensure_database
 from safewatch.metrics_server import METRICS_PROCESSES
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
-from safewatch.runtime import EXIT_PORT_UNAVAILABLE, port_is_free, setting_env_var
+from safewatch.runtime import EXIT_PORT_UNAVAILABLE, port_unavailable, setting_env_var
 from safewatch.schema.migrate import migrate
 from safewatch.settings import Settings
 
@@ -141,9 +141,9 @@ def choose_port(wanted: int, *, explicit: bool, free: bool, draw: Callable[[], i
     return None if explicit else draw()
 
 
-def api_port_busy_message(host: str, port: int) -> str:
+def api_port_busy_message(host: str, port: int, reason: str = "in use by another program") -> str:
     """The one line `safewatch demo` ends with when the API port it was told to use is taken."""
-    return (f"SafeWatch demo: port {port} on {host} is in use by another program; free it, or choose another "
+    return (f"SafeWatch demo: port {port} on {host} is {reason}; free it, or choose another "
             f"API port with --port or {setting_env_var('api', 'port')}")
 
 
@@ -273,11 +273,21 @@ def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, f
     ``embedded`` ignores local services and starts our own (how a machine without them runs).
     Raises `DemoPortBusy` before starting anything when the API port was set explicitly and is taken.
     """
+    host = settings.api.host
+    taken: set[int] = set()
+
+    def draw() -> int:  # a free port not yet handed to another of the demo's servers
+        while (port := free_port()) in taken:
+            pass
+        taken.add(port)
+        return port
+
     api_explicit = "port" in settings.api.model_fields_set
-    api_port = choose_port(settings.api.port, explicit=api_explicit,
-                           free=port_is_free(settings.api.host, settings.api.port), draw=free_port)
+    busy = port_unavailable(host, settings.api.port)
+    api_port = choose_port(settings.api.port, explicit=api_explicit, free=busy is None, draw=draw)
     if api_port is None:
-        raise DemoPortBusy(api_port_busy_message(settings.api.host, settings.api.port))
+        raise DemoPortBusy(api_port_busy_message(host, settings.api.port, busy or ""))
+    taken.add(api_port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services = Services()
     env = dict(os.environ)
@@ -290,10 +300,10 @@ def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, f
         seed(url, equipment, password)
         env.update({"SAFEWATCH_DB__URL": url, "SAFEWATCH_MQTT__URL": settings.mqtt.url,
                     "SAFEWATCH_API__JWT_SECRET": _secret(settings.data_dir / "jwt-secret")})
-        metrics = metrics_ports(settings, lambda p: port_is_free(settings.api.host, p), free_port)
+        metrics = metrics_ports(settings, lambda p: p not in taken and port_unavailable(host, p) is None, draw)
         env.update({setting_env_var(process, "metrics_port"): str(port) for process, port in metrics.items()})
         cli = [sys.executable, "-m", "safewatch.cli"]
-        base_url = _start_api(settings, services, env, cli, api_port, explicit=api_explicit)
+        base_url = _start_api(settings, services, env, cli, api_port, explicit=api_explicit, draw=draw)
         if "external_url" not in settings.notifier.model_fields_set:  # links in notifications point here
             env[setting_env_var("notifier", "external_url")] = base_url
         for name, args in (("ingest", ["ingest"]), ("alerts", ["alerts"]), ("notifier", ["notifier"]),
@@ -303,7 +313,7 @@ def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, f
         print(f"\nSafeWatch is running: open {base_url}/", flush=True)
         print(f"  log in as admin, region, hohhot (league), xincheng (banner) or emergency; password: {password}")
         served = {p: metrics.get(p, getattr(settings, p).metrics_port) for p in METRICS_PROCESSES}
-        print("  metrics: " + " · ".join(f"{p} http://{_url_host(settings.api.host)}:{port}/metrics"
+        print("  metrics: " + " · ".join(f"{p} http://{_url_host(host)}:{port}/metrics"
                                          for p, port in served.items() if port))
         print("  API docs: /docs · API metrics: /metrics · Ctrl-C stops everything\n", flush=True)
         while all(proc.poll() is None for _, proc in services.children):
@@ -317,7 +327,7 @@ def run(settings: Settings, *, equipment: int = 1200, interval_s: float = 5.0, f
 
 
 def _start_api(settings: Settings, services: Services, env: dict[str, str], cli: list[str], port: int, *,
-               explicit: bool) -> str:
+               explicit: bool, draw: Callable[[], int]) -> str:
     """Start the API on ``port`` and return its URL once it answers as itself.
 
     A port the demo chose can still be taken before the API binds it: then it draws another (a few
@@ -338,6 +348,6 @@ def _start_api(settings: Settings, services: Services, env: dict[str, str], cli:
             raise RuntimeError(f"the demo's API exited with code {code}; its log is above")
         if explicit:
             raise DemoPortBusy(api_port_busy_message(settings.api.host, port))
-        port = free_port()
+        port = draw()
     raise RuntimeError(f"the demo's API found its port taken {API_PORT_ATTEMPTS} times in a row; is something "
                        "grabbing every free port?")

@@ -56,10 +56,10 @@ def listen_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket
     return socket.create_server((host, port), family=family, backlog=backlog)
 
 
-def port_is_free(host: str, port: int) -> bool:
-    """True when a server could listen on host:port now (a check: it may be taken a moment later)."""
+def port_unavailable(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port now, or None when it could (a check: it may be taken later)."""
     try:
         listen_socket(host, port, backlog=1).close()
-    except OSError:
-        return False
-    return True
+    except OSError as exc:
+        return port_unavailable_reason(exc)
+    return None
