@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,16 @@ pytestmark = pytest.mark.system
 
 pgserver = pytest.importorskip("pgserver", reason="the 'embedded' extra is not installed")
 pytest.importorskip("amqtt", reason="the 'embedded' extra is not installed")
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """The demo's data directory, outside pytest's: the embedded PostgreSQL runs as another user (pgserver)
+    that must traverse the path, and every pytest session started meanwhile on this machine (other
+    checkouts' tests) resets /tmp/pytest-of-<user> to owner-only, which once stopped it mid-test."""
+    path = Path(tempfile.mkdtemp(prefix="safewatch-demo-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 DEFAULT_PORTS = (8000, 9101, 9102, 9103)  # the API's and the ingest, alerts and notifier metrics
@@ -90,9 +102,9 @@ class Demo:
         return self.proc.wait(timeout=60)
 
 
-def test_demo_runs_on_embedded_services_and_restarts_with_its_data(tmp_path):
+def test_demo_runs_on_embedded_services_and_restarts_with_its_data(data_dir):
     with listening(DEFAULT_PORTS) as held:  # another program on the default ports
-        demo = Demo(tmp_path)
+        demo = Demo(data_dir)
         try:
             assert demo.running.wait(120), demo.transcript()
             text = "".join(demo.out)
@@ -100,7 +112,7 @@ def test_demo_runs_on_embedded_services_and_restarts_with_its_data(tmp_path):
             assert "300 equipment in the registry" in text
             url = demo.announced(r"SafeWatch is running: open (http://127\.0\.0\.1:\d+)/")
             assert int(url.rsplit(":", 1)[1]) not in held, demo.transcript()
-            password = (tmp_path / "demo-password").read_text().strip()
+            password = (data_dir / "demo-password").read_text().strip()
             api = httpx.Client(base_url=url, timeout=10)  # the URL announced is the demo's own API
             token = api.post("/api/v1/auth/token", data={"username": "hohhot", "password": password}).json()
             api.headers["Authorization"] = "Bearer " + token["access_token"]
@@ -122,7 +134,7 @@ def test_demo_runs_on_embedded_services_and_restarts_with_its_data(tmp_path):
     assert "stopping" in "".join(demo.out)
 
     port = free_port()  # now set explicitly: used as given
-    again = Demo(tmp_path, port)
+    again = Demo(data_dir, port)
     try:
         assert again.running.wait(120), again.transcript()
         assert "300 equipment in the registry" in "".join(again.out)
