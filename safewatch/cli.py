@@ -155,9 +155,9 @@ def api(instance: str | None) -> None:
     try:  # bound here, before start-up, so a busy port is one line naming the setting, not a traceback
         sock = listen_socket(host, port)
     except OSError as exc:
-        log.error("cannot serve the API: port %s on %s is %s. Set %s (or %s) to a free port", port, host,
-                  port_unavailable_reason(exc), setting_env_var("api", "port"), setting_env_var("api", "host"),
-                  extra={"port": port, "host": host, "error": str(exc)})
+        log.error("cannot serve the API: port %s on %s is %s. Set %s to a free port (or %s to another address)",
+                  port, host, port_unavailable_reason(exc), setting_env_var("api", "port"),
+                  setting_env_var("api", "host"), extra={"port": port, "host": host, "error": str(exc)})
         sys.exit(EXIT_PORT_UNAVAILABLE)
     server = uvicorn.Server(uvicorn.Config(create_app(settings, instance=instance), host=host, port=port,
                                            log_config=None, access_log=False))
@@ -487,7 +487,8 @@ def replay(csv_file: Path, code: str, mapping: tuple[str, ...], time_column: str
         raise click.ClickException(f"{csv_file}: no rows with values in the mapped columns")
     shift = shift_offset(points, now_ms=int(time.time() * 1000), speed=speed) if shift_to_now else 0
     click.echo(f"replaying {len(points)} rows of {csv_file} as {code} via {equipment.gateway_id} at speed {speed:g}"
-               + (f", shifted by {shift / 3_600_000:+.2f} h" if shift else ""), err=True)
+               + (f", shifted by {shift / 3_600_000:+.2f} h" if shift else "")
+               + " (a side tool: a client id of its own, no last will, no status)", err=True)
     stop = _stop_on_signals()
     sent = run_replay(settings, equipment=equipment, points=points, speed=speed, shift_ms=shift,
                       progress=lambda done, total: click.echo(f"  {done}/{total} rows published", err=True),

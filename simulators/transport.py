@@ -201,9 +201,6 @@ class MqttMux:
                                    f"{self._settings.host}:{self._settings.port} up and accepting connections?")
             self.service(0.05)
 
-    def connected(self, gateway_id: str) -> bool:
-        return gateway_id in self._connected
-
     # -- lost connections -------------------------------------------------------------------
     def _try_reconnect(self, gateway_id: str) -> bool:
         """Open the connection again (CONNACK follows in `service`); False, with a retry planned, when refused."""
