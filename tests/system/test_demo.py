@@ -62,6 +62,14 @@ def listening(ports: tuple[int, ...]) -> Iterator[list[int]]:
             s.close()
 
 
+def scrape(url: str) -> str:
+    """The metrics at ``url``, or "" while nothing answers there yet (the worker is still starting)."""
+    try:
+        return httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return ""
+
+
 class Demo:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         env = {**os.environ, "SAFEWATCH_DATA_DIR": str(data_dir), "SAFEWATCH_LOG_JSON": "true"}
@@ -125,7 +133,7 @@ def test_demo_runs_on_embedded_services_and_restarts_with_its_data(data_dir):
             # The alert worker runs, and serves its metrics on the free port the demo chose for it.
             alerts = demo.announced(r"alerts (http://127\.0\.0\.1:\d+/metrics)")
             assert int(alerts.rsplit(":", 1)[1].split("/")[0]) not in held
-            wait_until(lambda: httpx.get(alerts, timeout=5).text, lambda t: "safewatch_alerts_" in t, timeout=60,
+            wait_until(lambda: scrape(alerts), lambda t: "safewatch_alerts_" in t, timeout=60,
                        what="the alert worker's metrics")
             assert demo.proc.poll() is None, demo.transcript()
         finally:
