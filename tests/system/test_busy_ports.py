@@ -43,6 +43,9 @@ def lines_naming(log: Path, variable: str) -> list[str]:
 
 
 WORKERS = [("ingest", "ingest worker started"), ("alerts", "alert worker started"), ("notifier", "notifier started")]
+# The alert worker owns a league code no fleet uses: the retained statuses other tests left on the broker
+# raise nothing in the shared test database.
+QUIET = {"alerts": {"SAFEWATCH_ALERTS__LEAGUES": '["159900"]'}}
 
 
 @pytest.mark.parametrize(("process", "started"), WORKERS, ids=[w for w, _ in WORKERS])
@@ -52,7 +55,7 @@ def test_a_worker_with_its_metrics_port_busy_runs_on_and_says_once_which_variabl
     log = tmp_path / f"{process}.log"
     proc = start([process], {"SAFEWATCH_DB__URL": settings.db.url, "SAFEWATCH_MQTT__URL": settings.mqtt.url,
                              "SAFEWATCH_MQTT__SESSION_EXPIRY_S": "0", f"SAFEWATCH_{process.upper()}__WORKER_ID": uid,
-                             variable: str(busy_port)}, log)
+                             variable: str(busy_port), **QUIET.get(process, {})}, log)
     try:
         wait_until(lambda: proc.poll() is not None or started in log.read_text(errors="replace"), bool,
                    timeout=60, what=f"{process} started (or exited)")
