@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: A connection that held this long is healthy again: the next loss starts the back-off afresh.
 STABLE_S = 30.0
+#: What `publish` may answer for a message paho keeps: sent, or held for after the connection is restored
+#: (none yet, or lost while writing this one: paho re-sends it, unacknowledged, on the next CONNACK).
+QUEUED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN, MQTTErrorCode.MQTT_ERR_CONN_LOST)
 #: MQTT v5 DISCONNECT reason "session taken over": another client connected with the same client id.
 SESSION_TAKEN_OVER = 0x8E
 
@@ -153,8 +156,9 @@ class MqttMux:
                 self.reconnect(o.gateway_id)
 
     def publish(self, gateway_id: str, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1; while the connection is down the message waits in paho and goes after reconnecting."""
         info = self.clients[gateway_id].publish(topic, payload, qos=1, retain=retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+        if info.rc not in QUEUED:
             raise RuntimeError(f"publish on {topic} failed ({info.rc.name}); is the broker reachable?")
         self.pending += 1
         self.published += 1
