@@ -41,8 +41,12 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
-               pool: ConnectionPool | None = None) -> FastAPI:
-    """Build the app; it opens its own pool at start-up unless one is given (tests share theirs)."""
+               pool: ConnectionPool | None = None, instance: str | None = None) -> FastAPI:
+    """Build the app; it opens its own pool at start-up unless one is given (tests share theirs).
+
+    ``instance`` (random when not given) is what /healthz answers with: whoever started this process
+    (``safewatch demo``) checks it to know the API on its URL is its own, not another program on that port.
+    """
     secret = settings.api.jwt_secret.get_secret_value() if settings.api.jwt_secret else None
     if secret is None:
         log.warning("no SAFEWATCH_API__JWT_SECRET set: tokens will not survive a restart of this process")
@@ -67,6 +71,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
     app.state.jwt_secret = secret
     app.state.identities = IdentityCache()
     app.state.login_throttle = LoginThrottle()
+    app.state.instance = instance or secrets.token_hex(8)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestMetrics, registry=registry)
@@ -86,7 +91,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
     def healthz() -> dict[str, str]:
         with app.state.pool.connection() as conn:
             conn.execute("SELECT 1")
-        return {"status": "ok"}
+        return {"status": "ok", "instance": app.state.instance}
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:

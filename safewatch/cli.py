@@ -5,7 +5,9 @@ Only this module builds `Settings()`; everything else receives it.
 
 from __future__ import annotations
 
+import logging
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +15,10 @@ from pathlib import Path
 import click
 
 from safewatch import logs
+from safewatch.runtime import EXIT_PORT_UNAVAILABLE, listen_socket, port_unavailable_reason, setting_env_var
 from safewatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def _settings(process: str) -> Settings:
@@ -28,6 +33,17 @@ def _stop_on_signals() -> threading.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def _serve_metrics(settings: Settings, process: str) -> None:
+    """The process's /metrics, served before its work starts; the worker is then told not to serve it again.
+
+    One place for every worker: a busy port is one ERROR line naming the variable, and the worker runs on.
+    """
+    from safewatch.metrics_server import serve_process_metrics
+
+    serve_process_metrics(settings, process)
+    getattr(settings, process).metrics_port = None
 
 
 @click.group()
@@ -107,7 +123,9 @@ def ingest() -> None:
     """Run an ingest worker (MQTT → PostgreSQL)."""
     from ingest.worker import run
 
-    run(_settings("ingest"), stop=_stop_on_signals())
+    settings = _settings("ingest")
+    _serve_metrics(settings, "ingest")
+    run(settings, stop=_stop_on_signals())
 
 
 @main.command()
@@ -119,19 +137,33 @@ def alerts(leagues: str) -> None:
     settings = _settings("alerts")
     if leagues:
         settings.alerts.leagues = [c.strip() for c in leagues.split(",") if c.strip()]
+    _serve_metrics(settings, "alerts")
     run(settings, stop=_stop_on_signals())
 
 
 @main.command()
-def api() -> None:
+@click.option("--instance", default=None, hidden=True,
+              help="A token /healthz answers with, so whoever started this process knows it is the one answering.")
+def api(instance: str | None) -> None:
     """Run the HTTP API and dashboard."""
     import uvicorn
 
     from api.app import create_app
 
     settings = _settings("api")
-    uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None,
-                access_log=False)
+    host, port = settings.api.host, settings.api.port
+    try:  # bound here, before start-up, so a busy port is one line naming the setting, not a traceback
+        sock = listen_socket(host, port)
+    except OSError as exc:
+        log.error("cannot serve the API: port %s on %s is %s. Set %s to a free port (or %s to another address)",
+                  port, host, port_unavailable_reason(exc), setting_env_var("api", "port"),
+                  setting_env_var("api", "host"), extra={"port": port, "host": host, "error": str(exc)})
+        sys.exit(EXIT_PORT_UNAVAILABLE)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, instance=instance), host=host, port=port,
+                                           log_config=None, access_log=False))
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(3)  # what uvicorn.run exits with when start-up fails (its log says why)
 
 
 @main.command()
@@ -159,13 +191,20 @@ def api() -> None:
 @click.option("--ground-truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the injected faults here (CSV when the name ends in .csv, else JSON lines).")
 @click.option("--progress-every", default=5.0, show_default=True, help="Seconds between progress lines.")
+@click.option("--presence", type=click.Choice(["auto", "own", "none"]), default="auto", show_default=True,
+              help="Whether this run stands for its gateways: their stable client ids, last will (offline) and "
+                   "online status. 'auto': yes, unless --fault or --gateway-fault is given (a side tool beside a "
+                   "running fleet, with client ids of its own and no will: it never knocks the fleet offline).")
 def simulate(interval: float, fault_rate: float, gateway_fault_rate: float, limit: int, gateway_prefix: str | None,
              demo_size: int | None, gateway_count: int | None, start: str, speed: float, duration: float | None,
              faults: tuple[str, ...], gateway_faults: tuple[str, ...], seed: int, ground_truth: Path | None,
-             progress_every: float) -> None:
+             progress_every: float, presence: str) -> None:
     """Run a simulated fleet (the registry's, or --demo N), publishing the wire contract over MQTT."""
+    import secrets
+
     from simulators.faults import parse_fault_spec
     from simulators.fleet import demo_fleet, load_fleet, run
+    from simulators.identity import Presence, client_prefix, owns_presence
     from simulators.replay import parse_time
 
     settings = _settings("simulate")
@@ -204,13 +243,19 @@ def simulate(interval: float, fault_rate: float, gateway_fault_rate: float, limi
                 from None
         planned.append(fault)
     gateways_n = len({e.gateway_id for e in fleet})
+    owner = owns_presence(Presence(presence), explicit_faults=bool(faults or gateway_faults))
+    prefix = client_prefix(tool="simulate", run=secrets.token_hex(3), owner=owner)
     click.echo(f"simulating {len(fleet)} equipment behind {gateways_n} gateways every {interval:g} s "
                f"from {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(start_ms / 1000))}Z at speed "
                f"{speed:g}{' (max)' if speed == 0 else ''}", err=True)
+    click.echo(f"as the gateways (client ids {prefix}-<gateway>, last will and online status)" if owner else
+               f"as a side tool (client ids {prefix}-<gateway>, no last will, no status; --presence own to stand "
+               "for the gateways)", err=True)
     result = run(settings, equipment=fleet, interval_s=interval, faults=planned, fault_rate_per_hour=fault_rate,
                  gateway_fault_rate_per_hour=gateway_fault_rate, seed=seed, duration_s=duration,
                  stop=_stop_on_signals(), ground_truth=ground_truth, start_ms=start_ms, speed=speed,
-                 progress=lambda p: click.echo(p.line(), err=True), progress_every_s=progress_every)
+                 progress=lambda p: click.echo(p.line(), err=True), progress_every_s=progress_every,
+                 client_prefix=prefix, presence=owner)
     click.echo(f"published {result.messages} messages ({result.acked} acknowledged), {result.readings} readings, "
                f"{result.events} events in {result.elapsed_s:.1f} s"
                + (f"; ground truth in {ground_truth}" if ground_truth else ""))
@@ -224,15 +269,21 @@ def simulate(interval: float, fault_rate: float, gateway_fault_rate: float, limi
 @click.option("--embedded", is_flag=True, help="Start our own PostgreSQL and broker even if local ones answer.")
 @click.option("--broker", type=click.Choice(["auto", "amqtt"]), default="auto", show_default=True,
               help="Embedded broker: Mosquitto when installed (auto), or force the pip-installed amqtt.")
-@click.option("--port", type=int, default=None, help="API port (default: SAFEWATCH_API__PORT or 8000).")
+@click.option("--port", type=int, default=None,
+              help="API port (default: SAFEWATCH_API__PORT, else 8000 when free, else a free one).")
 def demo(equipment: int, interval: float, fault_rate: float, embedded: bool, broker: str, port: int | None) -> None:
     """Run the whole system (database, broker, ingest, alerts, API, dashboard, fleet) until Ctrl-C."""
-    from safewatch.demo import run
+    from safewatch.demo import DemoPortBusy, run
 
     settings = _settings("demo")
     if port is not None:
         settings.api.port = port
-    run(settings, equipment=equipment, interval_s=interval, fault_rate=fault_rate, embedded=embedded, broker=broker)
+    try:
+        run(settings, equipment=equipment, interval_s=interval, fault_rate=fault_rate, embedded=embedded,
+            broker=broker)
+    except DemoPortBusy as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_PORT_UNAVAILABLE)
 
 
 @main.command()
@@ -240,7 +291,9 @@ def notifier() -> None:
     """Run the notifier: escalation timers (banner → league → region) and outbox delivery."""
     from alerts.notifier_worker import run
 
-    run(_settings("notifier"), stop=_stop_on_signals())
+    settings = _settings("notifier")
+    _serve_metrics(settings, "notifier")
+    run(settings, stop=_stop_on_signals())
 
 
 @main.group()
@@ -434,7 +487,8 @@ def replay(csv_file: Path, code: str, mapping: tuple[str, ...], time_column: str
         raise click.ClickException(f"{csv_file}: no rows with values in the mapped columns")
     shift = shift_offset(points, now_ms=int(time.time() * 1000), speed=speed) if shift_to_now else 0
     click.echo(f"replaying {len(points)} rows of {csv_file} as {code} via {equipment.gateway_id} at speed {speed:g}"
-               + (f", shifted by {shift / 3_600_000:+.2f} h" if shift else ""), err=True)
+               + (f", shifted by {shift / 3_600_000:+.2f} h" if shift else "")
+               + " (a side tool: a client id of its own, no last will, no status)", err=True)
     stop = _stop_on_signals()
     sent = run_replay(settings, equipment=equipment, points=points, speed=speed, shift_ms=shift,
                       progress=lambda done, total: click.echo(f"  {done}/{total} rows published", err=True),

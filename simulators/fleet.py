@@ -26,6 +26,7 @@ import psycopg
 from safewatch.settings import Settings
 from simulators.faults import Fault, ground_truth_text, random_faults, random_gateway_faults, scenario_key
 from simulators.gateway import Outgoing
+from simulators.identity import OWNER_PREFIX
 from simulators.profiles import Model
 from simulators.simulation import Counters, SimEquipment, Simulation
 from simulators.transport import MqttMux
@@ -94,14 +95,16 @@ class Fleet:
     """A simulation published over MQTT, one connection per gateway multiplexed in the calling thread."""
 
     def __init__(self, settings: Settings, equipment: Sequence[SimEquipment], *, seed: int = 1,
-                 client_prefix: str = "sim") -> None:
+                 client_prefix: str = OWNER_PREFIX, presence: bool = True) -> None:
         self.settings = settings
-        self.sim = Simulation(equipment, seed=seed)
+        self.sim = Simulation(equipment, seed=seed, presence=presence)
+        self._t_ms = int(time.time() * 1000)  # the simulated time of the latest tick
         self.models: dict[str, Model] = self.sim.models
         self.by_gateway: dict[str, list[SimEquipment]] = defaultdict(list)
         for e in equipment:
             self.by_gateway[e.gateway_id].append(e)
-        self.mux = MqttMux(settings.mqtt, client_prefix=client_prefix, protocol5=settings.mqtt.protocol5)
+        self.mux = MqttMux(settings.mqtt, client_prefix=client_prefix, protocol5=settings.mqtt.protocol5,
+                           on_reconnected=self._reconnected)
 
     @property
     def counters(self) -> Counters:
@@ -112,12 +115,17 @@ class Fleet:
         return self.mux.published
 
     def connect(self, t_ms: int | None = None) -> None:
-        """Connect every gateway (with its last will) and publish its retained ``online`` status."""
+        """Connect every gateway (with its last will) and publish its retained ``online`` status.
+
+        Both only when the fleet owns its gateways' presence (`simulators.identity`).
+        """
+        self._t_ms = t_ms if t_ms is not None else int(time.time() * 1000)
         self.mux.connect((gw_id, gw.will()) for gw_id, gw in self.sim.gateways.items())
-        self.mux.send(self.sim.connect(t_ms if t_ms is not None else int(time.time() * 1000)))
+        self.mux.send(self.sim.connect(self._t_ms))
 
     def tick(self, t_ms: int, dt_s: float, faults: Iterable[Fault] = ()) -> list[Outgoing]:
         """Advance the fleet to ``t_ms`` and publish what its gateways send."""
+        self._t_ms = t_ms
         out = self.sim.tick(t_ms, dt_s, faults)
         self.mux.send(out)
         self.mux.service(0)
@@ -130,6 +138,10 @@ class Fleet:
     def close(self, *, timeout_s: float = 30.0) -> None:
         self.flush(timeout_s)
         self.mux.close()
+
+    def _reconnected(self, gateway_id: str) -> None:
+        # A lost connection is back: its will has said offline, so the gateway says online again.
+        self.mux.send(self.sim.reconnected(gateway_id, self._t_ms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +170,12 @@ def run(settings: Settings, *, equipment: Sequence[SimEquipment], interval_s: fl
         seed: int = 1, duration_s: float | None = None, stop: threading.Event | None = None,
         ground_truth: Path | None = None, start_ms: int | None = None, speed: float = 1.0,
         progress: Callable[[Progress], None] | None = None, progress_every_s: float = 5.0,
-        client_prefix: str = "sim", max_pending: int = 20_000) -> Progress:
+        client_prefix: str = OWNER_PREFIX, presence: bool = True, max_pending: int = 20_000) -> Progress:
     """Publish the fleet from ``start_ms`` (default now) for ``duration_s`` simulated seconds (default: until stopped).
 
     ``speed`` is simulated seconds per wall second (0: as fast as acks allow); the simulated clock
-    never runs ahead of the wall clock.
+    never runs ahead of the wall clock. ``presence`` and ``client_prefix``: `simulators.identity`.
+    A lost broker connection never ends the run: it is restored with back-off (`simulators.transport`).
     """
     stop = stop or threading.Event()
     wall0 = time.time()
@@ -173,10 +186,11 @@ def run(settings: Settings, *, equipment: Sequence[SimEquipment], interval_s: fl
                           explicit=faults or ())
     if ground_truth is not None:
         write_ground_truth(ground_truth, planned)
-    fleet = Fleet(settings, equipment, seed=seed, client_prefix=client_prefix)
+    fleet = Fleet(settings, equipment, seed=seed, client_prefix=client_prefix, presence=presence)
     fleet.connect(start)
     log.info("fleet started", extra={"equipment": len(equipment), "gateways": len(fleet.by_gateway),
-                                     "faults": len(planned), "speed": speed})
+                                     "faults": len(planned), "speed": speed, "presence": presence,
+                                     "client_ids": fleet.mux.client_id("<gateway>")})
     step_ms = int(interval_s * 1000)
     t_ms = start
     last_report = time.monotonic()

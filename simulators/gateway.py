@@ -38,8 +38,9 @@ class Outgoing(NamedTuple):
 class Gateway:
     """One gateway's batching and misbehaviour; everything it sends is a function of its inputs."""
 
-    def __init__(self, gateway_id: str, league: str) -> None:
+    def __init__(self, gateway_id: str, league: str, *, presence: bool = True) -> None:
         self.id = gateway_id
+        self.presence = presence  # owns the retained status (simulators.identity); a side tool does not
         self.league = league
         self.telemetry_topic = build_topic(league, gateway_id, Kind.TELEMETRY)
         self.event_topic = build_topic(league, gateway_id, Kind.EVENT)
@@ -48,13 +49,17 @@ class Gateway:
         self.held: list[Outgoing] = []
         self.holding: str | None = None  # the fault that holds messages back
 
-    def will(self) -> tuple[str, bytes]:
-        """The last will: retained ``offline`` on the status topic, with no time."""
+    def will(self) -> tuple[str, bytes] | None:
+        """The last will: retained ``offline`` on the status topic, with no time (none without presence)."""
+        if not self.presence:
+            return None
         return self.status_topic, encode_status(GatewayState.OFFLINE)
 
-    def online(self, t_ms: int) -> Outgoing:
-        """The retained ``online`` status sent on every (re)connection."""
-        return Outgoing(self.id, "publish", self.status_topic, encode_status(GatewayState.ONLINE, t_ms), True)
+    def online(self, t_ms: int) -> list[Outgoing]:
+        """The retained ``online`` status sent on every (re)connection (nothing without presence)."""
+        if not self.presence:
+            return []
+        return [Outgoing(self.id, "publish", self.status_topic, encode_status(GatewayState.ONLINE, t_ms), True)]
 
     def emit(self, t_ms: int, readings: Mapping[str, dict[str, float]], events: list[Event],
              faults: Mapping[str, Fault]) -> list[Outgoing]:
@@ -71,7 +76,7 @@ class Gateway:
             return out
         if not self.connected:
             self.connected = True
-            out += [Outgoing(self.id, "reconnect"), self.online(t_ms)]
+            out += [Outgoing(self.id, "reconnect"), *self.online(t_ms)]
             out += self._release(newest_first=False)
         for kind in ("burst", "out_of_order"):
             if kind in faults:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -24,6 +25,7 @@ import psycopg
 
 from safewatch.contract import METRICS_BY_KEY, Category, encode_telemetry
 from safewatch.settings import Settings
+from simulators.identity import client_prefix as client_prefix_for
 from simulators.simulation import SimEquipment
 from simulators.transport import MqttMux
 
@@ -135,13 +137,18 @@ def find_equipment(conn: psycopg.Connection, code: str) -> SimEquipment | None:
 
 
 def replay(settings: Settings, *, equipment: SimEquipment, points: list[Point], speed: float = 1.0,
-           shift_ms: int = 0, client_prefix: str = "replay", progress: Callable[[int, int], None] | None = None,
+           shift_ms: int = 0, client_prefix: str | None = None, progress: Callable[[int, int], None] | None = None,
            stop: Callable[[], bool] = lambda: False) -> int:
-    """Publish ``points`` (QoS 1, acks awaited) on the equipment's gateway topic; return how many were sent."""
+    """Publish ``points`` (QoS 1, acks awaited) on the equipment's gateway topic; return how many were sent.
+
+    A side tool (`simulators.identity`): a client id of its own run (``replay-<run>-<gateway>`` unless
+    ``client_prefix`` is given), no last will and no status, whether or not the gateway is live elsewhere.
+    """
     from simulators.gateway import Gateway
 
-    gateway = Gateway(equipment.gateway_id, equipment.league)
-    mux = MqttMux(settings.mqtt, client_prefix=client_prefix, protocol5=settings.mqtt.protocol5)
+    gateway = Gateway(equipment.gateway_id, equipment.league, presence=False)
+    prefix = client_prefix or client_prefix_for(tool="replay", run=secrets.token_hex(3), owner=False)
+    mux = MqttMux(settings.mqtt, client_prefix=prefix, protocol5=settings.mqtt.protocol5)
     mux.connect([(equipment.gateway_id, gateway.will())])
     sent = 0
     try:

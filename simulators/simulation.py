@@ -43,7 +43,7 @@ class Counters:
 class Simulation:
     """Advance every model to a tick's time and turn its readings and events into gateway messages."""
 
-    def __init__(self, equipment: Sequence[SimEquipment], *, seed: int = 1) -> None:
+    def __init__(self, equipment: Sequence[SimEquipment], *, seed: int = 1, presence: bool = True) -> None:
         self.equipment = {e.code: e for e in equipment}
         self.models: dict[str, Model] = {e.code: model_for(e.category, e.rated, random.Random(f"{seed}:{e.code}"),
                                                                  e.variety)
@@ -53,12 +53,18 @@ class Simulation:
         for e in equipment:
             self.members[e.gateway_id].append(e.code)
             if e.gateway_id not in self.gateways:
-                self.gateways[e.gateway_id] = Gateway(e.gateway_id, e.league)
+                self.gateways[e.gateway_id] = Gateway(e.gateway_id, e.league, presence=presence)
         self.counters = Counters()
 
     def connect(self, t_ms: int) -> list[Outgoing]:
         """Every gateway's retained ``online`` status."""
-        out = [gw.online(t_ms) for gw in self.gateways.values()]
+        out = [o for gw in self.gateways.values() for o in gw.online(t_ms)]
+        self.counters.messages += len(out)
+        return out
+
+    def reconnected(self, gateway_id: str, t_ms: int) -> list[Outgoing]:
+        """What a gateway sends when its lost connection is back: ``online`` again (its will said offline)."""
+        out = self.gateways[gateway_id].online(t_ms)
         self.counters.messages += len(out)
         return out
 
