@@ -25,10 +25,12 @@ from safewatch.contract.errors import (
     PayloadTooLarge,
     UnknownEventType,
     UnknownMetric,
+    UnstorableText,
     ValueOutOfRange,
 )
 from safewatch.contract.payloads import (
     MAX_PAYLOAD_BYTES,
+    MAX_REJECTED_KEPT,
     Entry,
     Event,
     GatewayState,
@@ -47,6 +49,7 @@ from safewatch.contract.payloads import (
     equipment_named,
     parse_timestamp,
 )
+from safewatch.contract.text import MAX_JSON_DEPTH, check_storable_json, storable_text
 from safewatch.contract.topics import (
     Kind,
     Topic,
@@ -61,7 +64,9 @@ __all__ = [
     "CONTRACT_REASONS",
     "EVENTS_BY_TYPE",
     "EVENT_TYPES",
+    "MAX_JSON_DEPTH",
     "MAX_PAYLOAD_BYTES",
+    "MAX_REJECTED_KEPT",
     "METRICS",
     "METRICS_BY_ID",
     "METRICS_BY_KEY",
@@ -86,9 +91,11 @@ __all__ = [
     "Topic",
     "UnknownEventType",
     "UnknownMetric",
+    "UnstorableText",
     "ValueOutOfRange",
     "alert_topic",
     "build_topic",
+    "check_storable_json",
     "decode_body",
     "decode_event",
     "decode_status",
@@ -102,4 +109,5 @@ __all__ = [
     "parse_timestamp",
     "parse_topic",
     "shared_filter",
+    "storable_text",
 ]

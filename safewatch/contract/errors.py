@@ -9,7 +9,8 @@ Each error carries a stable ``reason``: it is the dead-letter column and the met
     ├── UnknownMetric
     ├── UnknownEventType
     ├── ValueOutOfRange
-    └── BadTimestamp
+    ├── BadTimestamp
+    └── UnstorableText
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ class BadTimestamp(ContractError):
     reason = "bad_timestamp"
 
 
+class UnstorableText(ContractError):
+    """Text the database cannot store as sent: U+0000 in a string or key, or nesting too deep to keep."""
+
+    reason = "unstorable_text"
+
+
 #: Every reason a message or entry can be rejected for, for metric label initialisation.
 CONTRACT_REASONS: tuple[str, ...] = tuple(
     cls.reason
@@ -78,5 +85,6 @@ CONTRACT_REASONS: tuple[str, ...] = tuple(
         UnknownEventType,
         ValueOutOfRange,
         BadTimestamp,
+        UnstorableText,
     )
 )
