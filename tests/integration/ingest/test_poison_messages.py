@@ -1,0 +1,136 @@
+"""Issue 21 through the real broker and database: no message stops the ingest, floods the dead letters,
+is dead-lettered twice, or makes a last will outrank a newer online.
+
+Each test fails on the code before the fix: the ingest exited on the first (psycopg.DataError, then
+RecursionError, then orjson's JSONEncodeError), stored 130,000 rows for the second, two for the third
+and showed the gateway offline in the fourth.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import psycopg
+
+from ingest.worker import run as run_ingest
+from safewatch.contract import Kind, build_topic
+from safewatch.mqtt import connect_publisher
+from tests.waiting import wait_until
+
+DEAD_LETTERS_OF = "SELECT reason, detail, payload, equipment_code FROM dead_letters WHERE topic = %s ORDER BY id"
+READINGS_OF = "SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id WHERE e.code = %s"
+EVENTS_OF = "SELECT count(*) FROM events ev JOIN equipment e ON e.id = ev.equipment_id WHERE e.code = %s"
+STATUS_OF = "SELECT state FROM gateway_status WHERE gateway_id = %s"
+
+
+def _publish(settings, uid, messages, *, retain: bool = False) -> None:  # type: ignore[no-untyped-def]
+    client = connect_publisher(settings.mqtt, client_id=f"poison-{uid}")
+    for info in [client.publish(t, p, qos=1, retain=retain) for t, p in messages]:
+        info.wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _query(pg_url: str, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
+    with psycopg.connect(pg_url) as c:
+        return c.execute(sql, args).fetchall()
+
+
+def _an_elevator(registry):  # type: ignore[no-untyped-def]
+    eq = next(e for e in registry.equipment if e["category"] == "3000")
+    gw = next(g for g in registry.gateways if g["id"] == eq["gateway_id"])
+    return eq, gw
+
+
+def test_poison_messages_are_dead_lettered_once_and_the_ingest_carries_on(settings, fleet, running, pg_url, uid):
+    eq, gw = _an_elevator(fleet(10))
+    metrics = running(run_ingest, settings)
+    now = int(time.time() * 1000)
+    telemetry = build_topic(gw["league_code"], gw["id"], Kind.TELEMETRY)
+    event_topic = build_topic(gw["league_code"], gw["id"], Kind.EVENT)
+    deep = "[" * 300 + "]" * 300
+    nul_code = b'{"ts":%d,"readings":[{"equipment":"AB\\u0000CD","values":{"speed":1}}]}' % now
+    nul_details = orjson.dumps({"equipment": eq["code"], "ts": now, "type": "passenger_trapped",
+                                "details": {"floor": "7\x00"}})
+    nul_extra = orjson.dumps({"equipment": eq["code"], "ts": now, "type": "passenger_trapped", "note\x00": 1})
+    too_deep_for_msgspec = (b'{"ts":%d,"readings":[{"equipment":"%s","values":{"speed":1},"x":%s}]}'
+                            % (now, eq["code"].encode(), ("[" * 1000 + "]" * 1000).encode()))
+    too_deep_details = b'{"equipment":"%s","ts":%d,"type":"passenger_trapped","details":{"a":%s}}' % (
+        eq["code"].encode(), now, deep.encode())
+    poison = [(telemetry, nul_code), (event_topic, nul_details), (event_topic, nul_extra),
+              (event_topic, too_deep_details)]
+    good = (telemetry, orjson.dumps({"ts": now + 1, "readings": [{"equipment": eq["code"],
+                                                                   "values": {"speed": 1.0, "floor": 3}}]}))
+    # Each poison message twice, identical bytes (a redelivery), then good ones behind them: the one whose
+    # unknown field nests past msgspec's limit (it raised RecursionError) keeps the contract.
+    _publish(settings, uid, [*poison, *poison, (telemetry, too_deep_for_msgspec), good])
+
+    assert wait_until(lambda: _query(pg_url, READINGS_OF, eq["code"])[0][0], lambda n: n >= 3,
+                      what="the good messages stored behind the poison") == 3
+    rows = wait_until(lambda: _query(pg_url, DEAD_LETTERS_OF, telemetry) + _query(pg_url, DEAD_LETTERS_OF, event_topic),
+                      lambda r: len(r) >= len(poison), what="the poison dead-lettered")
+    assert sorted(r[0] for r in rows) == ["malformed_payload", "unstorable_text", "unstorable_text",
+                                          "unstorable_text"]
+    assert sorted(bytes(r[2]) for r in rows) == sorted(p for _, p in poison)  # the raw bytes, each once
+    assert all(r[3] is None or r[3] == eq["code"] for r in rows)  # never the NUL code
+    assert _query(pg_url, EVENTS_OF, eq["code"])[0][0] == 0
+    # Counted once each, although each arrived twice (no other test sends text that cannot be stored).
+    wait_until(lambda: metrics.get_sample_value("safewatch_ingest_messages_rejected_total",
+                                                {"reason": "unstorable_text"}), lambda n: n == 3,
+               what="three unstorable messages counted once each")
+    assert _query(pg_url, DEAD_LETTERS_OF, telemetry) + _query(pg_url, DEAD_LETTERS_OF, event_topic) == rows
+
+
+def test_a_message_of_130000_bad_entries_makes_one_dead_letter(settings, fleet, running, pg_url, uid):
+    eq, gw = _an_elevator(fleet(10))
+    running(run_ingest, settings)
+    now = int(time.time() * 1000)
+    topic = build_topic(gw["league_code"], gw["id"], Kind.TELEMETRY)
+    flood = b'{"ts":%d,"readings":[%s]}' % (now, b",".join([b"0"] * 130_000))
+    assert len(flood) < settings.ingest.max_payload_bytes
+    mixed = orjson.dumps({"ts": now, "readings": [{"equipment": eq["code"], "values": {"speed": 1.0}},
+                                                  {"equipment": eq["code"][:-1] + "Z", "values": {"speed": 1.0}},
+                                                  *[{"equipment": eq["code"], "values": {"speed": 1e9}}] * 30]})
+    _publish(settings, uid, [(topic, flood), (topic, mixed)])
+
+    rows = wait_until(lambda: _query(pg_url, DEAD_LETTERS_OF, topic), lambda r: len(r) >= 2, what="two dead letters")
+    assert len(rows) == 2
+    (reason, detail, payload, _), (reason2, detail2, payload2, code2) = rows
+    assert (reason, bytes(payload)) == ("malformed_payload", flood)
+    assert detail.startswith("130000 problems in this message: malformed_payload ×130000") and len(detail) < 8192
+    # The mixed one: the valid reading stored, the rest one dead letter with its reasons counted.
+    assert (reason2, bytes(payload2), code2) == ("value_out_of_range", mixed, eq["code"])  # its first problem's
+    assert "value_out_of_range ×30" in detail2 and "unknown_equipment ×1" in detail2
+    assert wait_until(lambda: _query(pg_url, READINGS_OF, eq["code"])[0][0], lambda n: n >= 1,
+                      what="the valid reading stored") == 1
+
+
+def test_a_last_will_never_outranks_a_newer_online(settings, fleet, running, pg_url, uid):
+    gw = fleet(10).gateways[0]
+    metrics = running(run_ingest, settings)
+    now = int(time.time() * 1000)
+    status = build_topic(gw["league_code"], gw["id"], Kind.STATUS)
+
+    def state() -> str | None:
+        rows = _query(pg_url, STATUS_OF, gw["id"])
+        return rows[0][0] if rows else None
+
+    def written(messages: list[bytes]) -> None:  # acked in receive order, only once committed
+        before = metrics.get_sample_value("safewatch_ingest_messages_stored_total")
+        _publish(settings, uid, [(status, m) for m in messages])
+        wait_until(lambda: metrics.get_sample_value("safewatch_ingest_messages_stored_total"),
+                   lambda n: n >= before + len(messages), what="the statuses committed")
+
+    # The gateway's clock lags ours by 20 s: online, its last will (no ts, stamped on arrival), online again.
+    written([b'{"state":"online","ts":%d}' % (now - 20_000)])
+    assert state() == "online"
+    written([b'{"state":"offline"}'])
+    assert state() == "offline"
+    written([b'{"state":"online","ts":%d}' % (now - 19_000)])
+    assert state() == "online"
+    # The same online redelivered after a new last will does not undo the will; a newer one does.
+    written([b'{"state":"offline"}', b'{"state":"online","ts":%d}' % (now - 19_000)])
+    assert state() == "offline"
+    written([b'{"state":"online","ts":%d}' % (now - 18_000)])
+    assert state() == "online"
