@@ -12,6 +12,7 @@ import time
 
 import orjson
 import psycopg
+import pytest
 
 from ingest.worker import run as run_ingest
 from safewatch.contract import Kind, build_topic
@@ -134,3 +135,48 @@ def test_a_last_will_never_outranks_a_newer_online(settings, fleet, running, pg_
     assert state() == "offline"
     written([b'{"state":"online","ts":%d}' % (now - 18_000)])
     assert state() == "online"
+
+
+CREATE_REFUSAL = """
+CREATE FUNCTION refuse_{uid}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.details ? 'poison_{uid}' THEN
+        RAISE EXCEPTION 'refused for the test' USING ERRCODE = '{sqlstate}';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_{uid} BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_{uid}();
+"""
+DROP_REFUSAL = "DROP TRIGGER refuse_{uid} ON events; DROP FUNCTION refuse_{uid}();"
+
+
+@pytest.mark.parametrize("sqlstate", ["22000", "54000"])  # data exception; program limit exceeded (an OperationalError)
+def test_a_message_the_database_refuses_is_dead_lettered_whole_and_the_batch_written(
+        settings, fleet, running, pg_url, uid, sqlstate):
+    # A gap in the contract's checks, played by a trigger: the database refuses one message's row.
+    eq, gw = _an_elevator(fleet(10))
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute(CREATE_REFUSAL.format(uid=uid, sqlstate=sqlstate))
+    try:
+        metrics = running(run_ingest, settings)
+        now = int(time.time() * 1000)
+        telemetry = build_topic(gw["league_code"], gw["id"], Kind.TELEMETRY)
+        event_topic = build_topic(gw["league_code"], gw["id"], Kind.EVENT)
+        refused = orjson.dumps({"equipment": eq["code"], "ts": now, "type": "passenger_trapped",
+                                "details": {f"poison_{uid}": 1}})
+        fine = orjson.dumps({"equipment": eq["code"], "ts": now + 1, "type": "passenger_trapped"})
+        good = orjson.dumps({"ts": now, "readings": [{"equipment": eq["code"], "values": {"speed": 1.0}}]})
+        _publish(settings, uid, [(telemetry, good), (event_topic, refused), (event_topic, refused),
+                                 (event_topic, fine)])
+        rows = wait_until(lambda: _query(pg_url, DEAD_LETTERS_OF, event_topic), lambda r: len(r) >= 1,
+                          what="the refused message dead-lettered")
+        assert [(r[0], bytes(r[2])) for r in rows] == [("refused_by_database", refused)]
+        assert wait_until(lambda: _query(pg_url, EVENTS_OF, eq["code"])[0][0], lambda n: n >= 1,
+                          what="the other event stored") == 1
+        assert _query(pg_url, READINGS_OF, eq["code"])[0][0] == 1
+        wait_until(lambda: metrics.get_sample_value("safewatch_ingest_messages_rejected_total",
+                                                    {"reason": "refused_by_database"}), lambda n: n == 1,
+                   what="counted once")
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            c.execute(DROP_REFUSAL.format(uid=uid))
