@@ -180,3 +180,13 @@ def test_a_message_the_database_refuses_is_dead_lettered_whole_and_the_batch_wri
     finally:
         with psycopg.connect(pg_url, autocommit=True) as c:
             c.execute(DROP_REFUSAL.format(uid=uid))
+
+
+def test_unknown_codes_remembered_stay_bounded(conn):
+    from ingest.registry_cache import MAX_MISSING, RegistryCache
+
+    cache = RegistryCache()
+    for start in range(0, MAX_MISSING + 30_000, 30_000):  # ever new, well-formed codes registered nowhere
+        cache.refresh(conn, {f"ZZ{n:012d}" for n in range(start, start + 30_000)})
+        assert len(cache._missing) <= MAX_MISSING
+    assert len(cache) == 0
