@@ -25,7 +25,6 @@ from safewatch.contract.errors import (
     PayloadTooLarge,
     UnknownEventType,
     UnknownMetric,
-    UnstorableText,
     ValueOutOfRange,
 )
 from safewatch.contract.payloads import (
@@ -49,7 +48,7 @@ from safewatch.contract.payloads import (
     equipment_named,
     parse_timestamp,
 )
-from safewatch.contract.text import MAX_JSON_DEPTH, check_storable_json, storable_text
+from safewatch.contract.text import MAX_JSON_DEPTH, storable_json, storable_text
 from safewatch.contract.topics import (
     Kind,
     Topic,
@@ -91,11 +90,9 @@ __all__ = [
     "Topic",
     "UnknownEventType",
     "UnknownMetric",
-    "UnstorableText",
     "ValueOutOfRange",
     "alert_topic",
     "build_topic",
-    "check_storable_json",
     "decode_body",
     "decode_event",
     "decode_status",
@@ -109,5 +106,6 @@ __all__ = [
     "parse_timestamp",
     "parse_topic",
     "shared_filter",
+    "storable_json",
     "storable_text",
 ]

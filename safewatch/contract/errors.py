@@ -9,8 +9,7 @@ Each error carries a stable ``reason``: it is the dead-letter column and the met
     ├── UnknownMetric
     ├── UnknownEventType
     ├── ValueOutOfRange
-    ├── BadTimestamp
-    └── UnstorableText
+    └── BadTimestamp
 """
 
 from __future__ import annotations
@@ -68,12 +67,6 @@ class BadTimestamp(ContractError):
     reason = "bad_timestamp"
 
 
-class UnstorableText(ContractError):
-    """Text the database cannot store as sent: U+0000 in a string or key, or nesting too deep to keep."""
-
-    reason = "unstorable_text"
-
-
 #: Every reason a message or entry can be rejected for, for metric label initialisation.
 CONTRACT_REASONS: tuple[str, ...] = tuple(
     cls.reason
@@ -85,6 +78,5 @@ CONTRACT_REASONS: tuple[str, ...] = tuple(
         UnknownEventType,
         ValueOutOfRange,
         BadTimestamp,
-        UnstorableText,
     )
 )

@@ -48,7 +48,7 @@ from safewatch.contract.errors import (
     UnknownMetric,
     ValueOutOfRange,
 )
-from safewatch.contract.text import check_storable_json
+from safewatch.contract.text import storable_json
 from safewatch.contract.topics import Kind
 
 #: Default bound on one payload; brokers and gateways should be configured to match.
@@ -419,10 +419,9 @@ def decode_event(payload: bytes, limits: Limits) -> Event:
     details = doc.get("details", {})
     if not isinstance(active, bool) or not isinstance(details, dict):
         raise MalformedPayload("'active' must be a boolean and 'details' an object")
-    extra = {k: v for k, v in doc.items() if k not in _EVENT_FIELDS}
-    # Both are stored as jsonb: refuse here what PostgreSQL would refuse there.
-    check_storable_json(details, field="'details'")
-    check_storable_json(extra, field="an extra field")
+    # Both are stored as jsonb: made storable here (U+0000 escaped, nesting cut), the event kept.
+    details = storable_json(details)
+    extra = storable_json({k: v for k, v in doc.items() if k not in _EVENT_FIELDS})
     return Event(code, event_type, parse_timestamp(doc["ts"], limits), active, details, extra)
 
 

@@ -4,9 +4,10 @@ PostgreSQL refuses U+0000 in ``text`` and in ``jsonb`` strings and keys, and a P
 lone surrogate cannot even be encoded to send. JSON parsers (orjson, msgspec) reject lone surrogates
 and raw invalid UTF-8, but accept the escape ``\\u0000``. So:
 
-- a field the contract stores as JSON (an event's ``details`` and extra fields) holding U+0000, or
-  nested deeper than `MAX_JSON_DEPTH`, makes the message `UnstorableText` (rejected with that reason,
-  dead-lettered with its raw bytes): the stored document would no longer be what the gateway sent;
+- a field the contract stores as JSON (an event's ``details`` and extra fields) goes through
+  `storable_json`: U+0000 is written as the six characters ``\\u0000`` and what nests deeper than
+  `MAX_JSON_DEPTH` is replaced by a note. The event itself is kept: a trapped passenger is alerted
+  whatever firmware put in a free-text detail;
 - free text we write ourselves about a message (a dead letter's topic and detail) goes through
   `storable_text`, which escapes what cannot be stored and bounds the length, so no input can make
   that write fail.
@@ -16,19 +17,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from safewatch.contract.errors import UnstorableText
-
 #: Deepest nesting of a stored JSON field. orjson parses up to 1024 levels but serialises only 254,
-#: and no gateway needs more than a few: 32 leaves room and keeps the walk below cheap.
+#: and no gateway needs more than a few.
 MAX_JSON_DEPTH = 32
+#: What stands in for a part of a stored JSON field nested deeper than `MAX_JSON_DEPTH`.
+TOO_DEEP = f"(nested deeper than {MAX_JSON_DEPTH} levels: not kept)"
 
 _NUL = "\x00"
+_NUL_ESCAPED = "\\u0000"
 
 
 def storable_text(value: str, limit: int = 4096) -> str:
     """``value`` as text PostgreSQL stores: U+0000 and lone surrogates escaped, cut to ``limit`` characters."""
     if _NUL in value:
-        value = value.replace(_NUL, "\\u0000")
+        value = value.replace(_NUL, _NUL_ESCAPED)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: written as \udXXX escapes
@@ -38,26 +40,33 @@ def storable_text(value: str, limit: int = 4096) -> str:
     return value
 
 
-def check_storable_json(value: Any, *, field: str) -> None:
-    """Raise `UnstorableText` when ``value`` (parsed JSON) holds U+0000 or nests deeper than `MAX_JSON_DEPTH`.
+def storable_json(value: Any) -> Any:
+    """``value`` (parsed JSON) as jsonb stores it: U+0000 escaped in strings and keys, nesting cut at
+    `MAX_JSON_DEPTH`. ``value`` itself when nothing needs it (the common case), else a copy."""
+    return _storable(value, 1)[0]
 
-    Iterative, so no input reaches Python's recursion limit.
-    """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if _NUL in item:
-                raise UnstorableText(f"{field} holds U+0000 (\\u0000) in a string; PostgreSQL cannot store it: "
-                                     "send text without NUL characters")
-        elif isinstance(item, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise UnstorableText(f"{field} is nested deeper than {MAX_JSON_DEPTH} levels; flatten it")
-            if isinstance(item, dict):
-                for key, inner in item.items():
-                    if _NUL in key:
-                        raise UnstorableText(f"{field} holds U+0000 (\\u0000) in a key; PostgreSQL cannot "
-                                             "store it: send keys without NUL characters")
-                    stack.append((inner, depth + 1))
-            else:
-                stack.extend((inner, depth + 1) for inner in item)
+
+def _storable(value: Any, depth: int) -> tuple[Any, bool]:
+    """(the storable value, whether it differs). Recursion stops at `MAX_JSON_DEPTH` + 1 levels."""
+    if isinstance(value, str):
+        return (value.replace(_NUL, _NUL_ESCAPED), True) if _NUL in value else (value, False)
+    if not isinstance(value, dict | list):
+        return value, False
+    if depth > MAX_JSON_DEPTH:
+        return TOO_DEEP, True
+    changed = False
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            inner, differs = _storable(v, depth + 1)
+            if _NUL in k:
+                k, differs = k.replace(_NUL, _NUL_ESCAPED), True
+            out[k] = inner
+            changed |= differs
+        return (out, True) if changed else (value, False)
+    items = []
+    for v in value:
+        inner, differs = _storable(v, depth + 1)
+        items.append(inner)
+        changed |= differs
+    return (items, True) if changed else (value, False)
