@@ -23,7 +23,7 @@ import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from ingest.ack_order import AckOrder
-from ingest.batching import Batch, Decoded, RawMessage, bind, codes_of, decode, refused_by_database
+from ingest.batching import Batch, RawMessage, bind, codes_of, decode, refused_by_database
 from ingest.buffers import check_buffers
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
@@ -56,10 +56,11 @@ def is_input_fault(exc: BaseException) -> bool:
 
 
 class Assembled(NamedTuple):
-    """A batch ready to write, and what it was made of (to write it again message by message)."""
+    """A batch ready to write, and its messages (to write it again message by message, decoded anew:
+    keeping them decoded would hold every refused entry of the batch until its commit)."""
 
     batch: Batch
-    decoded: list[Decoded]
+    messages: list[RawMessage]
     limits: Limits
 
 
@@ -266,11 +267,12 @@ def _assemble(deliveries: list[Delivery], settings: Settings, lookups: DatabaseL
     """Decode and bind a batch (the registry cache refreshed first); None if stopped during an outage."""
     cfg = settings.ingest
     limits = Limits(int(time.time() * 1000), cfg.max_future_s * 1000, cfg.max_past_s * 1000, cfg.max_payload_bytes)
-    decoded = decode([RawMessage(d.topic, d.payload) for d in deliveries], limits)
+    messages = [RawMessage(d.topic, d.payload) for d in deliveries]
+    decoded = decode(messages, limits)
     codes = codes_of(decoded)  # from the decoded messages: each payload is parsed once
     if lookups.run("registry", lambda conn: cache.refresh(conn, codes)) is None and lookups.conn is None:
         return None
-    return Assembled(bind(decoded, cache, limits), decoded, limits)
+    return Assembled(bind(decoded, cache, limits), messages, limits)
 
 
 def _write(assembled: Assembled, db: DatabaseLink, registry: RegistryCache) -> Written | None:
@@ -285,8 +287,8 @@ def _write(assembled: Assembled, db: DatabaseLink, registry: RegistryCache) -> W
             raise
         first_error = exc
     readings, letters = 0, []
-    for d in assembled.decoded:
-        one = bind([d], registry, assembled.limits)
+    for m in assembled.messages:
+        one = bind(decode([m], assembled.limits), registry, assembled.limits)
         try:
             written = db.run("write", lambda conn, one=one: write_counted(conn, one, mark_rollups=db.plain))
         except Exception as exc:
@@ -294,8 +296,8 @@ def _write(assembled: Assembled, db: DatabaseLink, registry: RegistryCache) -> W
                 raise
             error = f"{type(exc).__name__}: {str(exc).strip()}"
             log.error("the database refused a message the contract let through; dead-lettered whole",
-                      extra={"topic": d.message.topic[:200], "error": error[:300]})
-            refused = Batch(dead_letters=[refused_by_database(d.message, error)])
+                      extra={"topic": m.topic[:200], "error": error[:300]})
+            refused = Batch(dead_letters=[refused_by_database(m, error)])
             # Every text of a dead letter is storable: should this fail too, it is not the message's fault.
             written = db.run("dead letter", lambda conn, b=refused: write_counted(conn, b, mark_rollups=False))
         if written is None:
@@ -303,7 +305,7 @@ def _write(assembled: Assembled, db: DatabaseLink, registry: RegistryCache) -> W
         readings += written.readings
         letters += written.dead_letters
     log.info("batch written message by message after the database refused it",
-             extra={"messages": len(assembled.decoded), "error": f"{type(first_error).__name__}"})
+             extra={"messages": len(assembled.messages), "error": f"{type(first_error).__name__}"})
     return Written(readings, letters)
 
 

@@ -189,7 +189,7 @@ def _worst(kind: str, ts: int, fleet: Fleet, gw: str, limit: int) -> bytes:
             "out_of_range": b'{"equipment":"%s","values":{"speed":1e9,"floor":-5}}' % code,
             "unknown_codes": b'{"equipment":"ZZ%010d","values":{"speed":1}}',
             "valid": b'{"equipment":"%s","values":{"speed":1.5,"floor":3,"door_locked":1}}' % code}[kind]
-    n = (limit - 64) // (len(junk) + 1)
+    n = (limit - 64) // (len(junk % 0 if kind == "unknown_codes" else junk) + 1)
     if kind == "unknown_codes":
         body = b",".join(junk % (ts % 10**6 * 10**4 + i) for i in range(n))
     else:
