@@ -76,10 +76,11 @@ WHERE CASE WHEN NOT EXCLUDED.timed THEN s.heard_at <= EXCLUDED.heard_at
            ELSE EXCLUDED.gateway_ts > coalesce(s.gateway_ts, '-infinity') END
 """
 # One dead letter a message, stored once: a redelivery finds its key taken and adds nothing. Only the
-# rows inserted come back, and only they are counted. Every text is made storable first (storable_text).
+# rows inserted come back, and only they are counted. Every text is made storable first (storable_text);
+# the payloads go in binary (%b), not hex-escaped text twice their size.
 INSERT_DEAD_LETTERS = """
 INSERT INTO dead_letters (topic, gateway_id, equipment_code, reason, detail, payload, message_key)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[], %s::bytea[])
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %b::bytea[], %b::bytea[])
 ON CONFLICT (message_key) WHERE message_key IS NOT NULL DO NOTHING
 RETURNING message_key
 """
