@@ -189,3 +189,26 @@ def test_unknown_codes_remembered_stay_bounded(conn):
         cache.refresh(conn, {f"ZZ{n:012d}" for n in range(start, start + 30_000)})
         assert len(cache._missing) <= MAX_MISSING
     assert len(cache) == 0
+
+
+def test_gateway_status_order_on_the_database(conn, uid):
+    """The rule of docs/mqtt-contract.md ("Status"), statement by statement, with commits out of order."""
+    from ingest.batching import Batch, StatusRow
+    from ingest.writer import write_batch
+
+    gw, t = f"order-{uid}", 1_795_593_600_000
+
+    def apply(state: str, ts_ms: int | None, heard_ms: int) -> str:
+        write_batch(conn, Batch(statuses=[StatusRow(gw, state, ts_ms, heard_ms)]))
+        return conn.execute(STATUS_OF, (gw,)).fetchone()[0]
+
+    assert apply("online", t - 20_000, t) == "online"  # the gateway's clock 20 s behind ours
+    assert apply("offline", None, t + 1_000) == "offline"  # its last will, placed by arrival
+    assert apply("online", t - 19_000, t + 2_000) == "online"  # reconnected: later than what the will ended
+    # A last will received before that online but committed after it (another committer): it stays behind.
+    assert apply("offline", None, t + 1_500) == "online"
+    assert apply("offline", None, t + 3_000) == "offline"
+    assert apply("online", t - 19_000, t + 4_000) == "offline"  # the old online redelivered: not after the will
+    assert apply("offline", t - 18_500, t + 4_500) == "offline"
+    assert apply("online", t - 18_000, t + 5_000) == "online"  # timed after timed: the gateway's order
+    assert apply("offline", t - 18_500, t + 6_000) == "online"  # an older timed status, late: ignored
