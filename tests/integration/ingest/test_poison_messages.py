@@ -41,6 +41,13 @@ def _query(pg_url: str, sql: str, *args: object) -> list[tuple]:  # type: ignore
         return c.execute(sql, args).fetchall()
 
 
+def _settled(metrics) -> None:  # type: ignore[no-untyped-def]
+    """Wait until nothing received is queued or unacknowledged: everything received is committed."""
+    wait_until(lambda: (metrics.get_sample_value("safewatch_ingest_unacked_messages"),
+                        metrics.get_sample_value("safewatch_ingest_queue_depth")), lambda v: v == (0, 0),
+               what="everything received committed and acknowledged")
+
+
 def _an_elevator(registry):  # type: ignore[no-untyped-def]
     eq = next(e for e in registry.equipment if e["category"] == "3000")
     gw = next(g for g in registry.gateways if g["id"] == eq["gateway_id"])
@@ -70,6 +77,7 @@ def test_poison_messages_are_handled_once_and_the_ingest_carries_on(settings, fl
 
     assert wait_until(lambda: _query(pg_url, READINGS_OF, eq["code"])[0][0], lambda n: n >= 3,
                       what="the good messages stored behind the poison") == 3
+    _settled(metrics)  # the last message stored: every one before it received, and now committed
     rows = wait_until(lambda: _query(pg_url, DEAD_LETTERS_OF, telemetry) + _query(pg_url, DEAD_LETTERS_OF, event_topic),
                       lambda r: len(r) >= 1, what="the code holding U+0000 dead-lettered")
     assert [(r[0], bytes(r[2]), r[3]) for r in rows] == [("malformed_payload", nul_code, None)]  # once, no NUL code
@@ -84,7 +92,7 @@ def test_poison_messages_are_handled_once_and_the_ingest_carries_on(settings, fl
 
 def test_a_message_of_130000_bad_entries_makes_one_dead_letter(settings, fleet, running, pg_url, uid):
     eq, gw = _an_elevator(fleet(10))
-    running(run_ingest, settings)
+    metrics = running(run_ingest, settings)
     now = int(time.time() * 1000)
     topic = build_topic(gw["league_code"], gw["id"], Kind.TELEMETRY)
     flood = b'{"ts":%d,"readings":[%s]}' % (now, b",".join([b"0"] * 130_000))
@@ -94,7 +102,9 @@ def test_a_message_of_130000_bad_entries_makes_one_dead_letter(settings, fleet, 
                                                   *[{"equipment": eq["code"], "values": {"speed": 1e9}}] * 30]})
     _publish(settings, uid, [(topic, flood), (topic, mixed)])
 
-    rows = wait_until(lambda: _query(pg_url, DEAD_LETTERS_OF, topic), lambda r: len(r) >= 2, what="two dead letters")
+    wait_until(lambda: _query(pg_url, DEAD_LETTERS_OF, topic), lambda r: len(r) >= 2, what="two dead letters")
+    _settled(metrics)
+    rows = _query(pg_url, DEAD_LETTERS_OF, topic)
     assert len(rows) == 2
     (reason, detail, payload, _), (reason2, detail2, payload2, code2) = rows
     assert (reason, bytes(payload)) == ("malformed_payload", flood)
