@@ -1,22 +1,22 @@
 """Turn a batch of raw MQTT messages into rows to write (pure: no I/O, no clock, no logging).
 
 Everything a message carries ends up either in the rows to write or in a dead letter with its
-reason; nothing is dropped.
+reason; nothing is dropped. A message makes at most one dead letter, whatever is wrong in it: its raw
+bytes, the first `MAX_REASONS_SHOWN` problems in words and every problem counted by reason. (One per
+bad entry let a 254 KiB message of 130,000 bad entries write 130,000 rows, 40 MB, and hold gigabytes.)
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-
-import orjson
 
 from safewatch.contract import (
     METRICS,
     METRICS_BY_KEY,
     ContractError,
-    Entry,
     Event,
     GatewayStatus,
     Limits,
@@ -42,12 +42,27 @@ class RawMessage(NamedTuple):
 
 
 class DeadLetter(NamedTuple):
+    """One message that broke the contract, whole or in part: its raw bytes and why."""
+
     topic: str
     gateway_id: str | None
     equipment_code: str | None
-    reason: str
+    reason: str  # the commonest problem's
     detail: str
     payload: bytes
+    counts: Mapping[str, int] | None = None  # problems by reason; None: the message as a whole, once
+
+    def reasons(self) -> Mapping[str, int]:
+        """What to count: each problem by its reason."""
+        return self.counts if self.counts else {self.reason: 1}
+
+
+def dead_letter_key(topic: str, payload: bytes) -> bytes:
+    """The identity of a message for its dead letter: a redelivery (same topic, same bytes) is the same one.
+
+    Gateways stamp their messages, so identical bytes on one topic are the same message sent again.
+    """
+    return hashlib.sha256(topic.encode("utf-8", "surrogatepass") + b"\x00" + payload).digest()
 
 
 class ReadingRow(NamedTuple):
@@ -69,14 +84,21 @@ class EventRow(NamedTuple):
 class StatusRow(NamedTuple):
     gateway_id: str
     state: str
-    ts_ms: int
+    ts_ms: int | None  # the gateway's own time; None for a last will, which carries none
+    heard_ms: int  # when the ingest received it (its batch's clock)
 
 
 # Reasons decided here, beyond the contract's own.
 UNKNOWN_EQUIPMENT = "unknown_equipment"
 NOT_BOUND = "equipment_not_bound_to_gateway"
 WRONG_CATEGORY = "metric_not_for_category"
-INGEST_REASONS = (UNKNOWN_EQUIPMENT, NOT_BOUND, WRONG_CATEGORY)
+# The database refused the message although it kept the contract (a gap in the contract's checks):
+# dead-lettered whole, so that one message never stops the ingest.
+REFUSED_BY_DATABASE = "refused_by_database"
+INGEST_REASONS = (UNKNOWN_EQUIPMENT, NOT_BOUND, WRONG_CATEGORY, REFUSED_BY_DATABASE)
+#: Problems of one message described in its dead letter's detail; the rest are counted by reason.
+MAX_REASONS_SHOWN = 20
+_DETAIL_SHOWN = 300  # characters of each problem's description
 
 
 @dataclass(slots=True)
@@ -217,22 +239,54 @@ def bind(decoded: Iterable[Decoded], registry: Mapping[str, Bound], limits: Limi
                 batch.dead_letters.append(DeadLetter(m.topic, gw, body.equipment,
                                                      *_refusal(body.equipment, gw, bound), m.payload))
         elif isinstance(body, GatewayStatus):
-            batch.statuses.append(StatusRow(gw, body.state, body.ts_ms or limits.now_ms))
+            batch.statuses.append(StatusRow(gw, body.state, body.ts_ms, limits.now_ms))
     return batch
 
 
+class _Problems:
+    """What is wrong in one message, gathered into its one dead letter (bounded, however many there are)."""
+
+    __slots__ = ("counts", "first_code", "shown")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.shown: list[tuple[str, str]] = []
+        self.first_code: str | None = None
+
+    def add(self, reason: str, detail: str, code: str | None, n: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + n
+        if len(self.shown) < MAX_REASONS_SHOWN:
+            self.shown.append((reason, detail[:_DETAIL_SHOWN]))
+        if self.first_code is None:
+            self.first_code = code
+
+    def dead_letter(self, m: RawMessage, gw: str) -> DeadLetter:
+        total = sum(self.counts.values())
+        reason = max(self.counts, key=self.counts.__getitem__)  # the commonest; the first of equals
+        if total == 1:
+            detail = self.shown[0][1]
+        else:
+            tally = ", ".join(f"{r} ×{n}" for r, n in self.counts.items())
+            listed = "; ".join(f"{i}. [{r}] {d}" for i, (r, d) in enumerate(self.shown, 1))
+            more = f" (the first {len(self.shown)})" if total > len(self.shown) else ""
+            detail = f"{total} problems in this message: {tally}. Each{more}: {listed}"
+        return DeadLetter(m.topic, gw, self.first_code, reason, detail, m.payload, self.counts)
+
+
 def _telemetry(batch: Batch, m: RawMessage, gw: str, registry: Mapping[str, Bound], msg: TelemetryMessage) -> None:
+    problems = _Problems()
     for rej in msg.rejected:
-        batch.dead_letters.append(DeadLetter(m.topic, gw, rej.equipment, rej.reason, rej.detail,
-                                             orjson.dumps(rej.entry)))
+        problems.add(rej.reason, rej.detail, rej.equipment)
+    if msg.rejected_counts:  # every rejection, also those the decoder only counted
+        problems.counts = dict(msg.rejected_counts)
     refused: set[str] = set()
     readings = batch.readings
     for e in msg.entries:
         bound = registry.get(e.equipment)
         if bound is None or bound.gateway_id != gw:
-            if e.equipment not in refused:
+            if e.equipment not in refused:  # once an equipment and message
                 refused.add(e.equipment)
-                _refuse(batch, m.topic, gw, e, msg.entries, _refusal(e.equipment, gw, bound))
+                problems.add(*_refusal(e.equipment, gw, bound), e.equipment)
             continue
         if e.values.keys() <= CATEGORY_KEYS.get(bound.category, frozenset()):
             readings.add(bound.equipment_id, e.ts_ms, e.values)
@@ -240,18 +294,20 @@ def _telemetry(batch: Batch, m: RawMessage, gw: str, registry: Mapping[str, Boun
         for metric, value in e.values.items():  # some metric of another category: refuse those alone
             spec = METRICS_BY_KEY[metric]
             if spec.category != bound.category:
-                batch.dead_letters.append(DeadLetter(
-                    m.topic, gw, e.equipment, WRONG_CATEGORY,
-                    f"metric {metric} belongs to category {spec.category}, equipment {e.equipment} is "
-                    f"{bound.category}", orjson.dumps({"equipment": e.equipment, "ts": e.ts_ms,
-                                                       "values": {metric: value}})))
+                problems.add(WRONG_CATEGORY, f"metric {metric} belongs to category {spec.category}, equipment "
+                                             f"{e.equipment} is {bound.category}", e.equipment)
             else:
                 readings.append(ReadingRow(bound.equipment_id, spec.id, e.ts_ms, value))
+    if problems.counts:
+        batch.dead_letters.append(problems.dead_letter(m, gw))
 
 
-def _refuse(batch: Batch, topic: str, gw: str, e: Entry, entries: tuple[Entry, ...],
-            why: tuple[str, str]) -> None:
-    """One dead letter for an equipment this gateway may not report: all its readings of the message."""
-    values = {metric: value for x in entries if x.equipment == e.equipment for metric, value in x.values.items()}
-    entry = {"equipment": e.equipment, "values": values, "ts": e.ts_ms}
-    batch.dead_letters.append(DeadLetter(topic, gw, e.equipment, *why, orjson.dumps(entry)))
+def refused_by_database(m: RawMessage, error: str) -> DeadLetter:
+    """The dead letter of a message the database refused (the whole message, its raw bytes)."""
+    try:
+        gw: str | None = parse_topic(m.topic).gateway_id
+    except ContractError:
+        gw = None
+    return DeadLetter(m.topic, gw, None, REFUSED_BY_DATABASE,
+                      f"the database refused this message ({error[:_DETAIL_SHOWN]}); it is kept here whole. "
+                      "Report it: the contract should have rejected it with a reason", m.payload)

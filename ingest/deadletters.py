@@ -19,7 +19,7 @@ import psycopg
 
 from ingest.batching import Batch, Bound, RawMessage, bind, codes_of, decode
 from ingest.registry_cache import SELECT_BOUND_EQUIPMENT
-from ingest.writer import create_staging, write_batch
+from ingest.writer import create_staging, dead_letter_params, write_batch
 from safewatch.contract import Limits
 from safewatch.db import storage_of
 from safewatch.settings import IngestSettings
@@ -87,9 +87,10 @@ def reprocess(conn: psycopg.Connection, rows: Sequence[DeadLetterRow], *, actor:
             registry[code] = Bound(eq_id, gateway_id, category)
         batch = bind(decoded, registry, limits)
         stored = write_batch(conn, Batch(batch.readings, batch.events, batch.statuses), mark_rollups=mark_rollups)
-        for d in batch.dead_letters:
-            conn.execute(INSERT_RETRY_DEAD_LETTER, (d.topic, d.gateway_id, d.equipment_code, d.reason, d.detail,
-                                                    d.payload, row.id))
+        if batch.dead_letters:  # every text storable, as the ingest's own dead letters
+            topics, gateways, codes, reasons, details, payloads, _ = dead_letter_params(batch.dead_letters)
+            for params in zip(topics, gateways, codes, reasons, details, payloads, strict=True):
+                conn.execute(INSERT_RETRY_DEAD_LETTER, (*params, row.id))
         result = "failed_again" if batch.dead_letters else "stored"
         conn.execute(MARK_REPROCESSED, (actor, result, row.id))
         outcomes.append(Outcome(row.id, result, stored, tuple(sorted({d.reason for d in batch.dead_letters}))))

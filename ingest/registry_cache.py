@@ -14,6 +14,12 @@ SELECT code, id, gateway_id, category FROM equipment WHERE code = ANY(%s) AND st
 """
 
 
+#: Unknown codes remembered at most (about 100 bytes each): a gateway sending ever new codes that are
+#: registered nowhere must not grow the ingest without end. Past it, the expired ones go; should that
+#: not be enough (a flood), all of them: they are looked up again, once a batch.
+MAX_MISSING = 100_000
+
+
 class RegistryCache(dict[str, Bound]):
     """A dict of bound equipment; unknown codes are looked up at most once per ``negative_ttl_s``."""
 
@@ -35,3 +41,7 @@ class RegistryCache(dict[str, Bound]):
             self[code] = Bound(eq_id, gateway_id, category)
         for code in set(wanted) - {r[0] for r in rows}:
             self._missing[code] = now + self._negative_ttl_s
+        if len(self._missing) > MAX_MISSING:
+            self._missing = {c: t for c, t in self._missing.items() if t > now}
+            if len(self._missing) > MAX_MISSING:
+                self._missing.clear()

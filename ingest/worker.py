@@ -1,4 +1,15 @@
-"""The ingest worker: a loop that receives and assembles, committers that write, commit and only then ack."""
+"""The ingest worker: a loop that receives and assembles, committers that write, commit and only then ack.
+
+Failures are classified (docs/mqtt-contract.md, "What a gateway sees when something fails"):
+- an input fault, the fault of one message: the contract rejects it and it is dead-lettered once (its
+  raw bytes, its reasons), acknowledged and counted. Should the database still refuse a batch
+  (`is_input_fault`), the batch is written again message by message and the one refused is
+  dead-lettered whole (reason ``refused_by_database``): one message never ends the process nor holds
+  the others back;
+- an infrastructure fault (the database unreachable): nothing is acknowledged and the write is
+  retried with back-off; the outage is logged once and its recovery once.
+Anything else is a bug of ours and ends the process, unacknowledged: the broker redelivers.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +17,18 @@ import logging
 import queue
 import threading
 import time
+from typing import NamedTuple
 
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from ingest.ack_order import AckOrder
-from ingest.batching import Batch, RawMessage, bind, codes_of, decode
+from ingest.batching import Batch, RawMessage, bind, codes_of, decode, refused_by_database
 from ingest.buffers import check_buffers
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
 from ingest.rollups import drop_old_partitions, refresh_rollups
-from ingest.writer import ensure_partitions, prepare, write_batch
+from ingest.writer import Written, ensure_partitions, prepare, write_counted
 from safewatch.contract import Limits, device_filter, shared_filter
 from safewatch.db import connect
 from safewatch.metrics_server import serve_metrics
@@ -28,6 +40,28 @@ from safewatch.settings import Settings
 log = logging.getLogger(__name__)
 
 PARTITION_CHECK_S = 3600.0
+
+# Errors that some message of the batch caused, not the database's state: splitting the batch finds it.
+# Class 54 (program limit exceeded: an index row or a statement too large) is an OperationalError
+# in psycopg's tree, and would otherwise be retried for ever; Python-side errors are raised while
+# adapting a value (a lone surrogate cannot be encoded, orjson refuses to serialise a document).
+_INPUT_FAULTS: tuple[type[BaseException], ...] = (
+    psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded,
+    ValueError, TypeError, OverflowError)
+
+
+def is_input_fault(exc: BaseException) -> bool:
+    """Whether ``exc``, raised writing a batch, is the fault of some message in it (not of the database)."""
+    return isinstance(exc, _INPUT_FAULTS)
+
+
+class Assembled(NamedTuple):
+    """A batch ready to write, and its messages (to write it again message by message, decoded anew:
+    keeping them decoded would hold every refused entry of the batch until its commit)."""
+
+    batch: Batch
+    messages: list[RawMessage]
+    limits: Limits
 
 
 class DatabaseLink:
@@ -49,6 +83,8 @@ class DatabaseLink:
                     self.plain = prepare(self.conn)
                 result = fn(self.conn)
             except psycopg.OperationalError as exc:
+                if is_input_fault(exc):
+                    raise  # not the database's state: the caller isolates the message
                 self._metrics.db_retries.inc()
                 if self._down_since is None:
                     self._down_since = time.monotonic()
@@ -96,7 +132,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     metrics.unacked_bytes.set_function(lambda: subscriber.unacked()[1])
     metrics.queue_depth.set_function(subscriber.queued)
     housekeeping.start()
-    committers = Committers(writers, subscriber, metrics)
+    committers = Committers(writers, subscriber, metrics, cache)
     committers.start()
     with subscriber:
         log.info("ingest worker started", extra={"worker": cfg.worker_id, "filter": topic_filter,
@@ -108,8 +144,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             deliveries = subscriber.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, cfg.batch_max_bytes)
             if not deliveries:
                 continue
-            batch = _assemble(deliveries, settings, lookups, cache)
-            if batch is None or not committers.hand(deliveries, batch):
+            assembled = _assemble(deliveries, settings, lookups, cache)
+            if assembled is None or not committers.hand(deliveries, assembled):
                 break  # stopped during a database outage: nothing more acked, the broker redelivers
         committers.finish()  # the batches in hand are written and acked (or, the database down, left unacked)
         log.info("ingest worker stopped", extra={"worker": cfg.worker_id})
@@ -129,9 +165,10 @@ class Committers:
     written waits for it, and if that one never commits (stopped during an outage) neither is acked.
     """
 
-    def __init__(self, links: list[DatabaseLink], subscriber: Subscriber, metrics: IngestMetrics) -> None:
-        self._subscriber, self._metrics = subscriber, metrics
-        self._queue: queue.Queue[tuple[int, list[Delivery], Batch] | None] = queue.Queue(maxsize=1)
+    def __init__(self, links: list[DatabaseLink], subscriber: Subscriber, metrics: IngestMetrics,
+                 registry: RegistryCache) -> None:
+        self._subscriber, self._metrics, self._registry = subscriber, metrics, registry
+        self._queue: queue.Queue[tuple[int, list[Delivery], Assembled] | None] = queue.Queue(maxsize=1)
         self._order: AckOrder[list[Delivery]] = AckOrder()
         self._acking = threading.Lock()
         self._failed = threading.Event()
@@ -143,7 +180,7 @@ class Committers:
         for thread in self._threads:
             thread.start()
 
-    def hand(self, deliveries: list[Delivery], batch: Batch) -> bool:
+    def hand(self, deliveries: list[Delivery], batch: Assembled) -> bool:
         """Queue a batch, waiting while every thread is busy; False once writing has stopped."""
         with self._acking:
             number = self._order.issue()
@@ -159,7 +196,7 @@ class Committers:
         if self._error is not None:
             raise self._error
 
-    def _put(self, item: tuple[int, list[Delivery], Batch] | None) -> bool:
+    def _put(self, item: tuple[int, list[Delivery], Assembled] | None) -> bool:
         """Queue ``item``, waiting for room; False once writing has stopped."""
         while not self._failed.is_set():
             try:
@@ -169,7 +206,7 @@ class Committers:
                 continue
         return False
 
-    def _take(self) -> tuple[int, list[Delivery], Batch] | None:
+    def _take(self) -> tuple[int, list[Delivery], Assembled] | None:
         """The next batch to write; None at the end, or once another thread has stopped writing."""
         while not self._failed.is_set():
             try:
@@ -182,7 +219,7 @@ class Committers:
         try:
             while (item := self._take()) is not None:
                 number, deliveries, batch = item
-                if not _commit(batch, len(deliveries), db, self._metrics):
+                if not _commit(batch, len(deliveries), db, self._metrics, self._registry):
                     self._failed.set()  # stopped during a database outage: nothing more acked, the broker redelivers
                     return
                 with self._acking:  # acks go out in receive order, one thread at a time
@@ -226,33 +263,72 @@ class Housekeeping(threading.Thread):
 
 
 def _assemble(deliveries: list[Delivery], settings: Settings, lookups: DatabaseLink,
-              cache: RegistryCache) -> Batch | None:
+              cache: RegistryCache) -> Assembled | None:
     """Decode and bind a batch (the registry cache refreshed first); None if stopped during an outage."""
     cfg = settings.ingest
     limits = Limits(int(time.time() * 1000), cfg.max_future_s * 1000, cfg.max_past_s * 1000, cfg.max_payload_bytes)
-    decoded = decode([RawMessage(d.topic, d.payload) for d in deliveries], limits)
+    messages = [RawMessage(d.topic, d.payload) for d in deliveries]
+    decoded = decode(messages, limits)
     codes = codes_of(decoded)  # from the decoded messages: each payload is parsed once
     if lookups.run("registry", lambda conn: cache.refresh(conn, codes)) is None and lookups.conn is None:
         return None
-    return bind(decoded, cache, limits)
+    return Assembled(bind(decoded, cache, limits), messages, limits)
 
 
-def _commit(batch: Batch, messages: int, db: DatabaseLink, metrics: IngestMetrics) -> bool:
+def _write(assembled: Assembled, db: DatabaseLink, registry: RegistryCache) -> Written | None:
+    """Write one batch; should the database refuse it for some message's sake, message by message.
+
+    None if stopped during a database outage.
+    """
+    try:
+        return db.run("write", lambda conn: write_counted(conn, assembled.batch, mark_rollups=db.plain))
+    except Exception as exc:
+        if not is_input_fault(exc):
+            raise
+        first_error = exc
+    readings, letters = 0, []
+    for m in assembled.messages:
+        one = bind(decode([m], assembled.limits), registry, assembled.limits)
+        try:
+            written = db.run("write", lambda conn, one=one: write_counted(conn, one, mark_rollups=db.plain))
+        except Exception as exc:
+            if not is_input_fault(exc):
+                raise
+            error = f"{type(exc).__name__}: {str(exc).strip()}"
+            log.error("the database refused a message the contract let through; dead-lettered whole",
+                      extra={"topic": m.topic[:200], "error": error[:300]})
+            refused = Batch(dead_letters=[refused_by_database(m, error)])
+            # Every text of a dead letter is storable: should this fail too, it is not the message's fault.
+            written = db.run("dead letter", lambda conn, b=refused: write_counted(conn, b, mark_rollups=False))
+        if written is None:
+            return None
+        readings += written.readings
+        letters += written.dead_letters
+    log.info("batch written message by message after the database refused it",
+             extra={"messages": len(assembled.messages), "error": f"{type(first_error).__name__}"})
+    return Written(readings, letters)
+
+
+def _commit(assembled: Assembled, messages: int, db: DatabaseLink, metrics: IngestMetrics,
+            registry: RegistryCache) -> bool:
     """Write and commit one batch, and count it; False if stopped during a database outage."""
     started = time.perf_counter()
-    stored = db.run("write", lambda conn: write_batch(conn, batch, mark_rollups=db.plain))
-    if stored is None:
+    batch = assembled.batch
+    written = _write(assembled, db, registry)
+    if written is None:
         return False
+    stored = written.readings
     committed = time.time()
     metrics.commit_seconds.observe(time.perf_counter() - started)
     metrics.last_commit.set(committed)
     for kind, n in batch.received.items():
         metrics.received.labels(kind=str(kind)).inc(n)
-    for dl in batch.dead_letters:
-        metrics.rejected.labels(reason=dl.reason).inc()
-    if batch.dead_letters:
-        first = batch.dead_letters[0]
-        log.warning("dead-lettered", extra={"count": len(batch.dead_letters), "first_reason": first.reason,
+    for dl in written.dead_letters:  # a redelivered message's dead letter is stored, and counted, once
+        for reason, n in dl.reasons().items():
+            metrics.rejected.labels(reason=reason).inc(n)
+    if written.dead_letters:
+        first = written.dead_letters[0]
+        log.warning("dead-lettered", extra={"count": len(written.dead_letters), "first_reason": first.reason,
                                             "gateway_id": first.gateway_id})
     metrics.readings_received.inc(len(batch.readings))
     metrics.readings_written.inc(stored)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.rows import tuple_row
 
-from ingest.batching import Batch
+from ingest.batching import Batch, DeadLetter, dead_letter_key
 from ingest.copy_format import pack_nullable, timestamptz_from_ms
 from ingest.pivot import WideRows, pivot
+from safewatch.contract import storable_text
 from safewatch.db import storage_of
 from safewatch.schema.layout import READING_TABLES, ReadingTable
 
@@ -48,15 +51,38 @@ INSERT INTO events (time, equipment_id, type, active, gateway_id, details)
 VALUES (timestamptz 'epoch' + %s * interval '1 millisecond', %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
+# A gateway's state follows the gateway's own order (docs/mqtt-contract.md, "Gateway status"):
+# - a status without ts (the last will) is placed by arrival: it replaces what was received before it,
+#   never what was received after (batches commit in any order; the broker sends a will before the
+#   reconnected gateway's online), and it keeps the gateway time it ended (gateway_ts);
+# - a timed status over a timed one: the gateway's times compare, as they always did;
+# - a timed status over a last will: it wins only when stamped after the newest status the will ended,
+#   in the gateway's own clock, so a gateway whose clock lags ours is still seen online again, and an
+#   old online redelivered after the will does not undo it.
+# A last will repeated (it is retained: every ingest start receives it again) keeps the time it began.
 UPSERT_GATEWAY_STATUS = """
-INSERT INTO gateway_status (gateway_id, state, since)
-VALUES (%s, %s, timestamptz 'epoch' + %s * interval '1 millisecond')
-ON CONFLICT (gateway_id) DO UPDATE SET state = EXCLUDED.state, since = EXCLUDED.since, updated_at = now()
-WHERE gateway_status.since <= EXCLUDED.since
+INSERT INTO gateway_status AS s (gateway_id, state, since, gateway_ts, heard_at, timed)
+SELECT %(gateway)s, %(state)s, coalesce(v.ts, v.heard), v.ts, v.heard, v.ts IS NOT NULL
+FROM (SELECT timestamptz 'epoch' + %(ts)s::bigint * interval '1 millisecond' AS ts,
+             timestamptz 'epoch' + %(heard)s::bigint * interval '1 millisecond' AS heard) v
+ON CONFLICT (gateway_id) DO UPDATE SET
+    state = EXCLUDED.state,
+    since = CASE WHEN NOT EXCLUDED.timed AND NOT s.timed AND s.state = EXCLUDED.state THEN s.since
+                 ELSE EXCLUDED.since END,
+    gateway_ts = coalesce(EXCLUDED.gateway_ts, s.gateway_ts, CASE WHEN s.timed THEN s.since END),
+    heard_at = EXCLUDED.heard_at, timed = EXCLUDED.timed, updated_at = now()
+WHERE CASE WHEN NOT EXCLUDED.timed THEN s.heard_at <= EXCLUDED.heard_at
+           WHEN s.timed THEN s.since <= EXCLUDED.since
+           ELSE EXCLUDED.gateway_ts > coalesce(s.gateway_ts, '-infinity') END
 """
-INSERT_DEAD_LETTER = """
-INSERT INTO dead_letters (topic, gateway_id, equipment_code, reason, detail, payload)
-VALUES (%s, %s, %s, %s, %s, %s)
+# One dead letter a message, stored once: a redelivery finds its key taken and adds nothing. Only the
+# rows inserted come back, and only they are counted. Every text is made storable first (storable_text);
+# the payloads go in binary (%b), not hex-escaped text twice their size.
+INSERT_DEAD_LETTERS = """
+INSERT INTO dead_letters (topic, gateway_id, equipment_code, reason, detail, payload, message_key)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %b::bytea[], %b::bytea[])
+ON CONFLICT (message_key) WHERE message_key IS NOT NULL DO NOTHING
+RETURNING message_key
 """
 ENSURE_PARTITIONS = "SELECT safewatch_ensure_partitions(%s::date, %s::date)"
 
@@ -103,10 +129,35 @@ def prepare(conn: psycopg.Connection) -> bool:
     return plain
 
 
+class Written(NamedTuple):
+    """What one batch's transaction stored."""
+
+    readings: int  # readings newly stored
+    dead_letters: list[DeadLetter]  # dead letters newly stored (a redelivered one is not)
+
+
 def write_batch(conn: psycopg.Connection, batch: Batch, *, mark_rollups: bool = False) -> int:
     """Write everything in ``batch`` and commit; return the number of readings newly stored."""
+    return write_counted(conn, batch, mark_rollups=mark_rollups).readings
+
+
+def dead_letter_params(letters: list[DeadLetter]) -> tuple[list[str], list[str | None], list[str | None],
+                                                           list[str], list[str], list[bytes], list[bytes]]:
+    """The columns of ``letters``, every text storable whatever the message held (pure)."""
+    def text(value: str | None, limit: int) -> str | None:
+        return None if value is None else storable_text(value, limit)
+
+    return ([storable_text(d.topic, 1024) for d in letters], [text(d.gateway_id, 128) for d in letters],
+            [text(d.equipment_code, 64) for d in letters], [storable_text(d.reason, 64) for d in letters],
+            [storable_text(d.detail, 8192) for d in letters], [d.payload for d in letters],
+            [dead_letter_key(d.topic, d.payload) for d in letters])
+
+
+def write_counted(conn: psycopg.Connection, batch: Batch, *, mark_rollups: bool = False) -> Written:
+    """Write everything in ``batch`` and commit; what was newly stored."""
     stored = 0
-    with conn.transaction(), conn.cursor() as cur:
+    letters: list[DeadLetter] = []
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:  # tuples also on the API's dict-row pool
         if batch.readings:
             for rows in pivot(batch.readings):
                 stored += _write_rows(conn, cur, rows)
@@ -116,11 +167,18 @@ def write_batch(conn: psycopg.Connection, batch: Batch, *, mark_rollups: bool = 
             cur.executemany(INSERT_EVENT, [(e.ts_ms, e.equipment_id, e.type, e.active, e.gateway_id,
                                             orjson.dumps(e.details).decode()) for e in batch.events])
         if batch.statuses:
-            cur.executemany(UPSERT_GATEWAY_STATUS, [(s.gateway_id, s.state, s.ts_ms) for s in batch.statuses])
+            cur.executemany(UPSERT_GATEWAY_STATUS, [{"gateway": s.gateway_id, "state": s.state, "ts": s.ts_ms,
+                                                     "heard": s.heard_ms} for s in batch.statuses])
         if batch.dead_letters:
-            cur.executemany(INSERT_DEAD_LETTER, [(d.topic, d.gateway_id, d.equipment_code, d.reason, d.detail,
-                                                  d.payload) for d in batch.dead_letters])
-    return stored
+            params = dead_letter_params(batch.dead_letters)
+            cur.execute(INSERT_DEAD_LETTERS, params)
+            inserted = {bytes(row[0]) for row in cur.fetchall()}
+            seen: set[bytes] = set()
+            for d, key in zip(batch.dead_letters, params[-1], strict=True):
+                if key in inserted and key not in seen:  # a message twice in one batch is stored (and counted) once
+                    seen.add(key)
+                    letters.append(d)
+    return Written(stored, letters)
 
 
 def _write_rows(conn: psycopg.Connection, cur: psycopg.Cursor, rows: WideRows) -> int:

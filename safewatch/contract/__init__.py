@@ -29,6 +29,7 @@ from safewatch.contract.errors import (
 )
 from safewatch.contract.payloads import (
     MAX_PAYLOAD_BYTES,
+    MAX_REJECTED_KEPT,
     Entry,
     Event,
     GatewayState,
@@ -47,6 +48,7 @@ from safewatch.contract.payloads import (
     equipment_named,
     parse_timestamp,
 )
+from safewatch.contract.text import MAX_JSON_DEPTH, storable_json, storable_text
 from safewatch.contract.topics import (
     Kind,
     Topic,
@@ -61,7 +63,9 @@ __all__ = [
     "CONTRACT_REASONS",
     "EVENTS_BY_TYPE",
     "EVENT_TYPES",
+    "MAX_JSON_DEPTH",
     "MAX_PAYLOAD_BYTES",
+    "MAX_REJECTED_KEPT",
     "METRICS",
     "METRICS_BY_ID",
     "METRICS_BY_KEY",
@@ -102,4 +106,6 @@ __all__ = [
     "parse_timestamp",
     "parse_topic",
     "shared_filter",
+    "storable_json",
+    "storable_text",
 ]

@@ -184,11 +184,12 @@ def _gateway_batch(n: int, message_ts: object, spoils: list[tuple[int, str]]) ->
 def _assert_at_once_as_each(doc: dict[str, object]) -> bool:
     """`_decode_whole` takes a message only when it would decode with nothing rejected, and then gives
     what `_decode_each` gives; `decode_telemetry` gives that too. Returns whether it was taken at once."""
-    from safewatch.contract.payloads import Entry, _decode_each, _decode_whole
+    from safewatch.contract.payloads import Entry, _decode_each, _decode_whole, _Rejections
 
     payload = json.dumps(doc).encode()  # the standard library's: orjson writes no integer past 64 bits
     readings = orjson.loads(payload)["readings"]
-    expected = _decode_each(readings, doc.get("ts"), LIMITS)
+    rejections = _Rejections()
+    expected = (_decode_each(readings, doc.get("ts"), LIMITS, rejections), tuple(rejections.kept))
     at_once = _decode_whole(payload, LIMITS)
     if at_once is not None:
         assert (at_once, ()) == expected
