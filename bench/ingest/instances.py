@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psutil
@@ -65,9 +65,11 @@ class PrivateBroker:
 
     ``shipped=True`` uses deploy/mosquitto/mosquitto.conf (queue limits, persistence) with only the
     listener and data location changed; ``shipped=False`` uses Mosquitto's defaults (persistence on).
+    ``options`` set configuration options by name (``{"autosave_interval": "1"}``): each replaces the
+    option's line where the configuration has one, else is added (the benches compare settings so).
     """
 
-    def __init__(self, *, shipped: bool = True, extra: str = "") -> None:
+    def __init__(self, *, shipped: bool = True, extra: str = "", options: Mapping[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="sw-mosquitto-"))
         self.data = self.dir / "data"
         self.data.mkdir()
@@ -79,6 +81,10 @@ class PrivateBroker:
         else:
             text = (f"persistence true\npersistence_location {self.data}/\nlistener {self.port} 127.0.0.1\n"
                     "allow_anonymous true\n")
+        for name, value in (options or {}).items():
+            text, found = re.subn(rf"(?m)^{re.escape(name)} .*$", f"{name} {value}", text)
+            if not found:
+                text += f"\n{name} {value}\n"
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(text + "\n" + extra + "\n", encoding="utf-8")
         self.log = self.dir / "mosquitto.log"
@@ -105,6 +111,13 @@ class PrivateBroker:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def kill(self) -> None:
+        """kill -9: the broker writes nothing more; what it persisted last is what a restart finds."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
 
     def close(self) -> None:
         self.stop()
