@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.broker.durability import BacklogTooSlow, Trial, run_trial
+from bench.broker.durability import BacklogTooSlow, Trial, run_trial, snapshot_seconds
 
 DEFAULT_SETTINGS = ("autosave_interval=30", "autosave_interval=5", "autosave_interval=1",
                     "autosave_on_changes=true;autosave_interval=100000",
@@ -66,10 +66,19 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of the steady phase (at most)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--snapshot-sizes", default="",
+                        help="instead of the trials: time one snapshot with these many messages queued "
+                             "(comma-separated, e.g. 10000,300000,2000000)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # so the private brokers are stopped
     rng = random.Random(args.seed)
     print(machine())
+    if args.snapshot_sizes:
+        for queued, seconds, size in snapshot_seconds([int(q) for q in args.snapshot_sizes.split(",")]):
+            print(f"  snapshot with {queued:>9,} messages queued: {seconds:.2f} s ({size / 2**20:,.0f} MiB)",
+                  flush=True)
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
+        return
     print(f"backlog {args.backlog:,} messages of {len(b'0 ') + 280} bytes, offered {args.rate:,.0f} msg/s, kill -9 "
           f"between {args.steady / 2:.0f} and {args.steady:.0f} s into the steady phase, {args.repeat} rounds")
     results: dict[str, list[Trial]] = defaultdict(list)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
 import subprocess
 import threading
 import time
@@ -198,3 +199,35 @@ def run_trial(options: Mapping[str, str], *, backlog: int, rate: float, steady_s
         acked_at = next(t for t, n in publishing.acks if n > first)
         trial.lost_window_s = killed_at - acked_at
     return trial
+
+
+def snapshot_seconds(queued: list[int]) -> list[tuple[int, float, int]]:
+    """How long Mosquitto takes to write its snapshot with each of ``queued`` messages queued for an offline
+    subscriber: (queued, seconds, file bytes). One broker (no autosave), the queue grown step by step; each
+    save is forced with SIGUSR1 and timed until the new file replaces the old (Mosquitto writes
+    ``mosquitto.db.new`` and renames it when complete)."""
+    out = []
+    with PrivateBroker(shipped=True, options={"autosave_interval": "0"}) as broker:
+        park_subscriber(broker)
+        pub = RawPublisher("127.0.0.1", broker.port, "snapshot-pub", window=20_000)
+        seq = 0
+        db = broker.data / "mosquitto.db"
+        tick = threading.Event()
+        for target in sorted(queued):
+            while seq < target:
+                n = min(1000, target - seq)
+                pub.publish_many([(TOPIC, message(s)) for s in range(seq, seq + n)])
+                seq += n
+            if not pub.wait_acked(300):
+                raise TimeoutError(f"the broker did not acknowledge {target:,} messages within 300 s")
+            before = db.stat().st_ino if db.exists() else None
+            assert broker.proc is not None
+            started = time.monotonic()
+            broker.proc.send_signal(signal.SIGUSR1)
+            while not (db.exists() and db.stat().st_ino != before):
+                if time.monotonic() - started > 600:
+                    raise TimeoutError("no snapshot written within 600 s of SIGUSR1")
+                tick.wait(0.01)
+            out.append((target, time.monotonic() - started, db.stat().st_size))
+        pub.close()
+    return out
