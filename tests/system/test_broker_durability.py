@@ -24,10 +24,10 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="needs the mosquitto binary for a private broker"),
 ]
 
-# docs/mqtt-contract.md, "Delivery guarantees": up to 2 s (autosave_interval 1 + 1 s) plus the snapshot being
+# docs/mqtt-contract.md, "Delivery guarantees": up to 6 s (autosave_interval 5 + 1 s) plus the snapshot being
 # written at the kill.
-STATED_WINDOW_S = 2.0
-STEADY_S = 8.0  # longer than the window, so a snapshot-every-30-s broker loses more than the window
+STATED_WINDOW_S = 6.0
+STEADY_S = 12.0  # longer than the window, so a snapshot-every-30-s broker loses more than the window
 SLACK_S = 0.5  # PUBACK times are recorded once per publisher write (10 ms apart) or after a stall
 
 
@@ -37,7 +37,7 @@ def test_a_broker_kill_loses_only_what_it_acknowledged_within_the_stated_window(
     window = STATED_WINDOW_S + trial.longest_stall_s
     assert trial.lost_window_s <= window + SLACK_S, (
         f"{len(trial.lost):,} acknowledged messages lost, the first acknowledged {trial.lost_window_s:.2f} s before "
-        f"the kill; the stated window is {window:.2f} s (2 s + a snapshot's "
+        f"the kill; the stated window is {window:.2f} s (6 s + a snapshot's "
         f"{trial.longest_stall_s:.2f} s)")
     # Whatever was acknowledged before the window is there, once at least (redeliveries are idempotent at ingest).
     assert len(trial.lost) <= trial.rate * (window + SLACK_S)
