@@ -538,6 +538,9 @@ def main() -> None:
                              "on a first start) instead of restoring detectors past their learning period")
     parser.add_argument("--burst", action="store_true", help="10x the rate for 30 s between two sustained phases")
     parser.add_argument("--ceiling-messages", type=int, default=200_000)
+    parser.add_argument("--broker-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a Mosquitto option set over the shipped deploy/mosquitto/mosquitto.conf, e.g. "
+                             "autosave_interval=1 (repeatable; python -m bench.broker compares persistence settings)")
     parser.add_argument("--private-postgres", metavar="SETTINGS", default=None,
                         help="run against a private PostgreSQL cluster with these postgresql.conf lines, "
                              "comma-separated (e.g. 'shared_buffers=4GB,max_wal_size=16GB'), not the shared server")
@@ -578,7 +581,10 @@ def run_bench(args: argparse.Namespace, server_url: str) -> None:
                                       "every equipment's anomaly detectors past their learning period (saved states "
                                       "restored at start, as after a restart of a long-running worker)")
                   + (f"; {len(shards)} alert workers, leagues {shards}" if len(shards) > 1 else ""))
-        with PrivateBroker(shipped=True) as broker, contextlib.ExitStack() as stack:
+        options = dict(o.split("=", 1) for o in args.broker_option)
+        if options:
+            print(f"broker: the shipped configuration with {options}")
+        with PrivateBroker(shipped=True, options=options) as broker, contextlib.ExitStack() as stack:
             broker_msg_s, pub_cpu_per_k = broker_ceiling(broker, args.ceiling_messages)
             narrow_readings_s, copy_readings_s = copy_ceiling(url, 2_000_000)
             writer_rows_s, fallback_rows_s = writer_ceiling(url, 1_000_000)

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psutil
@@ -72,9 +72,12 @@ class PrivateBroker:
     its locked-down listeners included (services on ``port``, gateways over TLS on ``tls_port``, the health
     check on ``health_port``), reading the files `write_accounts` puts in ``files``; ``shipped=False``
     Mosquitto's defaults (persistence on).
+    ``options`` set configuration options by name (``{"autosave_interval": "1"}``): each replaces the
+    option's line where the configuration has one, else is added (the benches compare settings so).
     """
 
-    def __init__(self, *, shipped: bool = True, extra: str = "", secured: bool = False) -> None:
+    def __init__(self, *, shipped: bool = True, extra: str = "", secured: bool = False,
+                 options: Mapping[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="sw-mosquitto-"))
         self.data = self.dir / "data"
         self.data.mkdir()
@@ -93,6 +96,10 @@ class PrivateBroker:
         else:
             text = (f"persistence true\npersistence_location {self.data}/\nlistener {self.port} 127.0.0.1\n"
                     "allow_anonymous true\n")
+        for name, value in (options or {}).items():
+            text, found = re.subn(rf"(?m)^{re.escape(name)} .*$", f"{name} {value}", text)
+            if not found:
+                text += f"\n{name} {value}\n"
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(text + "\n" + extra + "\n", encoding="utf-8")
         self.log = self.dir / "mosquitto.log"
@@ -132,6 +139,13 @@ class PrivateBroker:
         """SIGHUP: Mosquitto re-reads its password and ACL files."""
         assert self.proc is not None and self.proc.poll() is None, "the broker is not running"
         self.proc.send_signal(signal.SIGHUP)
+
+    def kill(self) -> None:
+        """kill -9: the broker writes nothing more; what it persisted last is what a restart finds."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
 
     def close(self) -> None:
         self.stop()
