@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -28,6 +28,7 @@ from alerts.batch_bound import batch_max_bytes
 from alerts.decoding import DecodedBatch, decode_batch
 from alerts.engine.anomaly import AnomalyConfig
 from alerts.engine.anomaly_bank import FleetDetector
+from alerts.engine.checkpoint import ShardCheckpoint, pack_equipment, pack_shard, unpack_equipment, unpack_shard
 from alerts.engine.columns import Compiled, QuietColumns, compile_shape
 from alerts.engine.defaults import DEFAULT_RULES, ENGINE_ANOMALY
 from alerts.engine.inspection import registry_effects
@@ -89,8 +90,55 @@ from safewatch.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_TS, _VALUES = itemgetter(0), itemgetter(1)  # of an instant, (ts_ms, values)
+_VALUES = itemgetter(1)  # of an instant, (ts_ms, values)
+_ENTRY_TS = itemgetter(1)  # of a segment entry, (equipment, ts_ms, values)
 SILENCE_TICK_MS = 10_000  # silence is judged each time the shard's event time passes a 10 s boundary
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None or b < a else b
+
+
+class _Segment:
+    """A run of telemetry the engine decides at once: per equipment, its instants in stream order."""
+
+    def __init__(self) -> None:
+        self.per_equipment: dict[int, list[tuple[int, Mapping[str, float]]]] = {}
+        self.latest: dict[int, int] = {}  # per equipment, its newest instant here
+        self.repeated = False  # an equipment with several instants (else each has one)
+        self.newest: int | None = None
+        self.evaluated = 0  # readings decided, over every segment of the batch
+
+    def holds_newer(self, entries: list[tuple[int, int, Mapping[str, float]]]) -> bool:
+        """Whether an entry is not newer than what the segment holds for its equipment: deciding both at
+        once would sort them, where message by message they come in stream order."""
+        latest = self.latest
+        return bool(latest) and any(eq_id in latest and ts <= latest[eq_id] for eq_id, ts, _ in entries)
+
+    def add(self, entries: list[tuple[int, int, Mapping[str, float]]]) -> int:
+        """Add one message's entries; return the segment's newest reading time."""
+        per_equipment, latest = self.per_equipment, self.latest
+        for eq_id, ts, values in entries:
+            instants = per_equipment.get(eq_id)
+            if instants is None:
+                per_equipment[eq_id] = [(ts, values)]
+            else:
+                instants.append((ts, values))
+                self.repeated = True
+        for eq_id, ts, _ in entries:
+            known = latest.get(eq_id)
+            if known is None or ts > known:
+                latest[eq_id] = ts
+        newest = max(map(_ENTRY_TS, entries))
+        if self.newest is None or newest > self.newest:
+            self.newest = newest
+        return self.newest
+
+    def clear(self) -> None:
+        self.per_equipment = {}
+        self.latest = {}
+        self.repeated = False
+        self.newest = None
 
 
 class Engine:
@@ -124,6 +172,10 @@ class Engine:
         self.columns = QuietColumns()
         self._use_columns = columns
         self._compiled: dict[int, Compiled | None] = {}
+        # Per equipment, how many effects each rule has had: an effect's ordinal, for writing it once.
+        self.emitted: dict[int, dict[str, int]] = {}
+        self.dirty: set[int] = set()  # equipment whose state changed since the last checkpoint
+        self.checkpointed: set[int] = set()  # equipment whose state came from a checkpoint at start
 
     # -- registry ---------------------------------------------------------------------------
     def add(self, infos: Iterable[EquipmentInfo]) -> None:
@@ -207,9 +259,12 @@ class Engine:
         return plain
 
     def restore_active(self, pairs: Iterable[tuple[int, str]]) -> None:
-        """Mark conditions whose alert is open and active (after a restart) so they clear, not re-raise."""
+        """Mark conditions whose alert is open and active (after a restart) so they clear, not re-raise.
+
+        Only for equipment the checkpoint does not hold: a checkpointed state is exact, and an open
+        alert beside it is one its replay will clear (or the checkpoint knows it already)."""
         for eq_id, rule_key in pairs:
-            if eq_id in self.equipment:
+            if eq_id in self.equipment and eq_id not in self.checkpointed:
                 state = self.state_of(eq_id)
                 known = state.conditions.get(rule_key)
                 if known is not None and known.active:
@@ -217,6 +272,63 @@ class Engine:
                 self.states[eq_id] = EquipmentState({**state.conditions, rule_key: Condition(active=True)},
                                                     state.windows, state.changes, state.suppressed,
                                                     state.last_seen_ms, state.detector)
+                self.dirty.add(eq_id)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def restore_checkpoint(self, equipment: Mapping[int, bytes], shard: bytes | None,
+                           marks: Mapping[int, Mapping[str, int]]) -> tuple[bytes, ...]:
+        """Continue exactly from a checkpoint (`checkpoint`); return the fingerprints of the deliveries it
+        covers. ``marks`` are the ordinals of the effects already written: an equipment the checkpoint
+        does not hold counts on from them (its effects so far came from an engine without checkpoints)."""
+        for eq_id, data in equipment.items():
+            if eq_id not in self.equipment:
+                continue
+            try:
+                saved = unpack_equipment(data)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("checkpointed engine state unreadable; starting afresh",
+                            extra={"equipment_id": eq_id, "error": str(exc)[:200]})
+                continue
+            if eq_id in self.columns:
+                self.columns.release(eq_id)
+            self.detectors.discard(eq_id)
+            if saved.detector is not None:
+                self.detectors.adopt(eq_id, saved.detector)
+            self.states[eq_id] = saved.state
+            self.emitted[eq_id] = dict(saved.emitted)
+            self.checkpointed.add(eq_id)
+        for eq_id, counts in marks.items():
+            if eq_id not in self.checkpointed:
+                self.emitted[eq_id] = dict(counts)
+        covered: tuple[bytes, ...] = ()
+        if shard is not None:
+            try:
+                saved_shard = unpack_shard(shard)
+                self.watermark_ms = saved_shard.watermark_ms
+                self.floods = dict(saved_shard.floods)
+                covered = tuple(saved_shard.covered)
+            except ValueError as exc:
+                log.warning("checkpointed shard state unreadable; event time starts afresh",
+                            extra={"error": str(exc)[:200]})
+        self.dirty.clear()
+        return covered
+
+    def checkpoint(self, covered: Sequence[bytes] = ()) -> tuple[dict[int, bytes], bytes]:
+        """The states changed since the last checkpoint, packed, and the shard's state; forgets them as
+        changed (the caller writes them, retrying until they commit)."""
+        packed: dict[int, bytes] = {}
+        detectors = self.detectors
+        no_counts: dict[str, int] = {}
+        for eq_id in sorted(self.dirty):
+            state = self.states.get(eq_id)
+            if state is None:
+                if eq_id not in self.columns:
+                    continue
+                state = self.columns.peek(eq_id)
+            detector = detectors.export(eq_id) if eq_id in detectors else state.detector
+            packed[eq_id] = pack_equipment(state, detector, self.emitted.get(eq_id, no_counts))
+        self.dirty.clear()
+        return packed, pack_shard(ShardCheckpoint(self.watermark_ms, dict(self.floods), tuple(covered)))
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, deliveries: list[Delivery], now_ms: int) -> tuple[list[Effect], int]:
@@ -228,33 +340,56 @@ class Engine:
         return self.evaluate_decoded(decode_batch(deliveries, now_ms))
 
     def evaluate_decoded(self, batch: DecodedBatch) -> tuple[list[Effect], int]:
-        """`evaluate` over a batch already decoded (the worker decodes once, to look up what is new first)."""
-        limits = batch.limits
-        per_equipment: dict[int, list[tuple[int, dict[str, float]]]] = {}
+        """`evaluate` over a batch already decoded; the effects without their ordinals (`evaluate_numbered`)."""
+        numbered, evaluated = self.evaluate_numbered(batch)
+        return [e for e, _ in numbered], evaluated
+
+    def evaluate_numbered(self, batch: DecodedBatch) -> tuple[list[tuple[Effect, int]], int]:
+        """Run the engine over a decoded batch: each effect with its ordinal among those of its
+        (equipment, rule), and the readings evaluated.
+
+        The outcome does not depend on where the stream was cut into batches: the batch is taken as
+        runs of telemetry ("segments") that the engine may decide at once, cut wherever deciding at
+        once could differ from deciding message by message: before an event, a status, a message with
+        rejected entries, a reading of an equipment not newer than what the run holds for it, and after
+        a message that moves the shard's event time past a silence tick. So a replay after a crash,
+        cut into other batches, gives the same effects with the same ordinals (`Checkpoint`).
+        """
         effects: list[Effect] = []
+        segment = _Segment()
+        limits = batch.limits
         by_code = self.by_code
-        repeated = False  # an equipment with several entries in the batch (else each has one instant)
         for d, topic, msg in batch.items:
             if isinstance(msg, TelemetryMessage):
+                if msg.rejected:
+                    self._flush(segment, effects)
+                    for rej in msg.rejected:
+                        self._range_fault(rej, topic.gateway_id, limits, effects)
+                mine = []
                 for e in msg.entries:
                     info = by_code.get(e.equipment)
                     if info is not None and info.gateway_id == topic.gateway_id:
-                        instants = per_equipment.get(info.id)
-                        if instants is None:
-                            per_equipment[info.id] = [(e.ts_ms, e.values)]
-                        else:
-                            instants.append((e.ts_ms, e.values))
-                            repeated = True
-                for rej in msg.rejected:
-                    self._range_fault(rej, topic.gateway_id, limits, effects)
+                        mine.append((info.id, e.ts_ms, e.values))
+                if not mine:
+                    continue
+                if segment.holds_newer(mine):
+                    self._flush(segment, effects)
+                before = _later(self.watermark_ms, segment.newest)
+                after = _later(before, segment.add(mine))
+                if before is None or (after is not None and after // SILENCE_TICK_MS != before // SILENCE_TICK_MS):
+                    # A silence tick falls after this message (or it starts the shard's event time).
+                    self._flush(segment, effects)
             elif isinstance(msg, Event):
+                self._flush(segment, effects)
                 info = by_code.get(msg.equipment)
                 if info is not None and info.gateway_id == topic.gateway_id:
                     self.states[info.id], new = event_effects(
                         info.id, self.rules_for(info.id), self.state_of(info.id), event_type=msg.type,
                         active=msg.active, ts_ms=msg.ts_ms)
                     effects.extend(new)
+                    self.dirty.add(info.id)
             else:
+                self._flush(segment, effects)
                 # The last will carries no time: it is placed at the shard's event time.
                 ts = msg.ts_ms or self.watermark_ms or int(d.received_at * 1000)
                 for eq_id in sorted(self.by_gateway.get(topic.gateway_id, ())):
@@ -262,24 +397,45 @@ class Engine:
                         eq_id, self.rules_for(eq_id), self.state_of(eq_id),
                         online=msg.state is GatewayState.ONLINE, ts_ms=ts)
                     effects.extend(new)
-        if not repeated:  # the common case, one wave: each equipment's one instant (counted in C-level passes)
+                    self.dirty.add(eq_id)
+        self._flush(segment, effects)
+        return self._number(effects), segment.evaluated
+
+    def _number(self, effects: list[Effect]) -> list[tuple[Effect, int]]:
+        """Give each effect the next ordinal of its (equipment, rule): replayed effects get the same ones."""
+        out = []
+        emitted = self.emitted
+        for e in effects:
+            counts = emitted.get(e.equipment_id)
+            if counts is None:
+                counts = emitted[e.equipment_id] = {}
+            n = counts[e.rule_key] = counts.get(e.rule_key, 0) + 1
+            out.append((e, n))
+            self.dirty.add(e.equipment_id)
+        return out
+
+    def _flush(self, segment: _Segment, effects: list[Effect]) -> None:
+        """Decide a segment's telemetry, then move the shard's event time to its newest reading."""
+        per_equipment = segment.per_equipment
+        if not per_equipment:
+            return
+        self.dirty.update(per_equipment)
+        if not segment.repeated:  # the common case, one wave: each equipment's one instant (counted in C-level passes)
             firsts = [instants[0] for instants in per_equipment.values()]
-            evaluated = sum(map(len, map(_VALUES, firsts)))
-            newest = max(map(_TS, firsts), default=None)
-            if firsts:
-                self._step_wave(list(zip(per_equipment, firsts, strict=True)), effects)
+            segment.evaluated += sum(map(len, map(_VALUES, firsts)))
+            self._step_wave(list(zip(per_equipment, firsts, strict=True)), effects)
         else:
             merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
-            evaluated = sum(len(values) for instants in merged.values() for _, values in instants)
-            newest = max(ts for instants in merged.values() for ts, _ in instants)
+            segment.evaluated += sum(len(values) for instants in merged.values() for _, values in instants)
             # In waves: each equipment's first instant, then its second, ... (one instant each a wave is
             # what the rows decide at once; each equipment still sees its instants in order).
             for depth in range(max(map(len, merged.values()))):
                 self._step_wave([(eq_id, instants[depth]) for eq_id, instants in merged.items()
                                  if len(instants) > depth], effects)
+        newest = segment.newest
+        segment.clear()
         if newest is not None:
             effects.extend(self._advance_watermark(newest))
-        return effects, evaluated
 
     def _step_wave(self, wave: list[tuple[int, tuple[int, Mapping[str, float]]]], effects: list[Effect]) -> None:
         """One instant of each of several equipment: rows decided at once, the rest one by one."""
@@ -353,6 +509,7 @@ class Engine:
             ts_ms = parse_timestamp(entry.get("ts"), limits)
         except ContractError:
             return  # no usable time: nothing to place the alert at
+        self.dirty.add(info.id)
         self.states[info.id], new = range_fault_effects(info.id, self.state_of(info.id), metric=next(iter(values)),
                                                         ts_ms=ts_ms, detail=rej.detail)
         effects.extend(new)
@@ -379,6 +536,7 @@ class Engine:
             after, new = check_silence(eq_id, self.equipment[eq_id].rated, self.table_for(eq_id), state, now_ms)
             if after is not state:
                 self.states[eq_id] = after
+                self.dirty.add(eq_id)
                 effects.extend(new)
         return effects
 
