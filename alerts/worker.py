@@ -11,10 +11,11 @@ end expired shelving, and raise or clear overdue-inspection and registration ale
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 
 from alerts.batch_bound import batch_max_bytes
 from alerts.decoding import DecodedBatch, decode_batch
@@ -59,14 +60,16 @@ from alerts.store import (
     count_open_alerts,
     expire_shelves,
     load_active_conditions,
-    load_engine_states,
+    load_checkpoint,
+    load_effect_marks,
     load_equipment,
     load_equipment_by_codes,
     load_equipment_of_gateway,
     load_overrides,
     load_registry_facts,
+    record_effect_marks,
     record_flood,
-    save_engine_states,
+    save_checkpoint,
     sync_equipment_status,
     write_effects,
 )
@@ -570,35 +573,115 @@ def housekeeping(conn: psycopg.Connection, engine: Engine, *, now: datetime, lea
     return write_effects(conn, effects, engine.equipment)
 
 
+CHECKPOINT_WINDOW_FRACTION = 0.5  # checkpoint once the unacked deliveries fill this much of the inflight window
+
+
+def fingerprint(d: Delivery) -> bytes:
+    """What identifies a delivery the broker sends again (topic and payload; MQTT's packet ids are reused)."""
+    h = hashlib.blake2b(d.topic.encode(), digest_size=16)
+    h.update(b"\0")
+    h.update(d.payload)
+    return h.digest()
+
+
+class _Progress:
+    """Deliveries evaluated and written but not yet covered by a checkpoint (so not acknowledged), and
+    what the last checkpoint covered, to recognise them if the broker delivers them again."""
+
+    def __init__(self, covered: Sequence[bytes]) -> None:
+        self.pending: list[Delivery] = []
+        self.pending_bytes = 0
+        self.last_covered: tuple[bytes, ...] = tuple(covered)
+        self.resent: deque[bytes] = deque(covered)  # covered deliveries the broker may send again, in order
+        self.resent_budget = 0  # deliveries still looked at for them (set when a connection starts)
+        self.generation: int | None = None
+        self.last_checkpoint = time.monotonic()
+        self.written: dict[tuple[int, str], int] = {}  # ordinal of the last effect written per (equipment, rule)
+
+    def add(self, deliveries: list[Delivery]) -> None:
+        self.pending.extend(deliveries)
+        self.pending_bytes += sum(len(d.payload) for d in deliveries)
+
+    def due(self, engine: Engine, *, checkpoint_s: float, max_messages: int, max_bytes: int) -> bool:
+        if not self.pending and not engine.dirty:
+            return False
+        return (len(self.pending) >= max_messages * CHECKPOINT_WINDOW_FRACTION
+                or self.pending_bytes >= max_bytes * CHECKPOINT_WINDOW_FRACTION
+                or time.monotonic() - self.last_checkpoint >= checkpoint_s)
+
+    def skip_covered(self, deliveries: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
+        """Split off the deliveries the last checkpoint covers, sent again after a restart or reconnect
+        (their acks were lost): (to evaluate, to acknowledge only). The broker sends what was not
+        acknowledged first and in order, so they are looked for among the first deliveries only."""
+        if not self.resent or self.resent_budget <= 0:
+            return deliveries, []
+        fresh, covered = [], []
+        for d in deliveries:
+            self.resent_budget -= 1
+            if self.resent and self.resent_budget >= 0:
+                fp = fingerprint(d)
+                if fp in self.resent:
+                    while self.resent.popleft() != fp:
+                        pass
+                    covered.append(d)
+                    continue
+            fresh.append(d)
+        if self.resent_budget <= 0:
+            self.resent.clear()
+        return fresh, covered
+
+
+def _load_engine(conn: psycopg.Connection, leagues: list[str]) -> tuple[Engine, _Progress]:
+    """An engine continuing exactly from the shard's checkpoint (in the caller's transaction)."""
+    engine = Engine()
+    engine.add(load_equipment(conn, leagues))
+    engine.set_overrides(load_overrides(conn, leagues))
+    packed, plain, shard = load_checkpoint(conn, leagues)
+    marks = load_effect_marks(conn, leagues)
+    engine.restore(plain)  # a state saved as jsonb (before checkpoints, or seeded): until its first checkpoint
+    covered = engine.restore_checkpoint(packed, shard, marks)
+    engine.restore_active(load_active_conditions(conn, leagues))
+    progress = _Progress(covered)
+    progress.written = {(eq_id, key): seq for eq_id, keys in marks.items() for key, seq in keys.items()}
+    log.info("engine state restored", extra={"checkpointed": len(packed), "saved_before": len(plain),
+                                             "covered": len(covered), "watermark_ms": engine.watermark_ms})
+    return engine, progress
+
+
 def run(settings: Settings, *, stop: threading.Event | None = None,
         registry: CollectorRegistry = REGISTRY, ready: threading.Event | None = None) -> None:
-    """Run an alert worker for ``settings.alerts.leagues`` (all when empty) until ``stop`` is set."""
+    """Run an alert worker for ``settings.alerts.leagues`` (all when empty) until ``stop`` is set.
+
+    A delivery is acknowledged to the broker only once a checkpoint covering it has committed; its
+    alert changes are written at once (their latency does not wait for the checkpoint), each with its
+    ordinal, so that the same change replayed after a crash is recognised and not written twice.
+    """
     stop = stop or threading.Event()
     cfg = settings.alerts
     metrics = AlertMetrics(registry)
+    checkpoints = CheckpointMetrics(registry)
     if cfg.metrics_port and registry is REGISTRY:
         start_http_server(cfg.metrics_port, addr=settings.api.host)
-    engine = Engine()
     conn: psycopg.Connection | None = None
+    loaded: tuple[Engine, _Progress] | None = None
     delays = backoff()
-    while conn is None and not stop.is_set():
+    while loaded is None and not stop.is_set():
         try:
             conn = connect(settings.db.url)
             with conn.transaction():
-                engine.add(load_equipment(conn, cfg.leagues))
-                engine.set_overrides(load_overrides(conn, cfg.leagues))
-                engine.restore(load_engine_states(conn, cfg.leagues))
-                engine.restore_active(load_active_conditions(conn, cfg.leagues))
+                loaded = _load_engine(conn, cfg.leagues)
         except psycopg.OperationalError as exc:
             log.error("database unavailable at start; retrying", extra={"error": str(exc).strip()[:200]})
             conn = None
             stop.wait(next(delays))
-    if conn is None:
+    if conn is None or loaded is None:
         return
+    engine, progress = loaded
     settle_heap()
     filters = [device_filter(league) for league in cfg.leagues] or [device_filter()]
+    window = (settings.ingest.max_inflight, settings.ingest.max_inflight_bytes)
     sub = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=filters,
-                     max_inflight=settings.ingest.max_inflight, protocol5=settings.mqtt.protocol5)
+                     max_inflight=window[0], max_inflight_bytes=window[1], protocol5=settings.mqtt.protocol5)
     next_housekeeping = time.monotonic()
     with sub:
         log.info("alert worker started", extra={"worker": cfg.worker_id, "equipment": len(engine.equipment),
@@ -613,25 +696,104 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
                 next_housekeeping = time.monotonic() + cfg.housekeeping_s
             max_bytes = batch_max_bytes(sub.oldest_received_at(), time.time(), cfg)
             deliveries = sub.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, max_bytes)
-            if not deliveries:
-                continue
-            conn = _handle(conn, deliveries, engine, settings, metrics, stop)
-            if conn is None:
-                break
-            sub.ack(deliveries)
-    if conn is not None:
-        _save_states(conn, engine)
+            if deliveries:
+                generation = max(d.generation for d in deliveries)
+                if progress.generation is not None and generation > progress.generation:
+                    # A new connection: the broker sends again all we had not acknowledged, so the engine
+                    # goes back to the checkpoint (what it evaluated since, it evaluates again).
+                    reloaded = _rewind(conn, engine, progress, sub, settings, stop)
+                    if reloaded is None:
+                        break
+                    conn, engine, progress = reloaded
+                if progress.generation is None or generation > progress.generation:
+                    progress.generation = generation
+                    progress.resent = deque(progress.last_covered)
+                    progress.resent_budget = window[0]
+                stale = [d for d in deliveries if d.generation < generation]
+                if stale:
+                    sub.ack(stale)  # of the old connection: released, not acked; the broker sends them again
+                    deliveries = [d for d in deliveries if d.generation == generation]
+                deliveries, covered = progress.skip_covered(deliveries)
+                if covered:
+                    sub.ack(covered)
+                    log.info("deliveries the checkpoint covered, sent again, acknowledged",
+                             extra={"deliveries": len(covered)})
+            if deliveries:
+                conn = _handle(conn, deliveries, engine, progress, settings, metrics, stop)
+                if conn is None:
+                    break
+                progress.add(deliveries)
+            if progress.due(engine, checkpoint_s=cfg.checkpoint_s, max_messages=window[0], max_bytes=window[1]):
+                conn = _checkpoint(conn, engine, progress, sub, settings, checkpoints, stop)
+                if conn is None:
+                    break
+        if conn is not None and (progress.pending or engine.dirty):
+            stopping = threading.Event()  # the last checkpoint is tried once more, even though we stop
+            conn = _checkpoint(conn, engine, progress, sub, settings, checkpoints, stopping, once=True)
     log.info("alert worker stopped", extra={"worker": cfg.worker_id})
 
 
-def _save_states(conn: psycopg.Connection, engine: Engine) -> None:
-    """On a graceful stop: keep what the engine learned for the next start (best effort, once)."""
-    try:
-        with conn.transaction():
-            saved = save_engine_states(conn, engine.plain_states())
-        log.info("engine state saved", extra={"equipment": saved})
-    except psycopg.Error as exc:
-        log.error("engine state not saved; the next start re-learns", extra={"error": str(exc).strip()[:200]})
+class CheckpointMetrics:
+    """The checkpoint's cost, per checkpoint: its seconds (packing and writing) and the states it wrote."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram("safewatch_alerts_checkpoint_seconds", "Seconds to pack and write one checkpoint",
+                                 registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.states = Counter("safewatch_alerts_checkpoint_states_total", "Equipment states written by checkpoints",
+                              registry=registry)
+        self.acked = Counter("safewatch_alerts_acked_total", "Deliveries acknowledged after their checkpoint",
+                             registry=registry)
+
+
+def _checkpoint(conn: psycopg.Connection, engine: Engine, progress: _Progress, sub: Subscriber, settings: Settings,
+                metrics: CheckpointMetrics, stop: threading.Event, *, once: bool = False) -> psycopg.Connection | None:
+    """Write a checkpoint covering every pending delivery, then acknowledge them."""
+    started = time.perf_counter()
+    covered = tuple(fingerprint(d) for d in progress.pending)
+    packed, shard = engine.checkpoint(covered)
+    leagues = settings.alerts.leagues
+
+    def work(c: psycopg.Connection) -> None:
+        save_checkpoint(c, leagues=leagues, equipment=packed, shard=shard)
+
+    if once:
+        try:
+            with conn.transaction():
+                work(conn)
+        except psycopg.Error as exc:
+            log.error("last checkpoint not written; the next start replays what was not acknowledged",
+                      extra={"error": str(exc).strip()[:200]})
+            return conn
+    else:
+        reconnected, _ = _with_db(conn, settings, stop, work, "checkpoint")
+        if reconnected is None:
+            return None
+        conn = reconnected
+    sub.ack(progress.pending)
+    metrics.seconds.observe(time.perf_counter() - started)
+    metrics.states.inc(len(packed))
+    metrics.acked.inc(len(progress.pending))
+    progress.pending, progress.pending_bytes = [], 0
+    progress.last_covered = covered
+    progress.last_checkpoint = time.monotonic()
+    return conn
+
+
+def _rewind(conn: psycopg.Connection, engine: Engine, progress: _Progress, sub: Subscriber, settings: Settings,
+            stop: threading.Event) -> tuple[psycopg.Connection, Engine, _Progress] | None:
+    """After a reconnect: back to the last checkpoint, as after a restart (the pending deliveries come again)."""
+    if not progress.pending and not engine.dirty:
+        return conn, engine, progress
+    sub.ack(progress.pending)  # of the old connection: released, not acked
+    reconnected, loaded = _with_db(conn, settings, stop, lambda c: _load_engine(c, settings.alerts.leagues),
+                                   "reload the checkpoint")
+    if reconnected is None or loaded is None:
+        return None
+    new_engine, new_progress = loaded
+    new_progress.generation = progress.generation
+    log.warning("broker reconnected with deliveries not yet checkpointed: the engine went back to its checkpoint",
+                extra={"deliveries": len(progress.pending)})
+    return reconnected, new_engine, new_progress
 
 
 def _with_db(conn: psycopg.Connection, settings: Settings, stop: threading.Event,
@@ -668,9 +830,12 @@ def _housekeep(conn: psycopg.Connection, engine: Engine, settings: Settings, met
     return conn2
 
 
-def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine, settings: Settings,
-            metrics: AlertMetrics, stop: threading.Event) -> psycopg.Connection | None:
-    """Evaluate one batch once, then commit its effects, retrying the database until it succeeds or we stop."""
+def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine, progress: _Progress,
+            settings: Settings, metrics: AlertMetrics, stop: threading.Event) -> psycopg.Connection | None:
+    """Evaluate one batch once, then commit its effects, retrying the database until it succeeds or we stop.
+
+    An effect whose ordinal is not above the last written for its (equipment, rule) was written before
+    a crash or reconnect, by the same engine state on the same deliveries: it is skipped."""
     leagues = settings.alerts.leagues
 
     # What the engine does not know yet is looked up first; in the steady state nothing is, and a batch
@@ -691,14 +856,25 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
         if reconnected is None:
             return None
         conn = reconnected
-    effects, evaluated = engine.evaluate_decoded(batch)
+    numbered, evaluated = engine.evaluate_numbered(batch)
+    written = progress.written
+    new = [(e, n) for e, n in numbered if n > written.get((e.equipment_id, e.rule_key), 0)]
+    if len(new) < len(numbered):
+        log.info("effects written before a restart, replayed, skipped", extra={"effects": len(numbered) - len(new)})
+    effects = [e for e, _ in new]
     applied: list[Applied] = []
     if effects:
-        reconnected, written = _with_db(conn, settings, stop, lambda c: write_effects(c, effects, engine.equipment),
-                                        "write alerts")
-        if reconnected is None or written is None:
+        def write(c: psycopg.Connection) -> list[Applied]:
+            out = write_effects(c, effects, engine.equipment)
+            record_effect_marks(c, ((e.equipment_id, e.rule_key, n) for e, n in new))
+            return out
+
+        reconnected, result = _with_db(conn, settings, stop, write, "write alerts")
+        if reconnected is None or result is None:
             return None
-        conn, applied = reconnected, written
+        conn, applied = reconnected, result
+        for e, n in new:
+            written[(e.equipment_id, e.rule_key)] = n
     committed = time.time()
     floods = engine.floods_after(applied)
     if floods:

@@ -111,6 +111,10 @@ class AlertSettings(BaseModel):
     # and larger batches clear the queue sooner, since part of the engine's cost is per batch.
     behind_ms: int = Field(1000, ge=1)
     batch_max_bytes_behind: int = Field(1024 * 1024, ge=1)
+    # The engine's state is checkpointed at least this often (wall clock), and whenever the deliveries not
+    # yet acknowledged fill half the inflight window (ingest.max_inflight / max_inflight_bytes): a delivery is
+    # acknowledged only once a checkpoint covers it, so a crash replays it from the broker (issue 21).
+    checkpoint_s: float = Field(1.0, gt=0, le=60)
 
 
 class NotifierSettings(BaseModel):
