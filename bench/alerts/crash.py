@@ -34,7 +34,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -42,8 +41,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.decoding import decode_batch
-from alerts.engine.checkpoint import unpack_shard
-from alerts.store import load_equipment, shard_key, write_effects
+from alerts.store import load_equipment, write_effects
 from alerts.worker import Engine
 from bench.alerts.engine import trained_states
 from bench.ingest.instances import free_port
@@ -269,6 +267,19 @@ class AlertProcess:
             if '"subscribed"' in line:
                 self._subscribed.release()
 
+    def metric(self, name: str) -> float:
+        """A counter of the worker's own /metrics (0 before it is exposed)."""
+        import httpx
+
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.env['SAFEWATCH_ALERTS__METRICS_PORT']}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return 0.0
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -301,6 +312,9 @@ class Publisher:
 
 
 def checkpoint_watermark(url: str) -> int | None:
+    from alerts.engine.checkpoint import unpack_shard  # here: the rest of this module runs on older workers too
+    from alerts.store import shard_key
+
     with psycopg.connect(url) as c:
         row = c.execute(SELECT_SHARD, (shard_key([LEAGUE]),)).fetchone()
     return None if row is None else unpack_shard(bytes(row[0])).watermark_ms
