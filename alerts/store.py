@@ -124,20 +124,23 @@ JOIN equipment e ON e.id = s.equipment_id JOIN divisions d ON d.code = e.banner_
 WHERE {_IN_LEAGUES}
 """
 SELECT_CHECKPOINT = f"""
-SELECT s.equipment_id, s.packed, s.state FROM alert_engine_state s
+SELECT s.equipment_id, s.packed, s.tables, s.state FROM alert_engine_state s
 JOIN equipment e ON e.id = s.equipment_id JOIN divisions d ON d.code = e.banner_code
 WHERE {_IN_LEAGUES}
 """
 SELECT_SHARD_CHECKPOINT = "SELECT packed FROM alert_engine_shard WHERE shard = %(shard)s"
 CREATE_CHECKPOINT_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS alert_engine_state_in (equipment_id integer NOT NULL, packed bytea NOT NULL)
+CREATE TEMP TABLE IF NOT EXISTS alert_engine_state_in (equipment_id integer NOT NULL, packed bytea NOT NULL,
+                                                      tables bytea)
 ON COMMIT DELETE ROWS
 """
-COPY_CHECKPOINT = "COPY alert_engine_state_in (equipment_id, packed) FROM STDIN"
+COPY_CHECKPOINT = "COPY alert_engine_state_in (equipment_id, packed, tables) FROM STDIN (FORMAT BINARY)"
+# Detector tables are written only when they changed (NULL: the ones checkpointed before still hold).
 UPSERT_CHECKPOINT = """
-INSERT INTO alert_engine_state (equipment_id, packed, state)
-SELECT equipment_id, packed, NULL FROM alert_engine_state_in
-ON CONFLICT (equipment_id) DO UPDATE SET packed = EXCLUDED.packed, state = NULL, saved_at = clock_timestamp()
+INSERT INTO alert_engine_state (equipment_id, packed, tables, state)
+SELECT equipment_id, packed, tables, NULL FROM alert_engine_state_in
+ON CONFLICT (equipment_id) DO UPDATE SET packed = EXCLUDED.packed,
+    tables = coalesce(EXCLUDED.tables, alert_engine_state.tables), state = NULL, saved_at = clock_timestamp()
 """
 UPSERT_SHARD_CHECKPOINT = """
 INSERT INTO alert_engine_shard (shard, packed) VALUES (%(shard)s, %(packed)s)
@@ -359,29 +362,31 @@ def shard_key(leagues: Iterable[str]) -> str:
 
 
 def load_checkpoint(conn: psycopg.Connection, leagues: list[str]
-                    ) -> tuple[dict[int, bytes], dict[int, dict[str, Any]], bytes | None]:
-    """The shard's checkpoint: packed states by equipment, older plain (jsonb) states of equipment
-    never checkpointed, and the shard's own packed state (None before its first checkpoint)."""
-    packed: dict[int, bytes] = {}
+                    ) -> tuple[dict[int, tuple[bytes, bytes | None]], dict[int, dict[str, Any]], bytes | None]:
+    """The shard's checkpoint: packed states (with their detector tables) by equipment, older plain
+    (jsonb) states of equipment never checkpointed, and the shard's own packed state (None before its
+    first checkpoint)."""
+    packed: dict[int, tuple[bytes, bytes | None]] = {}
     plain: dict[int, dict[str, Any]] = {}
-    for eq_id, data, state in conn.execute(SELECT_CHECKPOINT, {"leagues": leagues}):
+    for eq_id, data, tables, state in conn.execute(SELECT_CHECKPOINT, {"leagues": leagues}):
         if data is not None:
-            packed[eq_id] = bytes(data)
+            packed[eq_id] = (bytes(data), None if tables is None else bytes(tables))
         elif state is not None:
             plain[eq_id] = state
     row = conn.execute(SELECT_SHARD_CHECKPOINT, {"shard": shard_key(leagues)}).fetchone()
     return packed, plain, None if row is None else bytes(row[0])
 
 
-def save_checkpoint(conn: psycopg.Connection, *, leagues: list[str], equipment: dict[int, bytes],
-                    shard: bytes) -> None:
+def save_checkpoint(conn: psycopg.Connection, *, leagues: list[str],
+                    equipment: dict[int, tuple[bytes, bytes | None]], shard: bytes) -> None:
     """Write a checkpoint in the caller's transaction: the changed equipment (COPY, then one upsert) and
     the shard's state."""
     if equipment:
         conn.execute(CREATE_CHECKPOINT_STAGING)
         with conn.cursor() as cur, cur.copy(COPY_CHECKPOINT) as copy:
-            for eq_id, data in equipment.items():
-                copy.write_row((eq_id, data))
+            copy.set_types(["int4", "bytea", "bytea"])
+            for eq_id, (data, tables) in equipment.items():
+                copy.write_row((eq_id, data, tables))
         conn.execute(UPSERT_CHECKPOINT)
     conn.execute(UPSERT_SHARD_CHECKPOINT, {"shard": shard_key(leagues), "packed": shard})
 

@@ -278,25 +278,28 @@ class Engine:
                 self.dirty.add(eq_id)
 
     # -- checkpoints ------------------------------------------------------------------------
-    def restore_checkpoint(self, equipment: Mapping[int, bytes], shard: bytes | None,
+    def restore_checkpoint(self, equipment: Mapping[int, tuple[bytes, bytes | None]], shard: bytes | None,
                            marks: Mapping[int, Mapping[str, int]]) -> tuple[bytes, ...]:
-        """Continue exactly from a checkpoint (`checkpoint`); return the fingerprints of the deliveries it
-        covers. ``marks`` are the ordinals of the effects already written: an equipment the checkpoint
-        does not hold counts on from them (its effects so far came from an engine without checkpoints)."""
-        for eq_id, data in equipment.items():
+        """Continue exactly from a checkpoint (`checkpoint`: packed state and detector tables by equipment);
+        return the fingerprints of the deliveries it covers. ``marks`` are the ordinals of the effects
+        already written: an equipment the checkpoint does not hold counts on from them (its effects so far
+        came from an engine without checkpoints)."""
+        for eq_id, (data, tables) in equipment.items():
             if eq_id not in self.equipment:
                 continue
             try:
                 saved = unpack_equipment(data)
+                if eq_id in self.columns:
+                    self.columns.release(eq_id)
+                self.detectors.discard(eq_id)
+                if saved.detector is not None:
+                    self.detectors.adopt(eq_id, saved.detector)
+                elif saved.banked is not None:
+                    self.detectors.restore_banked(eq_id, saved.banked, tables or b"")
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("checkpointed engine state unreadable; starting afresh",
                             extra={"equipment_id": eq_id, "error": str(exc)[:200]})
                 continue
-            if eq_id in self.columns:
-                self.columns.release(eq_id)
-            self.detectors.discard(eq_id)
-            if saved.detector is not None:
-                self.detectors.adopt(eq_id, saved.detector)
             self.states[eq_id] = saved.state
             self.emitted[eq_id] = dict(saved.emitted)
             self.checkpointed.add(eq_id)
@@ -316,20 +319,28 @@ class Engine:
         self.dirty.clear()
         return covered
 
-    def checkpoint(self, covered: Sequence[bytes] = ()) -> tuple[dict[int, bytes], bytes]:
-        """The states changed since the last checkpoint, packed, and the shard's state; forgets them as
-        changed (the caller writes them, retrying until they commit)."""
-        packed: dict[int, bytes] = {}
+    def checkpoint(self, covered: Sequence[bytes] = ()) -> tuple[dict[int, tuple[bytes, bytes | None]], bytes]:
+        """The states changed since the last checkpoint, packed (with their detectors' bit tables when those
+        changed), and the shard's state; forgets them as changed (the caller writes them, retrying until
+        they commit)."""
+        packed: dict[int, tuple[bytes, bytes | None]] = {}
         detectors = self.detectors
         no_counts: dict[str, int] = {}
-        for eq_id in sorted(self.dirty):
+        dirty = sorted(self.dirty)
+        banked = detectors.checkpoint(dirty)
+        for eq_id in dirty:
             state = self.states.get(eq_id)
             if state is None:
                 if eq_id not in self.columns:
                     continue
                 state = self.columns.peek(eq_id)
-            detector = detectors.export(eq_id) if eq_id in detectors else state.detector
-            packed[eq_id] = pack_equipment(state, detector, self.emitted.get(eq_id, no_counts))
+            emitted = self.emitted.get(eq_id, no_counts)
+            found = banked.get(eq_id)
+            if found is not None:
+                packed[eq_id] = (pack_equipment(state, emitted, banked=found[0]), found[1])
+            else:
+                detector = detectors.export(eq_id) if eq_id in detectors else state.detector
+                packed[eq_id] = (pack_equipment(state, emitted, detector=detector), None)
         self.dirty.clear()
         return packed, pack_shard(ShardCheckpoint(self.watermark_ms, dict(self.floods), tuple(covered)))
 

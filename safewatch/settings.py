@@ -114,7 +114,7 @@ class AlertSettings(BaseModel):
     # The engine's state is checkpointed at least this often (wall clock), and whenever the deliveries not
     # yet acknowledged fill half the inflight window (ingest.max_inflight / max_inflight_bytes): a delivery is
     # acknowledged only once a checkpoint covers it, so a crash replays it from the broker (issue 21).
-    checkpoint_s: float = Field(1.0, gt=0, le=60)
+    checkpoint_s: float = Field(2.0, gt=0, le=60)
 
 
 class NotifierSettings(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -26,11 +27,14 @@ _decoder = msgspec.msgpack.Decoder()
 
 @dataclass(frozen=True, slots=True)
 class EquipmentCheckpoint:
-    """One equipment as checkpointed: its state, its anomaly detector, its effect ordinals per rule."""
+    """One equipment as checkpointed: its state, its effect ordinals per rule, and its anomaly detector:
+    whole (``detector``, while a stream still learns) or as the banks hold it (``banked``, from
+    `FleetDetector.checkpoint`; its bit tables are kept apart, written only when they change)."""
 
     state: EquipmentState
-    detector: EquipmentDetector | None
     emitted: Mapping[str, int]
+    detector: EquipmentDetector | None = None
+    banked: Sequence[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,8 @@ class ShardCheckpoint:
     covered: Sequence[bytes] = ()
 
 
-def pack_equipment(state: EquipmentState, detector: EquipmentDetector | None, emitted: Mapping[str, int]) -> bytes:
+def pack_equipment(state: EquipmentState, emitted: Mapping[str, int], *, detector: EquipmentDetector | None = None,
+                   banked: Sequence[Any] | None = None) -> bytes:
     """One equipment's checkpoint (``state.detector`` is ignored: the detector is given apart)."""
     return _encoder.encode((
         VERSION,
@@ -55,17 +60,19 @@ def pack_equipment(state: EquipmentState, detector: EquipmentDetector | None, em
         state.last_seen_ms,
         dict(emitted),
         None if detector is None else detector.to_state(),
+        banked,
     ))
 
 
 def unpack_equipment(data: bytes) -> EquipmentCheckpoint:
     """Rebuild `pack_equipment`'s output; ValueError when it is not a checkpoint of this version."""
     try:
-        version, conditions, windows, changes, suppressed, last_seen, emitted, detector = _decoder.decode(data)
+        version, *rest = _decoder.decode(data)
     except (msgspec.DecodeError, TypeError, ValueError) as exc:
         raise ValueError(f"not an engine checkpoint: {exc}") from exc
     if version != VERSION:
         raise ValueError(f"unsupported engine checkpoint version {version!r}")
+    conditions, windows, changes, suppressed, last_seen, emitted, detector, banked = rest
     state = EquipmentState(
         conditions={k: Condition(bool(a), p, c, t) for k, a, p, c, t in conditions},
         windows={k: tuple(Bucket(int(s), float(lo), float(hi), float(last), int(ms)) for s, lo, hi, last, ms in w)
@@ -74,8 +81,8 @@ def unpack_equipment(data: bytes) -> EquipmentCheckpoint:
         suppressed=frozenset(suppressed),
         last_seen_ms=last_seen,
     )
-    return EquipmentCheckpoint(state, None if detector is None else EquipmentDetector.from_state(detector),
-                               {str(k): int(v) for k, v in emitted.items()})
+    return EquipmentCheckpoint(state, {str(k): int(v) for k, v in emitted.items()},
+                               None if detector is None else EquipmentDetector.from_state(detector), banked)
 
 
 def pack_shard(shard: ShardCheckpoint) -> bytes:

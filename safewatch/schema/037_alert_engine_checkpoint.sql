@@ -5,10 +5,12 @@
 --
 -- Per equipment: its state packed (alerts/engine/checkpoint.py, MessagePack) beside the plain jsonb of
 -- the older graceful-stop save, which stays readable (a state seeded as jsonb is used until the first
--- checkpoint replaces it). Stored uncompressed: detector tables do not compress, and pglz would only cost.
+-- checkpoint replaces it), and apart from it the anomaly detectors' bit tables (3 KB a metric), written
+-- only when a reading marked a context never seen before. Stored uncompressed: pglz would only cost.
 ALTER TABLE alert_engine_state ALTER COLUMN state DROP NOT NULL,
-    ADD COLUMN packed bytea;
-ALTER TABLE alert_engine_state ALTER COLUMN packed SET STORAGE EXTERNAL;
+    ADD COLUMN packed bytea,
+    ADD COLUMN tables bytea;
+ALTER TABLE alert_engine_state ALTER COLUMN packed SET STORAGE EXTERNAL, ALTER COLUMN tables SET STORAGE EXTERNAL;
 
 -- Per shard (the sorted league codes the worker owns; '' for all): its event time, flood windows and
 -- the fingerprints of the deliveries its last checkpoint covered.

@@ -126,6 +126,7 @@ def run(deliveries: list[Delivery], cuts: list[int], restart_at: int | None = No
 
 def _state(engine: Engine) -> tuple[object, ...]:
     engine.dirty.update(engine.equipment)
+    engine.detectors.bank.tables_changed[:] = True  # every detector's tables, not only those changed
     packed, shard = engine.checkpoint()
     return packed, shard
 
