@@ -15,15 +15,16 @@ import hashlib
 import logging
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
+import prometheus_client
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, start_http_server
 
 from alerts.batch_bound import batch_max_bytes
 from alerts.decoding import DecodedBatch, decode_batch
@@ -627,13 +628,17 @@ class _Progress:
         if not self.resent or self.resent_budget <= 0:
             return deliveries, []
         fresh, covered = [], []
+        remaining = Counter(self.resent)
         for d in deliveries:
             self.resent_budget -= 1
             if self.resent and self.resent_budget >= 0:
                 fp = fingerprint(d)
-                if fp in self.resent:
-                    while self.resent.popleft() != fp:
-                        pass
+                if remaining[fp] > 0:
+                    while True:  # those before it in the checkpoint were acknowledged: not coming again
+                        popped = self.resent.popleft()
+                        remaining[popped] -= 1
+                        if popped == fp:
+                            break
                     covered.append(d)
                     continue
             fresh.append(d)
@@ -690,7 +695,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     engine, progress = loaded
     settle_heap()
     filters = [device_filter(league) for league in cfg.leagues] or [device_filter()]
-    window = (settings.ingest.max_inflight, settings.ingest.max_inflight_bytes)
+    window = (cfg.max_inflight, cfg.max_inflight_bytes)
     sub = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=filters,
                      max_inflight=window[0], max_inflight_bytes=window[1], protocol5=settings.mqtt.protocol5)
     next_housekeeping = time.monotonic()
@@ -720,10 +725,11 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
                     progress.generation = generation
                     progress.resent = deque(progress.last_covered)
                     progress.resent_budget = window[0]
-                stale = [d for d in deliveries if d.generation < generation]
+                current = progress.generation
+                stale = [d for d in deliveries if d.generation < current]
                 if stale:
                     sub.ack(stale)  # of the old connection: released, not acked; the broker sends them again
-                    deliveries = [d for d in deliveries if d.generation == generation]
+                    deliveries = [d for d in deliveries if d.generation >= current]
                 deliveries, covered = progress.skip_covered(deliveries)
                 if covered:
                     sub.ack(covered)
@@ -750,10 +756,10 @@ class CheckpointMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.seconds = Histogram("safewatch_alerts_checkpoint_seconds", "Seconds to pack and write one checkpoint",
                                  registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-        self.states = Counter("safewatch_alerts_checkpoint_states_total", "Equipment states written by checkpoints",
-                              registry=registry)
-        self.acked = Counter("safewatch_alerts_acked_total", "Deliveries acknowledged after their checkpoint",
-                             registry=registry)
+        self.states = prometheus_client.Counter("safewatch_alerts_checkpoint_states_total",
+                                                "Equipment states written by checkpoints", registry=registry)
+        self.acked = prometheus_client.Counter("safewatch_alerts_acked_total",
+                                               "Deliveries acknowledged after their checkpoint", registry=registry)
 
 
 def _checkpoint(conn: psycopg.Connection, engine: Engine, progress: _Progress, sub: Subscriber, settings: Settings,
