@@ -589,8 +589,11 @@ CHECKPOINT_WINDOW_FRACTION = 0.5  # checkpoint once the unacked deliveries fill 
 
 
 def fingerprint(d: Delivery) -> bytes:
-    """What identifies a delivery the broker sends again (topic and payload; MQTT's packet ids are reused)."""
-    h = hashlib.blake2b(d.topic.encode(), digest_size=16)
+    """What identifies a delivery the broker sends again: its packet id (a resend keeps the original one,
+    MQTT 4.4), topic and payload. The packet id matters: a last will carries no time, so two of one
+    gateway are the same bytes, and without it a new one would pass for the earlier one sent again."""
+    h = hashlib.blake2b(d.mid.to_bytes(4, "big"), digest_size=16)
+    h.update(d.topic.encode())
     h.update(b"\0")
     h.update(d.payload)
     return h.digest()

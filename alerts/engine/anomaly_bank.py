@@ -605,6 +605,8 @@ class FleetDetector:
             e._cross.count = int(rest[0])
             _load_surprise(e._cross.surprise, rest[1:w + 4], [int(rest[w + 4]), int(rest[w + 5])])
         self.adopt(key, e)
+        # The checkpoint holds these tables already: the next one need not write them again.
+        self.bank.tables_changed[[s for s in self._equipment[key].streams.values() if isinstance(s, int)]] = False
 
     def score(self, requests: Sequence[tuple[Hashable, float, Mapping[str, float]]]) -> list[dict[str, float]]:
         """``EquipmentDetector.update(readings, ts)`` for each (key, ts, readings), in order per key.
