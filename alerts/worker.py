@@ -283,8 +283,7 @@ class Engine:
                            marks: Mapping[int, Mapping[str, int]]) -> tuple[bytes, ...]:
         """Continue exactly from a checkpoint (`checkpoint`: packed state and detector tables by equipment);
         return the fingerprints of the deliveries it covers. ``marks`` are the ordinals of the effects
-        already written: an equipment the checkpoint does not hold counts on from them (its effects so far
-        came from an engine without checkpoints)."""
+        already written, by equipment: `restore_active` leaves those equipment to the replay too."""
         for eq_id, (data, tables) in equipment.items():
             if eq_id not in self.equipment:
                 continue
@@ -304,9 +303,10 @@ class Engine:
             self.states[eq_id] = saved.state
             self.emitted[eq_id] = dict(saved.emitted)
             self.checkpointed.add(eq_id)
-        for eq_id, counts in marks.items():
-            if eq_id not in self.checkpointed:
-                self.emitted[eq_id] = dict(counts)
+        # An equipment with effects written (marks) but no checkpointed state was never covered by a
+        # checkpoint: every delivery behind those effects is replayed, from its first state, and its effects
+        # get the same ordinals again (so they are skipped). It counts from 0 and is left to the replay.
+        self.checkpointed.update(eq_id for eq_id in marks if eq_id in self.equipment)
         covered: tuple[bytes, ...] = ()
         if shard is not None:
             try:
