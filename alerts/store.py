@@ -74,7 +74,8 @@ UPDATE alerts SET state = %(state)s, active = %(active)s, latched = %(latched)s,
 WHERE id = %(id)s
 """
 INSERT_TRANSITION = """
-INSERT INTO alert_transitions (alert_id, from_state, to_state, actor, reason) VALUES (%s, %s, %s, %s, %s)
+INSERT INTO alert_transitions (alert_id, from_state, to_state, actor, reason, event_at)
+VALUES (%s, %s, %s, %s, %s, timestamptz 'epoch' + %s * interval '1 millisecond')
 """
 NOTIFY_ALERT = "SELECT pg_notify('" + NOTIFY_CHANNEL + "', %s)"
 
@@ -121,6 +122,39 @@ SELECT_ENGINE_STATES = f"""
 SELECT s.equipment_id, s.state FROM alert_engine_state s
 JOIN equipment e ON e.id = s.equipment_id JOIN divisions d ON d.code = e.banner_code
 WHERE {_IN_LEAGUES}
+"""
+SELECT_CHECKPOINT = f"""
+SELECT s.equipment_id, s.packed, s.tables, s.state FROM alert_engine_state s
+JOIN equipment e ON e.id = s.equipment_id JOIN divisions d ON d.code = e.banner_code
+WHERE {_IN_LEAGUES}
+"""
+SELECT_SHARD_CHECKPOINT = "SELECT packed FROM alert_engine_shard WHERE shard = %(shard)s"
+CREATE_CHECKPOINT_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS alert_engine_state_in (equipment_id integer NOT NULL, packed bytea NOT NULL,
+                                                      tables bytea)
+ON COMMIT DELETE ROWS
+"""
+COPY_CHECKPOINT = "COPY alert_engine_state_in (equipment_id, packed, tables) FROM STDIN (FORMAT BINARY)"
+# Detector tables are written only when they changed (NULL: the ones checkpointed before still hold).
+UPSERT_CHECKPOINT = """
+INSERT INTO alert_engine_state (equipment_id, packed, tables, state)
+SELECT equipment_id, packed, tables, NULL FROM alert_engine_state_in
+ON CONFLICT (equipment_id) DO UPDATE SET packed = EXCLUDED.packed,
+    tables = coalesce(EXCLUDED.tables, alert_engine_state.tables), state = NULL, saved_at = clock_timestamp()
+"""
+UPSERT_SHARD_CHECKPOINT = """
+INSERT INTO alert_engine_shard (shard, packed) VALUES (%(shard)s, %(packed)s)
+ON CONFLICT (shard) DO UPDATE SET packed = EXCLUDED.packed, saved_at = clock_timestamp()
+"""
+SELECT_EFFECT_MARKS = f"""
+SELECT m.equipment_id, m.rule_key, m.seq FROM alert_effect_marks m
+JOIN equipment e ON e.id = m.equipment_id JOIN divisions d ON d.code = e.banner_code
+WHERE {_IN_LEAGUES}
+"""
+UPSERT_EFFECT_MARKS = """
+INSERT INTO alert_effect_marks (equipment_id, rule_key, seq)
+SELECT * FROM unnest(%(ids)s::integer[], %(keys)s::text[], %(seqs)s::bigint[])
+ON CONFLICT (equipment_id, rule_key) DO UPDATE SET seq = greatest(alert_effect_marks.seq, EXCLUDED.seq)
 """
 COUNT_OPEN_ALERTS = """
 SELECT severity, state, count(*) FROM alerts
@@ -206,8 +240,9 @@ def load_registry_facts(conn: psycopg.Connection, leagues: list[str]) -> list[tu
     return out
 
 
-def _record(conn: psycopg.Connection, alert_id: int, before: str | None, after: str, actor: str, reason: str) -> None:
-    conn.execute(INSERT_TRANSITION, (alert_id, before, after, actor, reason))
+def _record(conn: psycopg.Connection, alert_id: int, before: str | None, after: str, actor: str, reason: str,
+            ts_ms: int | None = None) -> None:
+    conn.execute(INSERT_TRANSITION, (alert_id, before, after, actor, reason, ts_ms))
 
 
 def apply_effects(conn: psycopg.Connection, effects: Iterable[Effect],
@@ -238,7 +273,7 @@ def write_effects(conn: psycopg.Connection, effects: Iterable[Effect],
                 assert inserted is not None  # INSERT … RETURNING always returns the row
                 alert_id = inserted[0]
                 _record(conn, alert_id, None, str(state), ENGINE_ACTOR,
-                        effect.message if why is None else f"{effect.message}; {why}")
+                        effect.message if why is None else f"{effect.message}; {why}", effect.ts_ms)
                 applied.append(Applied(alert_id, True, str(state), info.banner_code, effect.ts_ms))
                 continue
             action, value, reason, raised = Action.CONDITION_ON, effect.value, effect.message, 1
@@ -257,7 +292,7 @@ def write_effects(conn: psycopg.Connection, effects: Iterable[Effect],
             "id": alert_id, "state": str(after.state), "active": after.active, "latched": after.latched,
             "value": value, "ts_ms": effect.ts_ms, "raised": raised, "chattering": effect.chattering})
         if after.state != state:
-            _record(conn, alert_id, state, str(after.state), ENGINE_ACTOR, reason)
+            _record(conn, alert_id, state, str(after.state), ENGINE_ACTOR, reason, effect.ts_ms)
         applied.append(Applied(alert_id, False, str(after.state), division, effect.ts_ms))
     for alert_id in dict.fromkeys(a.alert_id for a in applied):
         conn.execute(NOTIFY_ALERT, (str(alert_id),))
@@ -319,3 +354,59 @@ def count_open_alerts(conn: psycopg.Connection, *, leagues: list[str]) -> dict[t
 def record_flood(conn: psycopg.Connection, *, division: str, started: bool, ts_ms: int, peak: int) -> None:
     """Open or close the flood record of one division."""
     conn.execute(INSERT_FLOOD if started else END_FLOOD, {"division": division, "ts_ms": ts_ms, "peak": peak})
+
+
+def shard_key(leagues: Iterable[str]) -> str:
+    """The key of a worker's shard checkpoint: its league codes, sorted ('' when it owns every league)."""
+    return ",".join(sorted(set(leagues)))
+
+
+def load_checkpoint(conn: psycopg.Connection, leagues: list[str]
+                    ) -> tuple[dict[int, tuple[bytes, bytes | None]], dict[int, dict[str, Any]], bytes | None]:
+    """The shard's checkpoint: packed states (with their detector tables) by equipment, older plain
+    (jsonb) states of equipment never checkpointed, and the shard's own packed state (None before its
+    first checkpoint)."""
+    packed: dict[int, tuple[bytes, bytes | None]] = {}
+    plain: dict[int, dict[str, Any]] = {}
+    for eq_id, data, tables, state in conn.execute(SELECT_CHECKPOINT, {"leagues": leagues}):
+        if data is not None:
+            packed[eq_id] = (bytes(data), None if tables is None else bytes(tables))
+        elif state is not None:
+            plain[eq_id] = state
+    row = conn.execute(SELECT_SHARD_CHECKPOINT, {"shard": shard_key(leagues)}).fetchone()
+    return packed, plain, None if row is None else bytes(row[0])
+
+
+def save_checkpoint(conn: psycopg.Connection, *, leagues: list[str],
+                    equipment: dict[int, tuple[bytes, bytes | None]], shard: bytes) -> None:
+    """Write a checkpoint in the caller's transaction: the changed equipment (COPY, then one upsert) and
+    the shard's state."""
+    if equipment:
+        conn.execute(CREATE_CHECKPOINT_STAGING)
+        with conn.cursor() as cur, cur.copy(COPY_CHECKPOINT) as copy:
+            copy.set_types(["int4", "bytea", "bytea"])
+            for eq_id, (data, tables) in equipment.items():
+                copy.write_row((eq_id, data, tables))
+        conn.execute(UPSERT_CHECKPOINT)
+    conn.execute(UPSERT_SHARD_CHECKPOINT, {"shard": shard_key(leagues), "packed": shard})
+
+
+def load_effect_marks(conn: psycopg.Connection, leagues: list[str]) -> dict[int, dict[str, int]]:
+    """The ordinal of the last engine effect written, by equipment and rule key."""
+    out: dict[int, dict[str, int]] = {}
+    for eq_id, key, seq in conn.execute(SELECT_EFFECT_MARKS, {"leagues": leagues}):
+        out.setdefault(eq_id, {})[key] = seq
+    return out
+
+
+def record_effect_marks(conn: psycopg.Connection, marks: Iterable[tuple[int, str, int]]) -> None:
+    """Keep the ordinals of the engine effects just written, in their transaction."""
+    last: dict[tuple[int, str], int] = {}
+    for eq_id, key, seq in marks:  # one row per key: an upsert may not touch a row twice
+        if seq > last.get((eq_id, key), 0):
+            last[(eq_id, key)] = seq
+    ids = [eq_id for eq_id, _ in last]
+    keys = [key for _, key in last]
+    seqs = list(last.values())
+    if ids:
+        conn.execute(UPSERT_EFFECT_MARKS, {"ids": ids, "keys": keys, "seqs": seqs})

@@ -11,23 +11,26 @@ end expired shelving, and raise or clear overdue-inspection and registration ale
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, TypeVar
 
+import prometheus_client
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, start_http_server
 
 from alerts.batch_bound import batch_max_bytes
 from alerts.decoding import DecodedBatch, decode_batch
 from alerts.engine.anomaly import AnomalyConfig
 from alerts.engine.anomaly_bank import FleetDetector
+from alerts.engine.checkpoint import ShardCheckpoint, pack_equipment, pack_shard, unpack_equipment, unpack_shard
 from alerts.engine.columns import Compiled, QuietColumns, compile_shape
 from alerts.engine.defaults import DEFAULT_RULES, ENGINE_ANOMALY
 from alerts.engine.inspection import registry_effects
@@ -58,14 +61,16 @@ from alerts.store import (
     count_open_alerts,
     expire_shelves,
     load_active_conditions,
-    load_engine_states,
+    load_checkpoint,
+    load_effect_marks,
     load_equipment,
     load_equipment_by_codes,
     load_equipment_of_gateway,
     load_overrides,
     load_registry_facts,
+    record_effect_marks,
     record_flood,
-    save_engine_states,
+    save_checkpoint,
     sync_equipment_status,
     write_effects,
 )
@@ -89,8 +94,55 @@ from safewatch.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_TS, _VALUES = itemgetter(0), itemgetter(1)  # of an instant, (ts_ms, values)
+_VALUES = itemgetter(1)  # of an instant, (ts_ms, values)
+_ENTRY_TS = itemgetter(1)  # of a segment entry, (equipment, ts_ms, values)
 SILENCE_TICK_MS = 10_000  # silence is judged each time the shard's event time passes a 10 s boundary
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None or b < a else b
+
+
+class _Segment:
+    """A run of telemetry the engine decides at once: per equipment, its instants in stream order."""
+
+    def __init__(self) -> None:
+        self.per_equipment: dict[int, list[tuple[int, Mapping[str, float]]]] = {}
+        self.latest: dict[int, int] = {}  # per equipment, its newest instant here
+        self.repeated = False  # an equipment with several instants (else each has one)
+        self.newest: int | None = None
+        self.evaluated = 0  # readings decided, over every segment of the batch
+
+    def holds_newer(self, entries: list[tuple[int, int, Mapping[str, float]]]) -> bool:
+        """Whether an entry is not newer than what the segment holds for its equipment: deciding both at
+        once would sort them, where message by message they come in stream order."""
+        latest = self.latest
+        return bool(latest) and any(eq_id in latest and ts <= latest[eq_id] for eq_id, ts, _ in entries)
+
+    def add(self, entries: list[tuple[int, int, Mapping[str, float]]]) -> int:
+        """Add one message's entries; return the segment's newest reading time."""
+        per_equipment, latest = self.per_equipment, self.latest
+        for eq_id, ts, values in entries:
+            instants = per_equipment.get(eq_id)
+            if instants is None:
+                per_equipment[eq_id] = [(ts, values)]
+            else:
+                instants.append((ts, values))
+                self.repeated = True
+        for eq_id, ts, _ in entries:
+            known = latest.get(eq_id)
+            if known is None or ts > known:
+                latest[eq_id] = ts
+        newest = max(map(_ENTRY_TS, entries))
+        if self.newest is None or newest > self.newest:
+            self.newest = newest
+        return self.newest
+
+    def clear(self) -> None:
+        self.per_equipment = {}
+        self.latest = {}
+        self.repeated = False
+        self.newest = None
 
 
 class Engine:
@@ -124,6 +176,10 @@ class Engine:
         self.columns = QuietColumns()
         self._use_columns = columns
         self._compiled: dict[int, Compiled | None] = {}
+        # Per equipment, how many effects each rule has had: an effect's ordinal, for writing it once.
+        self.emitted: dict[int, dict[str, int]] = {}
+        self.dirty: set[int] = set()  # equipment whose state changed since the last checkpoint
+        self.checkpointed: set[int] = set()  # equipment whose state came from a checkpoint at start
 
     # -- registry ---------------------------------------------------------------------------
     def add(self, infos: Iterable[EquipmentInfo]) -> None:
@@ -207,9 +263,12 @@ class Engine:
         return plain
 
     def restore_active(self, pairs: Iterable[tuple[int, str]]) -> None:
-        """Mark conditions whose alert is open and active (after a restart) so they clear, not re-raise."""
+        """Mark conditions whose alert is open and active (after a restart) so they clear, not re-raise.
+
+        Only for equipment the checkpoint does not hold: a checkpointed state is exact, and an open
+        alert beside it is one its replay will clear (or the checkpoint knows it already)."""
         for eq_id, rule_key in pairs:
-            if eq_id in self.equipment:
+            if eq_id in self.equipment and eq_id not in self.checkpointed:
                 state = self.state_of(eq_id)
                 known = state.conditions.get(rule_key)
                 if known is not None and known.active:
@@ -217,6 +276,74 @@ class Engine:
                 self.states[eq_id] = EquipmentState({**state.conditions, rule_key: Condition(active=True)},
                                                     state.windows, state.changes, state.suppressed,
                                                     state.last_seen_ms, state.detector)
+                self.dirty.add(eq_id)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def restore_checkpoint(self, equipment: Mapping[int, tuple[bytes, bytes | None]], shard: bytes | None,
+                           marks: Mapping[int, Mapping[str, int]]) -> tuple[bytes, ...]:
+        """Continue exactly from a checkpoint (`checkpoint`: packed state and detector tables by equipment);
+        return the fingerprints of the deliveries it covers. ``marks`` are the ordinals of the effects
+        already written, by equipment: `restore_active` leaves those equipment to the replay too."""
+        for eq_id, (data, tables) in equipment.items():
+            if eq_id not in self.equipment:
+                continue
+            try:
+                saved = unpack_equipment(data)
+                if eq_id in self.columns:
+                    self.columns.release(eq_id)
+                self.detectors.discard(eq_id)
+                if saved.detector is not None:
+                    self.detectors.adopt(eq_id, saved.detector)
+                elif saved.banked is not None:
+                    self.detectors.restore_banked(eq_id, saved.banked, tables or b"")
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("checkpointed engine state unreadable; starting afresh",
+                            extra={"equipment_id": eq_id, "error": str(exc)[:200]})
+                continue
+            self.states[eq_id] = saved.state
+            self.emitted[eq_id] = dict(saved.emitted)
+            self.checkpointed.add(eq_id)
+        # An equipment with effects written (marks) but no checkpointed state was never covered by a
+        # checkpoint: every delivery behind those effects is replayed, from its first state, and its effects
+        # get the same ordinals again (so they are skipped). It counts from 0 and is left to the replay.
+        self.checkpointed.update(eq_id for eq_id in marks if eq_id in self.equipment)
+        covered: tuple[bytes, ...] = ()
+        if shard is not None:
+            try:
+                saved_shard = unpack_shard(shard)
+                self.watermark_ms = saved_shard.watermark_ms
+                self.floods = dict(saved_shard.floods)
+                covered = tuple(saved_shard.covered)
+            except ValueError as exc:
+                log.warning("checkpointed shard state unreadable; event time starts afresh",
+                            extra={"error": str(exc)[:200]})
+        self.dirty.clear()
+        return covered
+
+    def checkpoint(self, covered: Sequence[bytes] = ()) -> tuple[dict[int, tuple[bytes, bytes | None]], bytes]:
+        """The states changed since the last checkpoint, packed (with their detectors' bit tables when those
+        changed), and the shard's state; forgets them as changed (the caller writes them, retrying until
+        they commit)."""
+        packed: dict[int, tuple[bytes, bytes | None]] = {}
+        detectors = self.detectors
+        no_counts: dict[str, int] = {}
+        dirty = sorted(self.dirty)
+        banked = detectors.checkpoint(dirty)
+        for eq_id in dirty:
+            state = self.states.get(eq_id)
+            if state is None:
+                if eq_id not in self.columns:
+                    continue
+                state = self.columns.peek(eq_id)
+            emitted = self.emitted.get(eq_id, no_counts)
+            found = banked.get(eq_id)
+            if found is not None:
+                packed[eq_id] = (pack_equipment(state, emitted, banked=found[0]), found[1])
+            else:
+                detector = detectors.export(eq_id) if eq_id in detectors else state.detector
+                packed[eq_id] = (pack_equipment(state, emitted, detector=detector), None)
+        self.dirty.clear()
+        return packed, pack_shard(ShardCheckpoint(self.watermark_ms, dict(self.floods), tuple(covered)))
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, deliveries: list[Delivery], now_ms: int) -> tuple[list[Effect], int]:
@@ -228,33 +355,56 @@ class Engine:
         return self.evaluate_decoded(decode_batch(deliveries, now_ms))
 
     def evaluate_decoded(self, batch: DecodedBatch) -> tuple[list[Effect], int]:
-        """`evaluate` over a batch already decoded (the worker decodes once, to look up what is new first)."""
-        limits = batch.limits
-        per_equipment: dict[int, list[tuple[int, dict[str, float]]]] = {}
+        """`evaluate` over a batch already decoded; the effects without their ordinals (`evaluate_numbered`)."""
+        numbered, evaluated = self.evaluate_numbered(batch)
+        return [e for e, _ in numbered], evaluated
+
+    def evaluate_numbered(self, batch: DecodedBatch) -> tuple[list[tuple[Effect, int]], int]:
+        """Run the engine over a decoded batch: each effect with its ordinal among those of its
+        (equipment, rule), and the readings evaluated.
+
+        The outcome does not depend on where the stream was cut into batches: the batch is taken as
+        runs of telemetry ("segments") that the engine may decide at once, cut wherever deciding at
+        once could differ from deciding message by message: before an event, a status, a message with
+        rejected entries, a reading of an equipment not newer than what the run holds for it, and after
+        a message that moves the shard's event time past a silence tick. So a replay after a crash,
+        cut into other batches, gives the same effects with the same ordinals (`Checkpoint`).
+        """
         effects: list[Effect] = []
+        segment = _Segment()
+        limits = batch.limits
         by_code = self.by_code
-        repeated = False  # an equipment with several entries in the batch (else each has one instant)
         for d, topic, msg in batch.items:
             if isinstance(msg, TelemetryMessage):
+                if msg.rejected:
+                    self._flush(segment, effects)
+                    for rej in msg.rejected:
+                        self._range_fault(rej, topic.gateway_id, limits, effects)
+                mine = []
                 for e in msg.entries:
                     info = by_code.get(e.equipment)
                     if info is not None and info.gateway_id == topic.gateway_id:
-                        instants = per_equipment.get(info.id)
-                        if instants is None:
-                            per_equipment[info.id] = [(e.ts_ms, e.values)]
-                        else:
-                            instants.append((e.ts_ms, e.values))
-                            repeated = True
-                for rej in msg.rejected:
-                    self._range_fault(rej, topic.gateway_id, limits, effects)
+                        mine.append((info.id, e.ts_ms, e.values))
+                if not mine:
+                    continue
+                if segment.holds_newer(mine):
+                    self._flush(segment, effects)
+                before = _later(self.watermark_ms, segment.newest)
+                after = _later(before, segment.add(mine))
+                if before is None or (after is not None and after // SILENCE_TICK_MS != before // SILENCE_TICK_MS):
+                    # A silence tick falls after this message (or it starts the shard's event time).
+                    self._flush(segment, effects)
             elif isinstance(msg, Event):
+                self._flush(segment, effects)
                 info = by_code.get(msg.equipment)
                 if info is not None and info.gateway_id == topic.gateway_id:
                     self.states[info.id], new = event_effects(
                         info.id, self.rules_for(info.id), self.state_of(info.id), event_type=msg.type,
                         active=msg.active, ts_ms=msg.ts_ms)
                     effects.extend(new)
+                    self.dirty.add(info.id)
             else:
+                self._flush(segment, effects)
                 # The last will carries no time: it is placed at the shard's event time.
                 ts = msg.ts_ms or self.watermark_ms or int(d.received_at * 1000)
                 for eq_id in sorted(self.by_gateway.get(topic.gateway_id, ())):
@@ -262,24 +412,45 @@ class Engine:
                         eq_id, self.rules_for(eq_id), self.state_of(eq_id),
                         online=msg.state is GatewayState.ONLINE, ts_ms=ts)
                     effects.extend(new)
-        if not repeated:  # the common case, one wave: each equipment's one instant (counted in C-level passes)
+                    self.dirty.add(eq_id)
+        self._flush(segment, effects)
+        return self._number(effects), segment.evaluated
+
+    def _number(self, effects: list[Effect]) -> list[tuple[Effect, int]]:
+        """Give each effect the next ordinal of its (equipment, rule): replayed effects get the same ones."""
+        out = []
+        emitted = self.emitted
+        for e in effects:
+            counts = emitted.get(e.equipment_id)
+            if counts is None:
+                counts = emitted[e.equipment_id] = {}
+            n = counts[e.rule_key] = counts.get(e.rule_key, 0) + 1
+            out.append((e, n))
+            self.dirty.add(e.equipment_id)
+        return out
+
+    def _flush(self, segment: _Segment, effects: list[Effect]) -> None:
+        """Decide a segment's telemetry, then move the shard's event time to its newest reading."""
+        per_equipment = segment.per_equipment
+        if not per_equipment:
+            return
+        self.dirty.update(per_equipment)
+        if not segment.repeated:  # the common case, one wave: each equipment's one instant (counted in C-level passes)
             firsts = [instants[0] for instants in per_equipment.values()]
-            evaluated = sum(map(len, map(_VALUES, firsts)))
-            newest = max(map(_TS, firsts), default=None)
-            if firsts:
-                self._step_wave(list(zip(per_equipment, firsts, strict=True)), effects)
+            segment.evaluated += sum(map(len, map(_VALUES, firsts)))
+            self._step_wave(list(zip(per_equipment, firsts, strict=True)), effects)
         else:
             merged = {eq_id: merge_instants(instants) for eq_id, instants in per_equipment.items()}
-            evaluated = sum(len(values) for instants in merged.values() for _, values in instants)
-            newest = max(ts for instants in merged.values() for ts, _ in instants)
+            segment.evaluated += sum(len(values) for instants in merged.values() for _, values in instants)
             # In waves: each equipment's first instant, then its second, ... (one instant each a wave is
             # what the rows decide at once; each equipment still sees its instants in order).
             for depth in range(max(map(len, merged.values()))):
                 self._step_wave([(eq_id, instants[depth]) for eq_id, instants in merged.items()
                                  if len(instants) > depth], effects)
+        newest = segment.newest
+        segment.clear()
         if newest is not None:
             effects.extend(self._advance_watermark(newest))
-        return effects, evaluated
 
     def _step_wave(self, wave: list[tuple[int, tuple[int, Mapping[str, float]]]], effects: list[Effect]) -> None:
         """One instant of each of several equipment: rows decided at once, the rest one by one."""
@@ -353,6 +524,7 @@ class Engine:
             ts_ms = parse_timestamp(entry.get("ts"), limits)
         except ContractError:
             return  # no usable time: nothing to place the alert at
+        self.dirty.add(info.id)
         self.states[info.id], new = range_fault_effects(info.id, self.state_of(info.id), metric=next(iter(values)),
                                                         ts_ms=ts_ms, detail=rej.detail)
         effects.extend(new)
@@ -379,6 +551,7 @@ class Engine:
             after, new = check_silence(eq_id, self.equipment[eq_id].rated, self.table_for(eq_id), state, now_ms)
             if after is not state:
                 self.states[eq_id] = after
+                self.dirty.add(eq_id)
                 effects.extend(new)
         return effects
 
@@ -412,35 +585,122 @@ def housekeeping(conn: psycopg.Connection, engine: Engine, *, now: datetime, lea
     return write_effects(conn, effects, engine.equipment)
 
 
+CHECKPOINT_WINDOW_FRACTION = 0.5  # checkpoint once the unacked deliveries fill this much of the inflight window
+
+
+def fingerprint(d: Delivery) -> bytes:
+    """What identifies a delivery the broker sends again: its packet id (a resend keeps the original one,
+    MQTT 4.4), topic and payload. The packet id matters: a last will carries no time, so two of one
+    gateway are the same bytes, and without it a new one would pass for the earlier one sent again."""
+    h = hashlib.blake2b(d.mid.to_bytes(4, "big"), digest_size=16)
+    h.update(d.topic.encode())
+    h.update(b"\0")
+    h.update(d.payload)
+    return h.digest()
+
+
+class _Progress:
+    """Deliveries evaluated and written but not yet covered by a checkpoint (so not acknowledged), and
+    what the last checkpoint covered, to recognise them if the broker delivers them again."""
+
+    def __init__(self, covered: Sequence[bytes]) -> None:
+        self.pending: list[Delivery] = []
+        self.pending_bytes = 0
+        self.last_covered: tuple[bytes, ...] = tuple(covered)
+        self.resent: deque[bytes] = deque(covered)  # covered deliveries the broker may send again, in order
+        self.resent_budget = 0  # deliveries still looked at for them (set when a connection starts)
+        self.generation: int | None = None
+        self.last_checkpoint = time.monotonic()
+        self.written: dict[tuple[int, str], int] = {}  # ordinal of the last effect written per (equipment, rule)
+
+    def add(self, deliveries: list[Delivery]) -> None:
+        self.pending.extend(deliveries)
+        self.pending_bytes += sum(len(d.payload) for d in deliveries)
+
+    def due(self, engine: Engine, *, checkpoint_s: float, max_messages: int, max_bytes: int) -> bool:
+        if not self.pending and not engine.dirty:
+            return False
+        return (len(self.pending) >= max_messages * CHECKPOINT_WINDOW_FRACTION
+                or self.pending_bytes >= max_bytes * CHECKPOINT_WINDOW_FRACTION
+                or time.monotonic() - self.last_checkpoint >= checkpoint_s)
+
+    def skip_covered(self, deliveries: list[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
+        """Split off the deliveries the last checkpoint covers, sent again after a restart or reconnect
+        (their acks were lost): (to evaluate, to acknowledge only). The broker sends what was not
+        acknowledged first and in order, so they are looked for among the first deliveries only."""
+        if not self.resent or self.resent_budget <= 0:
+            return deliveries, []
+        fresh, covered = [], []
+        remaining = Counter(self.resent)
+        for d in deliveries:
+            self.resent_budget -= 1
+            if self.resent and self.resent_budget >= 0:
+                fp = fingerprint(d)
+                if remaining[fp] > 0:
+                    while True:  # those before it in the checkpoint were acknowledged: not coming again
+                        popped = self.resent.popleft()
+                        remaining[popped] -= 1
+                        if popped == fp:
+                            break
+                    covered.append(d)
+                    continue
+            fresh.append(d)
+        if self.resent_budget <= 0:
+            self.resent.clear()
+        return fresh, covered
+
+
+def _load_engine(conn: psycopg.Connection, leagues: list[str]) -> tuple[Engine, _Progress]:
+    """An engine continuing exactly from the shard's checkpoint (in the caller's transaction)."""
+    engine = Engine()
+    engine.add(load_equipment(conn, leagues))
+    engine.set_overrides(load_overrides(conn, leagues))
+    packed, plain, shard = load_checkpoint(conn, leagues)
+    marks = load_effect_marks(conn, leagues)
+    engine.restore(plain)  # a state saved as jsonb (before checkpoints, or seeded): until its first checkpoint
+    covered = engine.restore_checkpoint(packed, shard, marks)
+    engine.restore_active(load_active_conditions(conn, leagues))
+    progress = _Progress(covered)
+    progress.written = {(eq_id, key): seq for eq_id, keys in marks.items() for key, seq in keys.items()}
+    log.info("engine state restored", extra={"checkpointed": len(packed), "saved_before": len(plain),
+                                             "covered": len(covered), "watermark_ms": engine.watermark_ms})
+    return engine, progress
+
+
 def run(settings: Settings, *, stop: threading.Event | None = None,
         registry: CollectorRegistry = REGISTRY, ready: threading.Event | None = None) -> None:
-    """Run an alert worker for ``settings.alerts.leagues`` (all when empty) until ``stop`` is set."""
+    """Run an alert worker for ``settings.alerts.leagues`` (all when empty) until ``stop`` is set.
+
+    A delivery is acknowledged to the broker only once a checkpoint covering it has committed; its
+    alert changes are written at once (their latency does not wait for the checkpoint), each with its
+    ordinal, so that the same change replayed after a crash is recognised and not written twice.
+    """
     stop = stop or threading.Event()
     cfg = settings.alerts
     metrics = AlertMetrics(registry)
+    checkpoints = CheckpointMetrics(registry)
     if cfg.metrics_port and registry is REGISTRY:
         start_http_server(cfg.metrics_port, addr=settings.api.host)
-    engine = Engine()
     conn: psycopg.Connection | None = None
+    loaded: tuple[Engine, _Progress] | None = None
     delays = backoff()
-    while conn is None and not stop.is_set():
+    while loaded is None and not stop.is_set():
         try:
             conn = connect(settings.db.url)
             with conn.transaction():
-                engine.add(load_equipment(conn, cfg.leagues))
-                engine.set_overrides(load_overrides(conn, cfg.leagues))
-                engine.restore(load_engine_states(conn, cfg.leagues))
-                engine.restore_active(load_active_conditions(conn, cfg.leagues))
+                loaded = _load_engine(conn, cfg.leagues)
         except psycopg.OperationalError as exc:
             log.error("database unavailable at start; retrying", extra={"error": str(exc).strip()[:200]})
             conn = None
             stop.wait(next(delays))
-    if conn is None:
+    if conn is None or loaded is None:
         return
+    engine, progress = loaded
     settle_heap()
     filters = [device_filter(league) for league in cfg.leagues] or [device_filter()]
+    window = (cfg.max_inflight, cfg.max_inflight_bytes)
     sub = Subscriber(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", topic_filters=filters,
-                     max_inflight=settings.ingest.max_inflight, protocol5=settings.mqtt.protocol5)
+                     max_inflight=window[0], max_inflight_bytes=window[1], protocol5=settings.mqtt.protocol5)
     next_housekeeping = time.monotonic()
     with sub:
         log.info("alert worker started", extra={"worker": cfg.worker_id, "equipment": len(engine.equipment),
@@ -455,25 +715,105 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
                 next_housekeeping = time.monotonic() + cfg.housekeeping_s
             max_bytes = batch_max_bytes(sub.oldest_received_at(), time.time(), cfg)
             deliveries = sub.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, max_bytes)
-            if not deliveries:
-                continue
-            conn = _handle(conn, deliveries, engine, settings, metrics, stop)
-            if conn is None:
-                break
-            sub.ack(deliveries)
-    if conn is not None:
-        _save_states(conn, engine)
+            if deliveries:
+                generation = max(d.generation for d in deliveries)
+                if progress.generation is not None and generation > progress.generation:
+                    # A new connection: the broker sends again all we had not acknowledged, so the engine
+                    # goes back to the checkpoint (what it evaluated since, it evaluates again).
+                    reloaded = _rewind(conn, engine, progress, sub, settings, stop)
+                    if reloaded is None:
+                        break
+                    conn, engine, progress = reloaded
+                if progress.generation is None or generation > progress.generation:
+                    progress.generation = generation
+                    progress.resent = deque(progress.last_covered)
+                    progress.resent_budget = window[0]
+                current = progress.generation
+                stale = [d for d in deliveries if d.generation < current]
+                if stale:
+                    sub.ack(stale)  # of the old connection: released, not acked; the broker sends them again
+                    deliveries = [d for d in deliveries if d.generation >= current]
+                deliveries, covered = progress.skip_covered(deliveries)
+                if covered:
+                    sub.ack(covered)
+                    log.info("deliveries the checkpoint covered, sent again, acknowledged",
+                             extra={"deliveries": len(covered)})
+            if deliveries:
+                conn = _handle(conn, deliveries, engine, progress, settings, metrics, stop)
+                if conn is None:
+                    break
+                progress.add(deliveries)
+            if progress.due(engine, checkpoint_s=cfg.checkpoint_s, max_messages=window[0], max_bytes=window[1]):
+                conn = _checkpoint(conn, engine, progress, sub, settings, checkpoints, stop)
+                if conn is None:
+                    break
+        if conn is not None and (progress.pending or engine.dirty):
+            stopping = threading.Event()  # the last checkpoint is tried once more, even though we stop
+            conn = _checkpoint(conn, engine, progress, sub, settings, checkpoints, stopping, once=True)
     log.info("alert worker stopped", extra={"worker": cfg.worker_id})
 
 
-def _save_states(conn: psycopg.Connection, engine: Engine) -> None:
-    """On a graceful stop: keep what the engine learned for the next start (best effort, once)."""
-    try:
-        with conn.transaction():
-            saved = save_engine_states(conn, engine.plain_states())
-        log.info("engine state saved", extra={"equipment": saved})
-    except psycopg.Error as exc:
-        log.error("engine state not saved; the next start re-learns", extra={"error": str(exc).strip()[:200]})
+class CheckpointMetrics:
+    """The checkpoint's cost, per checkpoint: its seconds (packing and writing) and the states it wrote."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram("safewatch_alerts_checkpoint_seconds", "Seconds to pack and write one checkpoint",
+                                 registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.states = prometheus_client.Counter("safewatch_alerts_checkpoint_states_total",
+                                                "Equipment states written by checkpoints", registry=registry)
+        self.acked = prometheus_client.Counter("safewatch_alerts_acked_total",
+                                               "Deliveries acknowledged after their checkpoint", registry=registry)
+
+
+def _checkpoint(conn: psycopg.Connection, engine: Engine, progress: _Progress, sub: Subscriber, settings: Settings,
+                metrics: CheckpointMetrics, stop: threading.Event, *, once: bool = False) -> psycopg.Connection | None:
+    """Write a checkpoint covering every pending delivery, then acknowledge them."""
+    started = time.perf_counter()
+    covered = tuple(fingerprint(d) for d in progress.pending)
+    packed, shard = engine.checkpoint(covered)
+    leagues = settings.alerts.leagues
+
+    def work(c: psycopg.Connection) -> None:
+        save_checkpoint(c, leagues=leagues, equipment=packed, shard=shard)
+
+    if once:
+        try:
+            with conn.transaction():
+                work(conn)
+        except psycopg.Error as exc:
+            log.error("last checkpoint not written; the next start replays what was not acknowledged",
+                      extra={"error": str(exc).strip()[:200]})
+            return conn
+    else:
+        reconnected, _ = _with_db(conn, settings, stop, work, "checkpoint")
+        if reconnected is None:
+            return None
+        conn = reconnected
+    sub.ack(progress.pending)
+    metrics.seconds.observe(time.perf_counter() - started)
+    metrics.states.inc(len(packed))
+    metrics.acked.inc(len(progress.pending))
+    progress.pending, progress.pending_bytes = [], 0
+    progress.last_covered = covered
+    progress.last_checkpoint = time.monotonic()
+    return conn
+
+
+def _rewind(conn: psycopg.Connection, engine: Engine, progress: _Progress, sub: Subscriber, settings: Settings,
+            stop: threading.Event) -> tuple[psycopg.Connection, Engine, _Progress] | None:
+    """After a reconnect: back to the last checkpoint, as after a restart (the pending deliveries come again)."""
+    if not progress.pending and not engine.dirty:
+        return conn, engine, progress
+    sub.ack(progress.pending)  # of the old connection: released, not acked
+    reconnected, loaded = _with_db(conn, settings, stop, lambda c: _load_engine(c, settings.alerts.leagues),
+                                   "reload the checkpoint")
+    if reconnected is None or loaded is None:
+        return None
+    new_engine, new_progress = loaded
+    new_progress.generation = progress.generation
+    log.warning("broker reconnected with deliveries not yet checkpointed: the engine went back to its checkpoint",
+                extra={"deliveries": len(progress.pending)})
+    return reconnected, new_engine, new_progress
 
 
 def _with_db(conn: psycopg.Connection, settings: Settings, stop: threading.Event,
@@ -510,9 +850,12 @@ def _housekeep(conn: psycopg.Connection, engine: Engine, settings: Settings, met
     return conn2
 
 
-def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine, settings: Settings,
-            metrics: AlertMetrics, stop: threading.Event) -> psycopg.Connection | None:
-    """Evaluate one batch once, then commit its effects, retrying the database until it succeeds or we stop."""
+def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine, progress: _Progress,
+            settings: Settings, metrics: AlertMetrics, stop: threading.Event) -> psycopg.Connection | None:
+    """Evaluate one batch once, then commit its effects, retrying the database until it succeeds or we stop.
+
+    An effect whose ordinal is not above the last written for its (equipment, rule) was written before
+    a crash or reconnect, by the same engine state on the same deliveries: it is skipped."""
     leagues = settings.alerts.leagues
 
     # What the engine does not know yet is looked up first; in the steady state nothing is, and a batch
@@ -533,14 +876,25 @@ def _handle(conn: psycopg.Connection, deliveries: list[Delivery], engine: Engine
         if reconnected is None:
             return None
         conn = reconnected
-    effects, evaluated = engine.evaluate_decoded(batch)
+    numbered, evaluated = engine.evaluate_numbered(batch)
+    written = progress.written
+    new = [(e, n) for e, n in numbered if n > written.get((e.equipment_id, e.rule_key), 0)]
+    if len(new) < len(numbered):
+        log.info("effects written before a restart, replayed, skipped", extra={"effects": len(numbered) - len(new)})
+    effects = [e for e, _ in new]
     applied: list[Applied] = []
     if effects:
-        reconnected, written = _with_db(conn, settings, stop, lambda c: write_effects(c, effects, engine.equipment),
-                                        "write alerts")
-        if reconnected is None or written is None:
+        def write(c: psycopg.Connection) -> list[Applied]:
+            out = write_effects(c, effects, engine.equipment)
+            record_effect_marks(c, ((e.equipment_id, e.rule_key, n) for e, n in new))
+            return out
+
+        reconnected, result = _with_db(conn, settings, stop, write, "write alerts")
+        if reconnected is None or result is None:
             return None
-        conn, applied = reconnected, written
+        conn, applied = reconnected, result
+        for e, n in new:
+            written[(e.equipment_id, e.rule_key)] = n
     committed = time.time()
     floods = engine.floods_after(applied)
     if floods:

@@ -111,6 +111,15 @@ class AlertSettings(BaseModel):
     # and larger batches clear the queue sooner, since part of the engine's cost is per batch.
     behind_ms: int = Field(1000, ge=1)
     batch_max_bytes_behind: int = Field(1024 * 1024, ge=1)
+    # The engine's state is checkpointed at least this often (wall clock), and whenever the deliveries not
+    # yet acknowledged fill half the inflight window below: a delivery is acknowledged only once a checkpoint
+    # covers it, so a crash replays it from the broker (issue 21). A checkpoint writes every equipment heard
+    # from since the last one whatever the number of its readings, so its cost per second falls with the
+    # interval (bench.alerts.checkpoint: ~56 µs packing + ~110 µs writing an equipment); the window must
+    # hold the deliveries of an interval: MQTT's largest Receive Maximum, and the bytes of ~10 s of shape (b).
+    checkpoint_s: float = Field(5.0, gt=0, le=60)
+    max_inflight: int = Field(65535, ge=1, le=65535)
+    max_inflight_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
 
 
 class NotifierSettings(BaseModel):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ class DetectorBank(_Rows):
     Rows are taken with `put` (a detector whose learning has ended) and given back with `get`.
     """
 
-    _arrays = ("tables", "bins", "lo", "span", "step", "seen_min", "seen_max", "n", "quiet_until")
+    _arrays = ("tables", "bins", "lo", "span", "step", "seen_min", "seen_max", "n", "quiet_until", "tables_changed")
 
     def __init__(self, config: AnomalyConfig, capacity: int = _MIN_ROWS) -> None:
         super().__init__(capacity)
@@ -172,6 +173,9 @@ class DetectorBank(_Rows):
         self.seen_max = np.zeros(capacity)
         self.n = np.zeros(capacity, dtype=np.int64)
         self.quiet_until = np.zeros(capacity, dtype=np.int64)
+        # Rows whose bit tables changed since a checkpoint last took them: past learning most readings mark
+        # only contexts already seen, so a checkpoint writes a row's 3 KB of tables only now and then.
+        self.tables_changed = np.zeros(capacity, dtype=bool)
         self.seq = _SurpriseRows(c, capacity)
         self.tod = _SurpriseRows(c, capacity)
 
@@ -196,6 +200,7 @@ class DetectorBank(_Rows):
         self.seen_max[row] = detector._seen_max
         self.n[row] = detector._n
         self.quiet_until[row] = detector._quiet_until
+        self.tables_changed[row] = True
         self.seq.put(row, detector._seq)
         self.tod.put(row, detector._tod)
         return row
@@ -258,11 +263,15 @@ class DetectorBank(_Rows):
         first = rows[:, None] * c.tables + np.arange(grids) * per_grid  # (rows, grids)
         grid_seeds = 7919 * (np.arange(grids, dtype=np.uint64) + np.uint64(1))
         seed = np.broadcast_to(grid_seeds, first.shape)
-        seq = self._mark(first, seed, keys, c.max_order) / (grids * c.max_order)
+        seq_novel = self._mark(first, seed, keys, c.max_order)
+        self.tables_changed[rows[seq_novel > 0]] = True
+        seq = seq_novel / (grids * c.max_order)
         if daily and c.tod_order:
             tod = (((t + c.tod_offset_s) % _DAY_S) * c.tod_buckets / _DAY_S).astype(np.int64)
             seed = grid_seeds + (104729 * (tod + 1)).astype(np.uint64)[:, None]
-            return seq, self._mark(first + c.max_order, seed, keys, c.tod_order) / (grids * c.tod_order)
+            tod_novel = self._mark(first + c.max_order, seed, keys, c.tod_order)
+            self.tables_changed[rows[tod_novel > 0]] = True
+            return seq, tod_novel / (grids * c.tod_order)
         return seq, np.zeros(len(rows))
 
     def _mark(self, tables: np.ndarray, h: np.ndarray, keys: np.ndarray, order: int) -> np.ndarray:
@@ -400,6 +409,36 @@ def _solve_rows(m: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
+def _stream_rows(bank: DetectorBank, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's values past its tables: floats (lo, span, steps, seen min/max, then each surprise's ring,
+    total, mean, var) and ints (n, quiet_until, bins, then each surprise's pos and count)."""
+    s, t = bank.seq, bank.tod
+    floats = np.hstack([bank.lo[rows, None], bank.span[rows, None], bank.step[rows], bank.seen_min[rows, None],
+                        bank.seen_max[rows, None], s.ring[rows], s.total[rows, None], s.mean[rows, None],
+                        s.var[rows, None], t.ring[rows], t.total[rows, None], t.mean[rows, None], t.var[rows, None]])
+    ints = np.hstack([bank.n[rows, None], bank.quiet_until[rows, None], bank.bins[rows].reshape(len(rows), -1),
+                      s.pos[rows, None], s.count[rows, None], t.pos[rows, None], t.count[rows, None]])
+    return floats, ints
+
+
+def _cross_rows(bank: CrossBank, rows: np.ndarray) -> np.ndarray:
+    """Each cross-metric row as floats: mean, var, corr, count, then its surprise's ring, total, mean, var,
+    pos, count (counts and positions are small integers: exact as float64)."""
+    s = bank.surprise
+    n = len(rows)
+    return np.hstack([bank.mean[rows], bank.var[rows], bank.corr[rows].reshape(n, -1), bank.count[rows, None],
+                      s.ring[rows], s.total[rows, None], s.mean[rows, None], s.var[rows, None], s.pos[rows, None],
+                      s.count[rows, None]]).astype(np.float64)
+
+
+def _load_surprise(s: _Surprise, floats: Sequence[float], ints: Sequence[int]) -> None:
+    """Load a surprise's ring, total, mean, var (``floats``) and pos, count (``ints``)."""
+    w = s.avg_window
+    s.ring = [float(v) for v in floats[:w]]
+    s.total, s.mean, s.var = float(floats[w]), float(floats[w + 1]), float(floats[w + 2])
+    s.pos, s.count = int(ints[0]), int(ints[1])
+
+
 class _Equipment:
     """One equipment's streams: a learning reference detector, or a bank row, per metric."""
 
@@ -477,6 +516,97 @@ class FleetDetector:
         if not all(isinstance(r, int) for r in rows):
             return None
         return eq.metrics, rows, eq.cross  # type: ignore[return-value]
+
+    def checkpoint(self, keys: Sequence[Hashable]) -> dict[Hashable, tuple[list[Any], bytes | None]]:
+        """The detectors of ``keys`` whose every stream (and cross-metric term) is in the banks, as their rows'
+        values in bytes (float64 and int64, exact), gathered from the arrays at once (the others: `export`
+        them). Each comes with the bytes of its streams' bit tables, in metric order, when any of them
+        changed since the last checkpoint (else None: the tables checkpointed before still hold).
+        `restore_banked` reverses it."""
+        found: list[tuple[Hashable, tuple[str, ...], tuple[int, ...], int | None]] = []
+        for key in keys:
+            banked = self.banked(key)
+            if banked is not None:
+                found.append((key, *banked))
+        if not found:
+            return {}
+        bank = self.bank
+        rows = np.array([r for _, _, streams, _ in found for r in streams], dtype=np.int64)
+        floats, ints = _stream_rows(bank, rows)
+        fw, iw = floats.shape[1] * 8, ints.shape[1] * 8
+        float_bytes, int_bytes = floats.tobytes(), ints.tobytes()
+        changed = bank.tables_changed[rows]
+        table_width = bank.tables.shape[1] * bank.tables.shape[2]
+        bank.tables_changed[rows] = False
+        cross_bytes: dict[int, bytes] = {}
+        for k, cross_bank in self.cross_banks.items():
+            mine = [i for i, (_, metrics, _, row) in enumerate(found) if row is not None and len(metrics) == k]
+            if mine:
+                at = np.array([found[i][3] for i in mine], dtype=np.int64)
+                values = _cross_rows(cross_bank, at)
+                width = values.shape[1] * 8
+                blob = values.tobytes()
+                for j, i in enumerate(mine):
+                    cross_bytes[i] = blob[j * width:(j + 1) * width]
+        out: dict[Hashable, tuple[list[Any], bytes | None]] = {}
+        at = 0
+        changed_list = changed.tolist()
+        tables = bank.tables
+        for i, (key, metrics, streams, _) in enumerate(found):
+            n = len(streams)
+            blob = None
+            if any(changed_list[at:at + n]):
+                blob = tables[list(streams)].tobytes()
+                assert len(blob) == n * table_width
+            out[key] = ([list(metrics), float_bytes[at * fw:(at + n) * fw], int_bytes[at * iw:(at + n) * iw],
+                         cross_bytes.get(i)], blob)
+            at += n
+        return out
+
+    def restore_banked(self, key: Hashable, plain: Sequence[Any], tables: bytes) -> None:
+        """Take over the detector `checkpoint` gave as ``plain`` and ``tables`` (ValueError when they do not fit)."""
+        metrics, float_bytes, int_bytes, cross = plain
+        c = self.config
+        width = c.tables * (c.table_slots // 8)
+        n = len(metrics)
+        floats = np.frombuffer(float_bytes, dtype=np.float64)
+        ints = np.frombuffer(int_bytes, dtype=np.int64)
+        g, o, w = len(c.bins), c.max_order, c.avg_window
+        fw, iw = 2 + g + 2 + 2 * (w + 3), 2 + g * o + 4
+        if len(tables) != width * n or floats.size != fw * n or ints.size != iw * n:
+            raise ValueError("a checkpointed anomaly detector does not fit this engine's configuration")
+        e = EquipmentDetector(metrics, c, cross=cross is not None)
+        for j, metric in enumerate(metrics):
+            f = floats[j * fw:(j + 1) * fw].tolist()
+            i = ints[j * iw:(j + 1) * iw].tolist()
+            d = MetricDetector(c)
+            d._release_learning_buffers()
+            d._lo, d._span = f[0], f[1]
+            d._grids = [(d._lo, step) for step in f[2:2 + g]]
+            d._seen_min, d._seen_max = f[2 + g], f[3 + g]
+            _load_surprise(d._seq, f[4 + g:4 + g + w + 3], i[2 + g * o:4 + g * o])
+            _load_surprise(d._tod, f[4 + g + w + 3:], i[4 + g * o:])
+            d._n, d._quiet_until = i[0], i[1]
+            d._bin_lists = [i[2 + v * o:2 + (v + 1) * o] for v in range(g)]
+            d._sync_bins()
+            d._buf[:] = tables[j * width:(j + 1) * width]
+            if d.learning:
+                raise ValueError("a checkpointed banked stream is past learning")
+            e._detectors[metric] = d
+        if cross is not None:
+            assert e._cross is not None
+            k = e._cross.k
+            values = np.frombuffer(cross, dtype=np.float64).tolist()
+            if len(values) != 2 * k + k * k + w + 6:
+                raise ValueError("a checkpointed cross-metric term does not fit this engine's configuration")
+            e._cross.mean, e._cross.var = values[:k], values[k:2 * k]
+            e._cross.corr = [values[2 * k + r * k:2 * k + (r + 1) * k] for r in range(k)]
+            rest = values[2 * k + k * k:]
+            e._cross.count = int(rest[0])
+            _load_surprise(e._cross.surprise, rest[1:w + 4], [int(rest[w + 4]), int(rest[w + 5])])
+        self.adopt(key, e)
+        # The checkpoint holds these tables already: the next one need not write them again.
+        self.bank.tables_changed[[s for s in self._equipment[key].streams.values() if isinstance(s, int)]] = False
 
     def score(self, requests: Sequence[tuple[Hashable, float, Mapping[str, float]]]) -> list[dict[str, float]]:
         """``EquipmentDetector.update(readings, ts)`` for each (key, ts, readings), in order per key.

@@ -253,16 +253,20 @@ class QuietColumns:
         conditions = dict(entered.conditions)
         keys = group.shape.keys
         times = group.order_ts[row].tolist()
-        for r in np.flatnonzero(group.touched[row]).tolist():
-            conditions[keys[r]] = Condition(False, None, None, times[r])
+        for r, touched in enumerate(group.touched[row].tolist()):
+            if touched:
+                conditions[keys[r]] = Condition(False, None, None, times[r])
         windows = dict(entered.windows)
-        for w in range(group.n_window):
-            count = int(group.b_count[row, w])
-            if count:
-                at = [(int(group.b_head[row, w]) + i) % RING for i in range(count)]
-                windows[keys[group.n_read + w]] = tuple(
-                    Bucket(int(group.b_start[row, w, i]), float(group.b_lo[row, w, i]), float(group.b_hi[row, w, i]),
-                           float(group.b_last[row, w, i]), int(group.b_last_ms[row, w, i])) for i in at)
+        if group.n_window:
+            # Whole rows to Python at once: per-element numpy indexing would cost more than the rest of peek.
+            counts, heads = group.b_count[row].tolist(), group.b_head[row].tolist()
+            for w, count in enumerate(counts):
+                if count:
+                    at = [(heads[w] + i) % RING for i in range(count)]
+                    windows[keys[group.n_read + w]] = tuple(map(
+                        Bucket, group.b_start[row, w, at].tolist(), group.b_lo[row, w, at].tolist(),
+                        group.b_hi[row, w, at].tolist(), group.b_last[row, w, at].tolist(),
+                        group.b_last_ms[row, w, at].tolist()))
         last = int(group.last_seen[row])
         return EquipmentState(conditions, windows, entered.changes, entered.suppressed,
                               None if last == NO_TS else last, entered.detector)
