@@ -65,7 +65,7 @@ from alerts.outbox import (
 from alerts.store import NOTIFY_CHANNEL as ALERTS_CHANNEL
 from safewatch.contract import alert_topic
 from safewatch.db import connect
-from safewatch.metrics_server import serve_metrics
+from safewatch.metrics_server import serve_process_metrics
 from safewatch.retry import backoff
 from safewatch.settings import Settings
 
@@ -413,7 +413,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None, registry: Co
     cfg = settings.notifier
     metrics = NotifierMetrics(registry)
     if registry is REGISTRY:
-        serve_metrics(cfg.metrics_port, settings.api.host)
+        serve_process_metrics(settings, "notifier")
     web = WebhookSender(timeout_s=cfg.webhook_timeout_s, external_url=cfg.external_url)
     mqtt = MqttSender(settings.mqtt, client_id=f"safewatch-{cfg.worker_id}", timeout_s=cfg.mqtt_timeout_s)
     senders: dict[str, Sender] = {"webhook": web, "sms": web, "email": EmailSender(cfg), "mqtt": mqtt,

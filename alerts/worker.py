@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import prometheus_client
 import psycopg
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from alerts.batch_bound import batch_max_bytes
 from alerts.decoding import DecodedBatch, decode_batch
@@ -86,6 +86,7 @@ from safewatch.contract import (
     parse_timestamp,
 )
 from safewatch.db import connect
+from safewatch.metrics_server import serve_process_metrics
 from safewatch.mqtt import Delivery, Subscriber
 from safewatch.retry import backoff
 from safewatch.runtime import settle_heap
@@ -680,7 +681,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     metrics = AlertMetrics(registry)
     checkpoints = CheckpointMetrics(registry)
     if cfg.metrics_port and registry is REGISTRY:
-        start_http_server(cfg.metrics_port, addr=settings.api.host)
+        serve_process_metrics(settings, "alerts")
     conn: psycopg.Connection | None = None
     loaded: tuple[Engine, _Progress] | None = None
     delays = backoff()

@@ -31,7 +31,7 @@ from ingest.rollups import drop_old_partitions, refresh_rollups
 from ingest.writer import Written, ensure_partitions, prepare, write_counted
 from safewatch.contract import Limits, device_filter, shared_filter
 from safewatch.db import connect
-from safewatch.metrics_server import serve_metrics
+from safewatch.metrics_server import serve_process_metrics
 from safewatch.mqtt import Delivery, Subscriber
 from safewatch.retry import backoff
 from safewatch.runtime import settle_heap
@@ -109,7 +109,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     cfg = settings.ingest
     metrics = IngestMetrics(registry)
     if cfg.metrics_port and registry is REGISTRY:
-        serve_metrics(cfg.metrics_port, settings.api.host)
+        serve_process_metrics(settings, "ingest")
     topic_filter = device_filter()
     if settings.mqtt.shared_subscriptions and settings.mqtt.protocol5:
         topic_filter = shared_filter(cfg.share_group, topic_filter)
