@@ -74,7 +74,7 @@ class ChaosConfig:
     ticks: int = 400  # one message per equipment a tick; a tick is 1 s of event time
     tick_s: float = 0.1  # wall seconds a tick
     outage_s: float = 10.0  # the PostgreSQL outage
-    resend_s: float = 5.0  # what the publisher re-sends after a reconnect (docs/mqtt-contract.md)
+    resend_s: float = 30.0  # what the publisher re-sends after a reconnect: the 30 s docs/mqtt-contract.md asks
     rss_bound_mib: float = 512.0
     wait_s: float = 90.0  # the longest wait for any one condition before it counts as failed
     seed: int = 9
