@@ -79,6 +79,7 @@ class ChaosConfig:
     wait_s: float = 90.0  # the longest wait for any one condition before it counts as failed
     seed: int = 9
     bad_messages: bool = True  # False: the faults alone (to tell the harness's checks from the input's)
+    broker_kill: bool = True  # False: every fault but the broker's kill -9 (see tests/system/test_chaos.py)
 
 
 # -- processes --------------------------------------------------------------------------------------------
@@ -513,6 +514,8 @@ class Run:
             (0.60, "bad messages", send_bad),
             (0.70, "kill -9 of the broker", self._kill9_broker),
         ]
+        if not cfg.broker_kill:
+            plan = [step for step in plan if step[2] != self._kill9_broker]
         for share, what, action in plan:
             self._at_progress(share)
             self._fault(what, action)

@@ -140,8 +140,9 @@ def test_an_on_delay_begun_before_a_restart_does_not_outlive_a_kill(rig: Rig) ->
 
 
 def test_random_kills_give_the_transitions_of_a_run_that_never_crashed(mqtt_url: str) -> None:
-    """bench.alerts.crash, short: 12 trials of a random moment, each kill -9 but one in ten SIGTERM."""
-    out = run_trials(TEST_DB_URL, mqtt_url, trials=12, seed=int(time.time()) % 1000, checkpoint_s=0.3,
+    """bench.alerts.crash, short: 12 trials of a random moment, each kill -9 but one in ten SIGTERM. The stream
+    is seeded, so the rules it exercises are always the same; the kill moments are not."""
+    out = run_trials(TEST_DB_URL, mqtt_url, trials=12, seed=13, checkpoint_s=0.3,
                      max_delay_s=1.0)
     assert out.own_exits == 0
     assert out.mismatches == [], "\n".join(out.mismatches)
