@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 import uuid
 
@@ -24,6 +23,7 @@ from psycopg.types.json import Jsonb
 from alerts.store import save_checkpoint
 from alerts.worker import Engine
 from bench.alerts.engine import fleet, messages, trained_states
+from bench.machine import brief
 from safewatch.db import with_database
 from safewatch.registry.divisions import load_divisions
 from safewatch.schema.migrate import migrate
@@ -42,8 +42,7 @@ def main() -> None:
     parser.add_argument("--server", default=os.environ.get("SAFEWATCH_TEST_DB_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
-    print(f"machine: {platform.platform()}; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(brief())
     infos = fleet(args.equipment)
     engine = Engine()
     engine.add(infos)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -45,6 +44,7 @@ from alerts.store import load_equipment, write_effects
 from alerts.worker import Engine
 from bench.alerts.engine import trained_states
 from bench.ingest.instances import free_port
+from bench.machine import brief
 from safewatch.contract import Event, GatewayState, Kind, build_topic, encode_event, encode_status
 from safewatch.db import with_database
 from safewatch.mqtt import Delivery, connect_publisher
@@ -408,8 +408,7 @@ def main() -> None:
     parser.add_argument("--server", default=os.environ.get("SAFEWATCH_TEST_DB_URL",
                                                            "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
-    print(f"machine: {platform.platform()}; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(brief())
     with _broker() as broker_url:
         out = run_trials(args.server, broker_url, trials=args.trials, seed=args.seed,
                          checkpoint_s=args.checkpoint_s, max_delay_s=args.max_delay_s)

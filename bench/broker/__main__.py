@@ -17,33 +17,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import signal
 import statistics
-import subprocess
 import sys
 from collections import defaultdict
-from pathlib import Path
-
-import psutil
 
 from bench.broker.durability import BacklogTooSlow, Trial, run_trial, snapshot_seconds
+from bench.machine import with_broker
 
 DEFAULT_SETTINGS = ("autosave_interval=30", "autosave_interval=5", "autosave_interval=1",
                     "autosave_on_changes=true;autosave_interval=100000",
                     "autosave_on_changes=true;autosave_interval=10000",
                     "autosave_on_changes=true;autosave_interval=1000")
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
-    return (f"machine: {platform.platform()}; {os.cpu_count()} CPUs ({cpu}); "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {platform.python_version()}; "
-            f"{mosq[0] if mosq else 'mosquitto ?'}; load average {os.getloadavg()[0]:.2f} at start "
-            "(the CPUs are shared)")
 
 
 def parse_setting(text: str) -> dict[str, str]:
@@ -72,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # so the private brokers are stopped
     rng = random.Random(args.seed)
-    print(machine())
+    print(with_broker())
     if args.snapshot_sizes:
         for queued, seconds, size in snapshot_seconds([int(q) for q in args.snapshot_sizes.split(",")]):
             print(f"  snapshot with {queued:>9,} messages queued: {seconds:.2f} s ({size / 2**20:,.0f} MiB)",

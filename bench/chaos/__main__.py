@@ -11,25 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
-import subprocess
 import sys
-from pathlib import Path
-
-import psutil
 
 from bench.chaos.harness import ChaosConfig, chaos, describe
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
-    return (f"machine: {platform.platform()}; {os.cpu_count()} CPUs ({cpu}); "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {platform.python_version()}; "
-            f"{mosq[0] if mosq else 'mosquitto ?'}; load average {os.getloadavg()[0]:.2f} at start "
-            "(the CPUs are shared)")
+from bench.machine import with_broker
 
 
 def main() -> None:
@@ -47,7 +33,7 @@ def main() -> None:
     cfg = ChaosConfig(equipment=args.equipment, ticks=args.ticks, tick_s=args.duration / args.ticks,
                       outage_s=args.outage, rss_bound_mib=args.rss_bound_mib, wait_s=max(120.0, 2 * args.outage),
                       bad_messages=not args.no_bad_messages)
-    print(machine())
+    print(with_broker())
     print(f"chaos run: {describe(cfg)}", flush=True)
     with chaos(cfg, log=lambda s: print(f"  {s}", flush=True)) as run:
         result = run.run()
