@@ -2,8 +2,8 @@
 
 A batch's bytes bound the work in it, so a breach never waits behind a large batch
 (`AlertSettings.batch_max_bytes`). Once the worker is behind, though, a breach already waits behind
-the whole queue, and part of the engine's cost is per batch (about 1.3 ms, against 4 µs an
-equipment: `bench.alerts.engine --batch-bytes`), so larger batches clear the queue sooner.
+the whole queue, and part of the engine's cost is per batch (`bench.alerts.engine --batch-bytes`;
+docs/decisions/alert-batches.md), so larger batches clear the queue sooner.
 """
 
 from __future__ import annotations

@@ -3,10 +3,8 @@
 Each equipment's newest row goes to the right end of its own range in the readings' primary key
 (equipment, time), so every reporting equipment keeps one leaf page of that index in use, 8 KiB
 each, besides the pages the heap, the rollups and the index's upper levels take. Below that,
-PostgreSQL reads index pages back in for about two rows in three it writes: measured with 20,000 equipment at
-shape (b)'s rate for two minutes, 128 MB of shared buffers read in 13 % of the blocks our tables and
-indexes touched (256 MB: 1.3 %), and PostgreSQL took 0.63–0.67 µs of CPU a reading against 0.45–0.54
-(docs/decisions.md, "Shared buffers").
+PostgreSQL reads index pages back in for about two rows in three it writes, and its CPU a reading rises
+(measured: docs/decisions/shared-buffers.md, figures in docs/performance.md).
 PostgreSQL's own default is 128 MB; timescaledb-tune (run by the TimescaleDB image) sets a quarter of
 the memory.
 """

@@ -1,7 +1,7 @@
 """MQTT client shell shared by ingest and alerts (paho-mqtt 2.x): subscribe with manual acks.
 
 Why paho: it is the measured-fastest client here that exposes manual acknowledgement
-(``manual_ack=True`` + ``Client.ack``), which "ack only after commit" needs (see docs/decisions.md).
+(``manual_ack=True`` + ``Client.ack``), which "ack only after commit" needs (see docs/decisions/mqtt-client.md).
 
 Flow control is MQTT's own: with v5 we announce ``Receive Maximum`` = ``max_inflight``, so the
 broker never has more than that many unacknowledged messages out to us. On top of the count, the

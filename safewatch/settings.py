@@ -34,7 +34,7 @@ class MqttSettings(BaseModel):
     # MQTT v5 shared subscriptions split the stream across ingest workers. Off by default: Mosquitto 2.0
     # does not restore $share subscriptions after a broker restart, so messages published before the
     # workers reconnect would be dropped, while a plain subscription of a persistent session is kept
-    # and queued (measured: docs/decisions.md). Turn it on to scale out ingest, preferably on EMQX/HiveMQ.
+    # and queued (docs/decisions/broker-restarts.md). Turn it on to scale out ingest, preferably on EMQX/HiveMQ.
     shared_subscriptions: bool = False
     protocol5: bool = True
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
@@ -73,7 +73,7 @@ class IngestSettings(BaseModel):
     batch_max_ms: int = Field(50, ge=1)
     # ... and at most about this much payload: bounds one transaction (commit latency) for big gateway batches.
     # A batch only fills up when messages wait (else 50 ms closes it), and then larger ones cost PostgreSQL
-    # less a reading and catch up sooner (docs/decisions.md, twelfth pass); 1000 gateway batches are ~12 MiB.
+    # less a reading and catch up sooner (docs/decisions/ingest-batches.md); 1000 gateway batches are ~12 MiB.
     batch_max_bytes: int = Field(12 * 1024 * 1024, ge=1024)
     # Messages received but not yet committed: the memory bound and the back-pressure point.
     max_inflight: int = Field(5000, ge=1)
@@ -99,10 +99,10 @@ class AlertSettings(BaseModel):
     metrics_port: int | None = 9102
     # Wall-clock seconds between housekeeping runs: registry reload, shelving expiry, inspection alerts.
     housekeeping_s: float = Field(30.0, gt=0)
-    # A batch closes at whichever comes first. Its payload bytes bound the work in it (about 25 ms at
-    # 128 KiB here, whatever the messages' shape), so a breach never waits behind a large one; many
-    # small messages make one batch, which the engine scores at once (bench/alerts measures publish →
-    # alert committed; docs/decisions.md).
+    # A batch closes at whichever comes first. Its payload bytes bound the work in it, whatever the
+    # messages' shape, so a breach never waits behind a large one; many small messages make one batch,
+    # which the engine scores at once (bench/alerts measures publish → alert committed;
+    # docs/decisions/alert-batches.md).
     batch_max_messages: int = Field(1000, ge=1)
     batch_max_bytes: int = Field(128 * 1024, ge=1)
     batch_max_ms: int = Field(10, ge=1)
@@ -115,9 +115,9 @@ class AlertSettings(BaseModel):
     # yet acknowledged fill half the inflight window below: a delivery is acknowledged only once a checkpoint
     # covers it, so a crash replays it from the broker (issue 21). A checkpoint writes every equipment heard
     # from since the last one whatever the number of its readings, so its cost per second falls with the
-    # interval (bench.alerts.checkpoint: ~56 µs packing + ~110 µs writing an equipment); the window must
+    # interval (bench.alerts.checkpoint; figures in docs/performance.md); the window must
     # hold the deliveries of an interval: MQTT's largest Receive Maximum, and the bytes of ~10 s of shape (b).
-    # 30 s, not 5: at 20,000 equipment a worker with 5 s checkpoints fell behind (docs/decisions.md).
+    # 30 s, not 5: at 20,000 equipment a worker with 5 s checkpoints fell behind (docs/decisions/alert-checkpoints.md).
     checkpoint_s: float = Field(30.0, gt=0, le=60)
     max_inflight: int = Field(65535, ge=1, le=65535)
     max_inflight_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)

@@ -1,7 +1,7 @@
 """The anomaly detectors of a whole shard at once: the same scores, one numpy pass per instant (pure).
 
 `alerts.engine.anomaly` scores one reading at a time in Python; that is the reference, and what NAB
-scored. Past its learning period a metric's detector costs ~20 µs a reading there, most of the alert
+scored. Past its learning period a metric's detector there (cost: docs/performance.md) was most of the alert
 engine. Here the state of every metric stream past learning lives in arrays, one row a stream
 (`DetectorBank`), and the readings of one instant across all equipment are scored together: the
 context hashes, the bit tables, the surprise statistics, the rest period, each one array operation

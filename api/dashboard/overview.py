@@ -1,7 +1,7 @@
 """The overview in one response: the jurisdiction tree with its counts, and the map.
 
 Counting the registry (equipment, online, inspections overdue, per banner and per 0.1° map cell) is
-one pass over every equipment row: ~100 ms at 200,000 equipment on this machine, more under load.
+one pass over every equipment row, which grows with the registry (measured: docs/performance.md).
 Those figures move slowly (a gateway going offline, a date passing), so the process keeps the last
 pass and serves it while a background thread takes the next one once it is older than
 `REGISTRY_TTL_S` (stale-while-revalidate). Open alerts, which must be live, are counted on every request

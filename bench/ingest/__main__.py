@@ -9,7 +9,7 @@ to two C subscribers at QoS 1; binary COPY alone) with our ratio to them.
 
 Shapes: (a) one equipment per message, 8 readings; (b) 50 equipment per message (400 readings).
 ``--burst``: the sustained rate, then 10x for 30 s, then back; memory of the ingest sampled
-against its stated bound. ``--layout``: narrow vs wide binary COPY (docs/decisions.md).
+against its stated bound. ``--layout``: narrow vs wide binary COPY (docs/decisions/wide-readings.md).
 
 The alert engine starts as a long-running one would: every equipment's anomaly detectors restored
 past their learning period (a 20-second run would otherwise never leave it, and learning costs
@@ -575,7 +575,7 @@ def run_bench(args: argparse.Namespace, server_url: str) -> None:
         print(f"database {name} ({storage} storage), {args.equipment:,} equipment on "
               f"{(args.equipment + 49) // 50} gateways, {args.publishers} publisher processes")
         if advice:
-            print(f"note: {advice} (docs/decisions.md, \"Shared buffers\"; --private-postgres 'shared_buffers=…')")
+            print(f"note: {advice} (docs/decisions/shared-buffers.md; --private-postgres 'shared_buffers=…')")
         if not args.no_alerts:
             print("alert engine: " + ("cold, its detectors learning all run long" if args.cold_engine else
                                       "every equipment's anomaly detectors past their learning period (saved states "

@@ -9,7 +9,7 @@ and the refresh timed (the backend's CPU and the wall clock); then the same for 
 Schema 33 finds a bucket's rollups by scanning the whole rollup tables, groups the narrow view's
 readings by equipment and metric, and re-aggregates the hour from its minutes; 34 reads the bucket
 alone, aggregates the wide tables column by column, and adds the minute to its hour (the migration
-034_rollup_buckets_indexed.plain.sql says why; docs/decisions.md has the figures).
+034_rollup_buckets_indexed.plain.sql says why; docs/decisions/rollups.md has the figures).
 """
 
 from __future__ import annotations

@@ -335,7 +335,7 @@ COUNT_IN_DIVISION = """
 SELECT count(*) FROM equipment e JOIN divisions d ON d.code = e.banner_code
 WHERE (%(scope)s::text IS NULL OR d.code = %(scope)s OR d.league_code = %(scope)s OR d.region_code = %(scope)s)
 """
-# openpyxl writes ~5,000 rows/s here and builds the whole workbook in memory: larger exports are CSV only.
+# openpyxl is slow (docs/performance.md) and builds the whole workbook in memory: larger exports are CSV only.
 XLSX_MAX_ROWS = 20_000
 
 

@@ -1,6 +1,6 @@
 -- Readings on TimescaleDB: columnstore (compression), retention, and the 1-minute / 1-hour rollups
 -- as continuous aggregates. The plain variant has tables of the same names and columns, so chart
--- queries are the same on both (see docs/decisions.md, "Storage layout").
+-- queries are the same on both (see docs/decisions/rollups.md).
 
 -- Compress chunks once no late reading can reach them any more: the ingest accepts readings up to
 -- 7 days old (SAFEWATCH_INGEST__MAX_PAST_S), so after 8 days. Segment by equipment: every chart and

@@ -2,7 +2,7 @@
 -- instant, a nullable column per metric (safewatch/schema/layout.py derives the same from the
 -- catalogue; tests/integration/test_schema.py holds the two together). Measured under a sustained
 -- stream it writes 6 to 9 times faster than the narrow table and takes a fifth of the disk
--- (docs/decisions.md, "Readings, wide"). Readers keep the narrow shape through the view readings.
+-- (docs/decisions/wide-readings.md). Readers keep the narrow shape through the view readings.
 --
 -- Plain PostgreSQL: each table in daily range partitions, as the narrow one was. Schema 031 copies
 -- the narrow rows over and makes the view, 032 the rollup refresh. A metric added later is one

@@ -2,7 +2,7 @@
 -- and instant, a nullable column per metric (safewatch/schema/layout.py derives the same from the
 -- catalogue; tests/integration/test_schema.py holds the two together). Measured under a sustained
 -- stream it writes 6 to 9 times faster than the narrow table and takes a fifth of the disk
--- (docs/decisions.md, "Readings, wide"). Readers keep the narrow shape through the views readings,
+-- (docs/decisions/wide-readings.md). Readers keep the narrow shape through the views readings,
 -- readings_1m and readings_1h.
 --
 -- TimescaleDB: the continuous aggregates of schema 010 go and each category gets its own hypertable.

@@ -2,7 +2,7 @@
 -- are still in it. A worker catching up on a backlog (after an outage, under a burst) writes into
 -- each closed minute for minutes on end; recomputing it at every refresh re-read all of its readings
 -- each time, and on a 2-core machine that cost PostgreSQL more CPU than writing them (bench/ingest,
--- docs/decisions.md). A minute is refreshed when no batch has marked it for 10 seconds, or when its
+-- docs/decisions/rollups.md). A minute is refreshed when no batch has marked it for 10 seconds, or when its
 -- first mark since the last refresh is 2 minutes old (late data that keeps trickling in still shows
 -- within 2 minutes).
 

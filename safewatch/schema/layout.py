@@ -3,7 +3,7 @@
 One row holds one equipment's values at one instant, keyed (equipment_id, time); a metric the
 message did not carry is NULL. The narrow view ``readings (time, equipment_id, metric_id, value)``
 and the rollups ``readings_1m`` / ``readings_1h`` unfold these rows for the readers, so chart and
-test queries do not change. Why wide: docs/decisions.md, "Readings, wide".
+test queries do not change. Why wide: docs/decisions/wide-readings.md.
 
 The catalogue owns the metrics; this module derives from it the tables and columns the migrations
 must create, and tests/integration/test_schema.py checks a migrated database against it, so a metric

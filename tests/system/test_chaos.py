@@ -3,7 +3,7 @@ notifier processes, with bad messages sprinkled in and, in sequence, kill -9 of 
 restart and a 10 s PostgreSQL outage (bench/chaos/harness.py; the long version, with a 60 s outage and a kill -9
 of the broker, is ``python -m bench.chaos``). The broker's kill -9 is left to the long run: after it, the alert
 worker at times leaves one breach's alert uncleared (1 of 17, in 2 of 3 runs), a known gap stated in
-docs/decisions.md ("The failure model").
+docs/decisions/failure-model.md.
 
 Pass: no process exits but those killed, every valid reading stored once, every bad message dead-lettered
 once, the ingest's RSS within its bound, exactly the expected alerts (0 missed, 0 invented).

@@ -248,7 +248,7 @@ def test_postgres_restart_mid_stream(env: Env):
 def test_broker_restart_mid_stream(env: Env):
     # A plain persistent subscription: Mosquitto 2.0 restores it from its persistence file, but not a
     # $share one (test_ingest_faults_broker.py), which would drop what is published before the
-    # worker re-subscribes. See docs/decisions.md, "Broker restarts and shared subscriptions".
+    # worker re-subscribes. See docs/decisions/broker-restarts.md.
     worker = Worker(env, shared=False)
     worker.start()
     stream = Stream(env, ticks=40, tick_s=0.1).start()

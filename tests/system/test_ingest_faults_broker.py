@@ -59,7 +59,7 @@ def _received_by_lagging_subscriber(broker: PrivateBroker) -> list[bytes]:
 def test_default_queue_limit_drops_messages_and_the_shipped_config_does_not():
     with PrivateBroker(shipped=False) as default:
         dropped = PUBLISHED - len(_received_by_lagging_subscriber(default))
-    assert dropped > 0, "Mosquitto's default max_queued_messages no longer drops: revisit docs/decisions.md"
+    assert dropped > 0, "Mosquitto's default max_queued_messages no longer drops: see docs/decisions/broker-restarts.md"
     with PrivateBroker(shipped=True) as shipped:
         received = _received_by_lagging_subscriber(shipped)
     assert received == [b"%d" % i for i in range(PUBLISHED)]
