@@ -6,8 +6,10 @@ that read the files `safewatch gateways broker-files` writes. docker-compose run
 
 - `local_conf`: the demo and the test suite's own broker keep the delivery settings and listen on
   127.0.0.1 only, anonymous: nothing outside the machine can reach them.
-- `rebased_conf`: the whole shipped file, listeners and all, with its ports and paths moved (a Debian host,
-  and the security tests' private broker, which must test exactly what ships).
+- `rebased_conf`: the whole shipped file, listeners and all, with its ports and paths moved (the security
+  tests' private broker, which must test exactly what ships).
+- `debian_dropin`: the same as a drop-in for a Debian host's /etc/mosquitto/conf.d (`safewatch setup`), without
+  the persistence lines the distribution's own mosquitto.conf already has (Mosquitto refuses them twice).
 """
 
 from __future__ import annotations
@@ -39,13 +41,26 @@ def local_conf(shipped: str, *, port: int, data_dir: Path) -> str:
 
 
 def rebased_conf(shipped: str, *, files_dir: Path, data_dir: Path, ports: Mapping[int, int],
-                 bind: str = "127.0.0.1") -> str:
+                 bind: str | Mapping[int, str] = "127.0.0.1") -> str:
     """The whole shipped file with its broker files under ``files_dir``, its data under ``data_dir`` and each
-    shipped listener port ``p`` moved to ``ports[p]`` on ``bind`` (a listener not in ``ports`` keeps its port)."""
+    shipped listener port ``p`` moved to ``ports[p]`` (a listener not in ``ports`` keeps its port) on ``bind``:
+    one address for all, or one per shipped port (absent: 127.0.0.1; "": every interface)."""
     text = shipped.replace(SHIPPED_FILES_DIR, f"{files_dir}/").replace(SHIPPED_DATA_DIR, f"{data_dir}/")
 
     def move(m: re.Match[str]) -> str:
         port = int(m.group(1))
-        return f"listener {ports.get(port, port)} {bind}"
+        address = bind if isinstance(bind, str) else bind.get(port, "127.0.0.1")
+        return f"listener {ports.get(port, port)} {address}".rstrip()
 
     return re.sub(r"(?m)^listener (\d+)(?: \S+)?[ \t]*$", move, text)
+
+
+# Set by Debian's /etc/mosquitto/mosquitto.conf before its `include_dir /etc/mosquitto/conf.d`.
+_DISTRIBUTION_SET = re.compile(r"(?m)^(persistence|persistence_location)\b.*\n?")
+
+
+def debian_dropin(shipped: str, *, files_dir: Path, ports: Mapping[int, int], bind: Mapping[int, str]) -> str:
+    """The whole shipped file as a conf.d drop-in: broker files under ``files_dir``, listeners moved as in
+    `rebased_conf`, persistence left to the distribution's file (same settings: on, in /var/lib/mosquitto)."""
+    text = rebased_conf(shipped, files_dir=files_dir, data_dir=Path("/var/lib/mosquitto"), ports=ports, bind=bind)
+    return _DISTRIBUTION_SET.sub("", text)
