@@ -148,7 +148,8 @@ def _shipped_broker_conf() -> Path:
 @click.option("--mqtt-health-port", default=1880, show_default=True, help="The broker's health listener.")
 @click.option("--api-host", default="127.0.0.1", show_default=True, help="Where the API listens (behind your proxy).")
 @click.option("--api-port", default=8000, show_default=True)
-@click.option("--admin-username", default="admin", show_default=True, help="The first administrator's login.")
+@click.option("--admin-username", default=None,
+              help="The first administrator's login (default: the secrets file's FIRST_ADMIN_USERNAME, else admin).")
 @click.option("--admin-password", envvar="FIRST_ADMIN_PASSWORD", default=None,
               help="The first administrator's password (or FIRST_ADMIN_PASSWORD); default: the one setup generates "
                    "into secrets.env. Used only while no active administrator exists.")
@@ -160,8 +161,8 @@ def _shipped_broker_conf() -> Path:
               help="The shipped deploy/mosquitto/mosquitto.conf (default: the source checkout's).")
 def setup(root: Path, db_url: str, hostnames: tuple[str, ...], operator_tls: Path | None, user: str,
           system_user: bool, mqtt_port: int, mqtt_tls_port: int, mqtt_tls_bind: str, mqtt_health_port: int,
-          api_host: str, api_port: int, admin_username: str, admin_password: str | None, storage: str | None,
-          extra: tuple[str, ...], broker_conf: Path | None) -> None:
+          api_host: str, api_port: int, admin_username: str | None, admin_password: str | None,
+          storage: str | None, extra: tuple[str, ...], broker_conf: Path | None) -> None:
     """Set up a Debian host with the distribution's PostgreSQL and Mosquitto (idempotent; docs/deploying.md)."""
     from safewatch.install.host import HostChoices, run_setup
     from safewatch.install.units import PROCESSES

@@ -66,7 +66,7 @@ class HostChoices:
     tls_bind: str = ""  # the gateways' listener: every interface
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    admin_username: str = "admin"
+    admin_username: str | None = None  # None: FIRST_ADMIN_USERNAME from the secrets file ("admin" at first)
     admin_password: str | None = None  # None: FIRST_ADMIN_PASSWORD from the secrets file
     storage: str | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
@@ -81,12 +81,18 @@ class SetupResult:
     admin_created: str | None
 
 
-def ensure_secrets(layout: Layout, *, admin_username: str) -> dict[str, str]:
-    """The host's secrets: the existing file's, with any missing one generated; written back mode 0600."""
+def ensure_secrets(layout: Layout, *, admin_username: str | None, admin_password_given: bool) -> dict[str, str]:
+    """The host's secrets: the existing file's, with any missing one generated; written back mode 0600.
+
+    The first administrator's name follows ``admin_username`` when given (it is no secret in use until that
+    person exists); their password is generated only when the operator gives none.
+    """
     existing = parse_env(layout.secrets.read_text(encoding="utf-8")) if layout.secrets.exists() else {}
     wanted = [*(db_password_name(p) for p in DB_LOGINS), *(broker_password_name(a) for a in BROKER_ACCOUNTS),
-              "JWT_SECRET", "FIRST_ADMIN_PASSWORD"]
-    values = completed(existing, wanted, fixed={"FIRST_ADMIN_USERNAME": admin_username})
+              "JWT_SECRET", *([] if admin_password_given else ["FIRST_ADMIN_PASSWORD"])]
+    values = completed(existing, wanted, fixed={"FIRST_ADMIN_USERNAME": admin_username or "admin"})
+    if admin_username:
+        values["FIRST_ADMIN_USERNAME"] = admin_username
     if values != existing:
         write_private(layout.secrets, render_env(values, header=SECRETS_HEADER))
     return values
@@ -129,7 +135,7 @@ def setup_database(choices: HostChoices, secrets: Mapping[str, str]) -> tuple[st
     with psycopg.connect(choices.db_url) as conn:
         load_divisions(conn)
         provision_login_roles(conn, {p: secrets[db_password_name(p)] for p in DB_LOGINS})
-        admin = ensure_first_admin(conn, username=choices.admin_username, password=password)
+        admin = ensure_first_admin(conn, username=secrets["FIRST_ADMIN_USERNAME"], password=password)
     return storage, admin
 
 
@@ -170,7 +176,8 @@ def write_broker(choices: HostChoices, layout: Layout, secrets: Mapping[str, str
 def run_setup(choices: HostChoices) -> SetupResult:
     """Everything `safewatch setup` does, in order; safe to run again."""
     layout = Layout(choices.root)
-    secrets = ensure_secrets(layout, admin_username=choices.admin_username)
+    secrets = ensure_secrets(layout, admin_username=choices.admin_username,
+                             admin_password_given=choices.admin_password is not None)
     if choices.create_user and ensure_system_user(choices.user):
         log.info("created the system user", extra={"user": choices.user})
     storage, admin = setup_database(choices, secrets)
