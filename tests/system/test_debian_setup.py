@@ -26,7 +26,7 @@ import httpx
 import psycopg
 import pytest
 
-from bench.ingest.instances import MOSQUITTO, PG_BIN, PrivatePostgres, _owned_by, _wait_port, free_port
+from bench.ingest.instances import MOSQUITTO, PG_BIN, PrivatePostgres, free_port, owned_by, wait_port
 from safewatch.contract import Kind, build_topic, encode_telemetry
 from safewatch.install.db_logins import login_role
 from safewatch.install.secret_file import parse_env
@@ -118,14 +118,14 @@ def broker(host: Host) -> Iterator[subprocess.Popen[bytes]]:
     assert "first administrator admin created" in first.stdout, first.stdout
     data = host.root / "var" / "lib" / "mosquitto"
     data.mkdir(parents=True)
-    _owned_by(data, "mosquitto")
+    owned_by(data, "mosquitto")
     conf = host.root / "etc" / "mosquitto" / "mosquitto.conf"
     conf.write_text(f"persistence true\npersistence_location {data}/\n"
                     f"include_dir {host.layout.mosquitto_dropin.parent}\n", encoding="utf-8")
     log = (host.root / "mosquitto.log").open("ab")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_port(host.ports["mqtt"], 10, proc)
+        wait_port(host.ports["mqtt"], 10, proc)
         yield proc
     finally:
         proc.terminate()
@@ -148,7 +148,7 @@ def services(host: Host, broker: subprocess.Popen[bytes]) -> Iterator[dict[str, 
                 procs.append(subprocess.Popen(unit.exec_start, stdout=out, stderr=subprocess.STDOUT, cwd=state,
                                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                                                    "PYTHONPATH": str(REPO), **unit.env}))
-        _wait_port(host.ports["api"], 60, procs[-1])
+        wait_port(host.ports["api"], 60, procs[-1])
         yield logs
     finally:
         for p in procs:
