@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from api.auth.bootstrap import ensure_first_admin
+from api.auth.bootstrap import SELECT_ACTIVE_ADMINISTRATOR, ensure_first_admin
 from safewatch.db import ensure_database
 from safewatch.install.db_logins import login_role, provision_login_roles
 from safewatch.install.secret_file import completed, parse_env, render_env, write_private
@@ -81,15 +81,16 @@ class SetupResult:
     admin_created: str | None
 
 
-def ensure_secrets(layout: Layout, *, admin_username: str | None, admin_password_given: bool) -> dict[str, str]:
-    """The host's secrets: the existing file's, with any missing one generated; written back mode 0600.
+def ensure_secrets(layout: Layout, *, admin_username: str | None = None, more: Sequence[str] = ()) -> dict[str, str]:
+    """The host's secrets: the existing file's, with any missing one (and any of ``more``) generated; written
+    back mode 0600 when anything changed.
 
     The first administrator's name follows ``admin_username`` when given (it is no secret in use until that
-    person exists); their password is generated only when the operator gives none.
+    person exists).
     """
     existing = parse_env(layout.secrets.read_text(encoding="utf-8")) if layout.secrets.exists() else {}
     wanted = [*(db_password_name(p) for p in DB_LOGINS), *(broker_password_name(a) for a in BROKER_ACCOUNTS),
-              "JWT_SECRET", *([] if admin_password_given else ["FIRST_ADMIN_PASSWORD"])]
+              "JWT_SECRET", *more]
     values = completed(existing, wanted, fixed={"FIRST_ADMIN_USERNAME": admin_username or "admin"})
     if admin_username:
         values["FIRST_ADMIN_USERNAME"] = admin_username
@@ -124,17 +125,22 @@ def broker_owner() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def setup_database(choices: HostChoices, secrets: Mapping[str, str]) -> tuple[str, str | None]:
+def setup_database(choices: HostChoices, layout: Layout, secrets: Mapping[str, str]) -> tuple[str, str | None]:
     """Migrate, load the divisions, give each process its login, make the first administrator.
 
+    The administrator's password is the operator's, else FIRST_ADMIN_PASSWORD from the secrets file, generated
+    there only when an administrator is to be made (no unused password lies in the file).
     Returns (the storage, the administrator's name when made here, else None).
     """
     ensure_database(choices.db_url)
     storage = migrate(choices.db_url, storage=choices.storage)
-    password = choices.admin_password or secrets["FIRST_ADMIN_PASSWORD"]
     with psycopg.connect(choices.db_url) as conn:
         load_divisions(conn)
         provision_login_roles(conn, {p: secrets[db_password_name(p)] for p in DB_LOGINS})
+        if conn.execute(SELECT_ACTIVE_ADMINISTRATOR).fetchone() is not None:
+            return storage, None
+        password = choices.admin_password or ensure_secrets(layout, more=["FIRST_ADMIN_PASSWORD"])[
+            "FIRST_ADMIN_PASSWORD"]
         admin = ensure_first_admin(conn, username=secrets["FIRST_ADMIN_USERNAME"], password=password)
     return storage, admin
 
@@ -176,11 +182,10 @@ def write_broker(choices: HostChoices, layout: Layout, secrets: Mapping[str, str
 def run_setup(choices: HostChoices) -> SetupResult:
     """Everything `safewatch setup` does, in order; safe to run again."""
     layout = Layout(choices.root)
-    secrets = ensure_secrets(layout, admin_username=choices.admin_username,
-                             admin_password_given=choices.admin_password is not None)
+    secrets = ensure_secrets(layout, admin_username=choices.admin_username)
     if choices.create_user and ensure_system_user(choices.user):
         log.info("created the system user", extra={"user": choices.user})
-    storage, admin = setup_database(choices, secrets)
+    storage, admin = setup_database(choices, layout, secrets)
     written = [layout.secrets, *write_units(choices, layout, secrets)]
     broker_files, gateways = write_broker(choices, layout, secrets)
     return SetupResult(layout=layout, written=written + broker_files, storage=storage, gateways=gateways,
