@@ -28,7 +28,6 @@ import pytest
 
 from bench.ingest.instances import MOSQUITTO, PG_BIN, PrivatePostgres, free_port, owned_by, wait_port
 from safewatch.contract import Kind, build_topic, encode_telemetry
-from safewatch.install.db_logins import login_role
 from safewatch.install.secret_file import parse_env
 from safewatch.install.units import PROCESSES, Layout
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
@@ -43,6 +42,11 @@ pytestmark = [
     pytest.mark.skipif(not (PG_BIN / "initdb").exists() or not Path(MOSQUITTO).exists(),
                        reason="needs PostgreSQL server binaries (initdb) and mosquitto for private instances"),
 ]
+
+
+def login_role(process: str) -> str:
+    """The database login each process's unit must use (docs/deploying.md)."""
+    return f"safewatch_{process}_login"
 
 
 @dataclass(frozen=True)
