@@ -200,6 +200,8 @@ def setup(root: Path, db_url: str, hostnames: tuple[str, ...], operator_tls: Pat
                f"({result.gateways} gateways)\n"
                f"next: systemctl daemon-reload && systemctl restart mosquitto && systemctl enable --now {units}\n"
                f"after registering gateways: safewatch setup (same options) && systemctl reload mosquitto")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @main.command()

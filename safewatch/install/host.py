@@ -36,7 +36,13 @@ from safewatch.install.units import (
     render_unit,
 )
 from safewatch.registry.broker import gateway_accounts
-from safewatch.registry.broker_conf import GATEWAYS_TLS_PORT, HEALTH_PORT, SERVICES_PORT, debian_dropin
+from safewatch.registry.broker_conf import (
+    GATEWAYS_TLS_PORT,
+    HEALTH_PORT,
+    SERVICES_PORT,
+    debian_dropin,
+    main_conf_problems,
+)
 from safewatch.registry.broker_setup import password_env, service_accounts, setup_broker_dir
 from safewatch.registry.divisions import load_divisions
 from safewatch.schema.migrate import migrate
@@ -79,6 +85,7 @@ class SetupResult:
     storage: str
     gateways: int
     admin_created: str | None
+    warnings: list[str]
 
 
 def ensure_secrets(layout: Layout, *, admin_username: str | None = None, more: Sequence[str] = ()) -> dict[str, str]:
@@ -188,5 +195,8 @@ def run_setup(choices: HostChoices) -> SetupResult:
     storage, admin = setup_database(choices, layout, secrets)
     written = [layout.secrets, *write_units(choices, layout, secrets)]
     broker_files, gateways = write_broker(choices, layout, secrets)
+    main_conf = layout.mosquitto_dropin.parent.parent / "mosquitto.conf"
+    warnings = main_conf_problems(main_conf.read_text(encoding="utf-8"), conf_d=layout.mosquitto_dropin.parent) \
+        if main_conf.exists() else [f"{main_conf} not found: is Debian's mosquitto package installed?"]
     return SetupResult(layout=layout, written=written + broker_files, storage=storage, gateways=gateways,
-                       admin_created=admin)
+                       admin_created=admin, warnings=warnings)

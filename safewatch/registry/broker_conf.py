@@ -64,3 +64,21 @@ def debian_dropin(shipped: str, *, files_dir: Path, ports: Mapping[int, int], bi
     `rebased_conf`, persistence left to the distribution's file (same settings: on, in /var/lib/mosquitto)."""
     text = rebased_conf(shipped, files_dir=files_dir, data_dir=Path("/var/lib/mosquitto"), ports=ports, bind=bind)
     return _DISTRIBUTION_SET.sub("", text)
+
+
+def main_conf_problems(main: str, *, conf_d: Path) -> list[str]:
+    """What in a Debian host's own mosquitto.conf would defeat the drop-in, each with what to do; [] when none.
+
+    The package's file only sets persistence, logging and ``include_dir /etc/mosquitto/conf.d``. A listener or
+    security directive of its own would come before the drop-in's ``per_listener_settings`` (so that applies to
+    none of the listeners) and might leave an anonymous port open beside the locked-down ones.
+    """
+    problems = []
+    if not re.search(rf"(?m)^include_dir\s+{re.escape(str(conf_d).rstrip('/'))}/?\s*$", main):
+        problems.append(f"mosquitto.conf does not include {conf_d}: add `include_dir {conf_d}` (as Debian's "
+                        "own file has), or the broker never reads the SafeWatch listeners")
+    own = sorted({m.group(1) for m in _SECURITY.finditer(main)})
+    if own:
+        problems.append(f"mosquitto.conf has {', '.join(own)} of its own: remove them (restore the file Debian "
+                        "ships) so only the SafeWatch listeners, which refuse anonymous clients, are open")
+    return problems

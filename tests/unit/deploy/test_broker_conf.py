@@ -10,6 +10,7 @@ from safewatch.registry.broker_conf import (
     debian_dropin,
     delivery_settings,
     local_conf,
+    main_conf_problems,
     rebased_conf,
 )
 
@@ -77,3 +78,24 @@ def test_the_debian_dropin_binds_only_the_gateways_listener_beyond_loopback(tmp_
     assert not re.search(r"(?m)^persistence(_location)?\b", text)
     assert "max_queued_messages 2000000" in text and "per_listener_settings true" in text
     assert f"keyfile {tmp_path}/tls/server.key" in text and "/mosquitto/" not in text
+
+
+DEBIAN_MAIN = """# Place your local configuration in /etc/mosquitto/conf.d/
+pid_file /run/mosquitto/mosquitto.pid
+
+persistence true
+persistence_location /var/lib/mosquitto/
+
+log_dest file /var/log/mosquitto/mosquitto.log
+
+include_dir /etc/mosquitto/conf.d
+"""
+
+
+def test_debians_own_mosquitto_conf_takes_the_dropin_and_an_edited_one_is_named() -> None:
+    conf_d = Path("/etc/mosquitto/conf.d")
+    assert main_conf_problems(DEBIAN_MAIN, conf_d=conf_d) == []
+    edited = DEBIAN_MAIN.replace("include_dir /etc/mosquitto/conf.d\n", "listener 1883\nallow_anonymous true\n")
+    missing, own = main_conf_problems(edited, conf_d=conf_d)
+    assert "include_dir /etc/mosquitto/conf.d" in missing
+    assert "allow_anonymous, listener" in own and "restore the file Debian ships" in own
