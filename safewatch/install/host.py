@@ -21,7 +21,7 @@ import psycopg
 from api.auth.bootstrap import SELECT_ACTIVE_ADMINISTRATOR, ensure_first_admin
 from safewatch.db import ensure_database
 from safewatch.install.db_logins import login_role, provision_login_roles
-from safewatch.install.secret_file import completed, parse_env, render_env, write_private
+from safewatch.install.secret_file import completed, parse_env, render_env, write_atomically
 from safewatch.install.units import (
     BROKER_ACCOUNTS,
     DB_LOGINS,
@@ -102,7 +102,7 @@ def ensure_secrets(layout: Layout, *, admin_username: str | None = None, more: S
     if admin_username:
         values["FIRST_ADMIN_USERNAME"] = admin_username
     if values != existing:
-        write_private(layout.secrets, render_env(values, header=SECRETS_HEADER))
+        write_atomically(layout.secrets, render_env(values, header=SECRETS_HEADER))
     return values
 
 
@@ -156,16 +156,16 @@ def write_units(choices: HostChoices, layout: Layout, secrets: Mapping[str, str]
     """The shared settings, each process's secrets (0600) and its systemd unit."""
     shared = common_env(mqtt_port=choices.mqtt_ports.get(SERVICES_PORT, SERVICES_PORT), api_host=choices.api_host,
                         api_port=choices.api_port, extra=choices.settings)
-    write_private(layout.common_env, render_env(shared, header="Written by `safewatch setup` on every run; "
+    write_atomically(layout.common_env, render_env(shared, header="Written by `safewatch setup` on every run; "
                                                 "put your own settings in local.env."), mode=0o644)
     written = [layout.common_env]
     for process in PROCESSES:
         url = db_url_as(choices.db_url, user=login_role(process), password=secrets[db_password_name(process)])
         env = process_env(process, db_url=url, secrets=secrets)
-        write_private(layout.process_env(process), render_env(env, header="Written by `safewatch setup` from "
+        write_atomically(layout.process_env(process), render_env(env, header="Written by `safewatch setup` from "
                                                              "secrets.env on every run. Mode 0600."))
         unit = render_unit(process, layout=layout, exec_start=[*choices.exec_start, process], user=choices.user)
-        write_private(layout.unit(process), unit, mode=0o644)
+        write_atomically(layout.unit(process), unit, mode=0o644)
         written += [layout.process_env(process), layout.unit(process)]
     return written
 
@@ -182,7 +182,7 @@ def write_broker(choices: HostChoices, layout: Layout, secrets: Mapping[str, str
                          ports=choices.mqtt_ports, bind={SERVICES_PORT: "127.0.0.1", HEALTH_PORT: "127.0.0.1",
                                                          GATEWAYS_TLS_PORT: choices.tls_bind})
     header = "# Written by `safewatch setup` from deploy/mosquitto/mosquitto.conf; a re-run rewrites this file.\n"
-    write_private(layout.mosquitto_dropin, header + text, mode=0o644)
+    write_atomically(layout.mosquitto_dropin, header + text, mode=0o644)
     return [*written, layout.mosquitto_dropin], len(gateways)
 
 

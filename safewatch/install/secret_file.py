@@ -47,8 +47,8 @@ def render_env(values: Mapping[str, str], *, header: str) -> str:
     return "".join(f"# {line}\n" for line in header.splitlines()) + "".join(f"{k}={v}\n" for k, v in values.items())
 
 
-def write_private(path: Path, text: str, *, mode: int = 0o600) -> None:
-    """Write ``text`` atomically; the file never exists with wider rights than ``mode``."""
+def write_atomically(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Write ``text`` atomically (a reader sees the old file or the new one); never with wider rights than ``mode``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from safewatch.install.secret_file import completed, parse_env, render_env, write_private
+from safewatch.install.host import ensure_system_user
+from safewatch.install.secret_file import completed, parse_env, render_env, write_atomically
 from safewatch.install.units import (
     BROKER_ACCOUNTS,
     PROCESSES,
@@ -29,7 +30,7 @@ def test_existing_secrets_are_kept_and_only_missing_ones_generated() -> None:
 def test_the_env_format_round_trips_and_the_file_is_private(tmp_path: Path) -> None:
     values = {"DB_PASSWORD_INGEST": "abc-_123", "FIRST_ADMIN_USERNAME": "admin"}
     path = tmp_path / "etc" / "secrets.env"
-    write_private(path, render_env(values, header="two\nlines"))
+    write_atomically(path, render_env(values, header="two\nlines"))
     assert parse_env(path.read_text(encoding="utf-8")) == values
     assert path.stat().st_mode & 0o777 == 0o600
 
@@ -67,3 +68,7 @@ def test_a_unit_runs_its_command_as_the_user_with_its_files_in_order() -> None:
     assert {"User=safewatch", "Group=safewatch", "Restart=always", "KillSignal=SIGTERM", "NoNewPrivileges=yes",
             "ProtectSystem=strict", "WantedBy=multi-user.target"} <= set(lines)
     assert layout.unit("api") == Path("/etc/systemd/system/safewatch-api.service")
+
+
+def test_an_existing_system_user_is_left_as_it_is() -> None:
+    assert ensure_system_user("root") is False
