@@ -118,6 +118,92 @@ def create_user(username: str, role: str, division: str, password: str) -> None:
     click.echo(f"user {username} ({role}, {division}) saved")
 
 
+def _shipped_broker_conf() -> Path:
+    """deploy/mosquitto/mosquitto.conf of the source checkout this package runs from, else of the current one."""
+    for base in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (found := base / "deploy" / "mosquitto" / "mosquitto.conf").is_file():
+            return found
+    return Path("deploy/mosquitto/mosquitto.conf")
+
+
+@main.command()
+@click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Write everything under this directory instead of / (etc/safewatch, etc/systemd/system, "
+                   "etc/mosquitto); for tests and staging.")
+@click.option("--db-url", envvar="SAFEWATCH_DB__URL", show_envvar=True,
+              default="postgresql://safewatch@127.0.0.1:5432/safewatch", show_default=True,
+              help="The database as its owner (migrations run as it; it makes the processes' logins, so it needs "
+                   "CREATEROLE). Its password from PGPASSWORD or ~/.pgpass keeps it off the command line.")
+@click.option("--hostname", "hostnames", multiple=True, metavar="NAME",
+              help="The broker's name or address as gateways dial it, for the trial TLS certificate (repeatable).")
+@click.option("--tls-from", "operator_tls", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A directory with your server.crt, server.key (and ca.crt); without it a trial CA and "
+                   "certificate are made once.")
+@click.option("--user", default="safewatch", show_default=True, help="The system user the units run as.")
+@click.option("--system-user/--no-system-user", default=True, show_default=True,
+              help="Create that user when it does not exist (useradd).")
+@click.option("--mqtt-port", default=1883, show_default=True, help="The broker's internal listener (127.0.0.1).")
+@click.option("--mqtt-tls-port", default=8883, show_default=True, help="The gateways' TLS listener.")
+@click.option("--mqtt-tls-bind", default="", help="The gateways' listener address (default: every interface).")
+@click.option("--mqtt-health-port", default=1880, show_default=True, help="The broker's health listener.")
+@click.option("--api-host", default="127.0.0.1", show_default=True, help="Where the API listens (behind your proxy).")
+@click.option("--api-port", default=8000, show_default=True)
+@click.option("--admin-username", default=None,
+              help="The first administrator's login (default: the secrets file's FIRST_ADMIN_USERNAME, else admin).")
+@click.option("--admin-password", envvar="FIRST_ADMIN_PASSWORD", default=None,
+              help="The first administrator's password (or FIRST_ADMIN_PASSWORD); default: the one setup generates "
+                   "into secrets.env. Used only while no active administrator exists.")
+@click.option("--storage", type=click.Choice(["plain", "timescale"]), default=None,
+              help="Force the storage of a new database (default: TimescaleDB when available).")
+@click.option("--set", "extra", multiple=True, metavar="SAFEWATCH_NAME=VALUE",
+              help="A setting every unit gets (repeatable), e.g. SAFEWATCH_NOTIFIER__EXTERNAL_URL=https://...")
+@click.option("--broker-conf", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The shipped deploy/mosquitto/mosquitto.conf (default: the source checkout's).")
+def setup(root: Path, db_url: str, hostnames: tuple[str, ...], operator_tls: Path | None, user: str,
+          system_user: bool, mqtt_port: int, mqtt_tls_port: int, mqtt_tls_bind: str, mqtt_health_port: int,
+          api_host: str, api_port: int, admin_username: str | None, admin_password: str | None,
+          storage: str | None, extra: tuple[str, ...], broker_conf: Path | None) -> None:
+    """Set up a Debian host with the distribution's PostgreSQL and Mosquitto (idempotent; docs/deploying.md)."""
+    from safewatch.install.host import HostChoices, run_setup
+    from safewatch.install.units import PROCESSES
+    from safewatch.registry.broker_conf import GATEWAYS_TLS_PORT, HEALTH_PORT, SERVICES_PORT
+
+    logs.configure("INFO", False, process="setup")
+    settings: dict[str, str] = {}
+    for item in extra:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("SAFEWATCH_"):
+            raise click.BadParameter(f"{item!r} is not SAFEWATCH_NAME=VALUE", param_hint="--set")
+        settings[name] = value
+    conf = broker_conf or _shipped_broker_conf()
+    if not conf.is_file():
+        raise click.BadParameter(f"{conf} not found: run setup from the SafeWatch source checkout or name the file",
+                                 param_hint="--broker-conf")
+    choices = HostChoices(
+        root=root, db_url=db_url, broker_conf=conf, exec_start=(sys.executable, "-m", "safewatch.cli"),
+        hostnames=hostnames or ("localhost",), operator_tls=operator_tls, user=user, create_user=system_user,
+        mqtt_ports={SERVICES_PORT: mqtt_port, GATEWAYS_TLS_PORT: mqtt_tls_port, HEALTH_PORT: mqtt_health_port},
+        tls_bind=mqtt_tls_bind, api_host=api_host, api_port=api_port, admin_username=admin_username,
+        admin_password=admin_password, storage=storage, settings=settings)
+    try:
+        result = run_setup(choices)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    units = " ".join(f"safewatch-{p}" for p in PROCESSES)
+    admin = (f"first administrator {result.admin_created} created; password: FIRST_ADMIN_PASSWORD in "
+             f"{result.layout.secrets}" if result.admin_created and admin_password is None else
+             f"first administrator {result.admin_created} created" if result.admin_created else
+             "an active administrator exists (no password changed)")
+    click.echo(f"database migrated ({result.storage} storage); {admin}\n"
+               f"wrote {len(result.written)} files: secrets in {result.layout.secrets} (mode 0600), units in "
+               f"{result.layout.unit('api').parent}, broker drop-in {result.layout.mosquitto_dropin} "
+               f"({result.gateways} gateways)\n"
+               f"next: systemctl daemon-reload && systemctl restart mosquitto && systemctl enable --now {units}\n"
+               f"after registering gateways: safewatch setup (same options) && systemctl reload mosquitto")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
 @main.command()
 def ingest() -> None:
     """Run an ingest worker (MQTT → PostgreSQL)."""

@@ -41,7 +41,7 @@ PG_BIN = _pg_bin()
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
-def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Return once something accepts connections on ``port`` (the service says it is up)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -56,7 +56,7 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None =
             time.sleep(0.05)
 
 
-def _owned_by(path: Path, user: str) -> None:
+def owned_by(path: Path, user: str) -> None:
     """Running as root, the services drop to their own user: let that user write the data dir."""
     if os.geteuid() == 0:
         entry = pwd.getpwnam(user)
@@ -103,7 +103,7 @@ class PrivateBroker:
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(text + "\n" + extra + "\n", encoding="utf-8")
         self.log = self.dir / "mosquitto.log"
-        _owned_by(self.dir, "mosquitto")
+        owned_by(self.dir, "mosquitto")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -113,7 +113,7 @@ class PrivateBroker:
     def start(self) -> PrivateBroker:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT)
-        _wait_port(self.port, 10, self.proc)
+        wait_port(self.port, 10, self.proc)
         return self
 
     def stop(self) -> None:
@@ -166,7 +166,7 @@ class PrivatePostgres:
         self.dir = Path(tempfile.mkdtemp(prefix="sw-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
-        _owned_by(self.dir, "postgres")
+        owned_by(self.dir, "postgres")
 
     @property
     def url(self) -> str:
@@ -188,7 +188,7 @@ class PrivatePostgres:
 
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "pg.log"), "-w", "-t", "60", "start")
-        _wait_port(self.port, 30)
+        wait_port(self.port, 30)
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
@@ -196,7 +196,7 @@ class PrivatePostgres:
     def restart(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "pg.log"), "-m", "fast", "-w", "-t", "60",
                   "restart")
-        _wait_port(self.port, 30)
+        wait_port(self.port, 30)
 
     def create_database(self, name: str) -> str:
         with psycopg.connect(self.url, autocommit=True) as admin:

@@ -6,8 +6,10 @@ that read the files `safewatch gateways broker-files` writes. docker-compose run
 
 - `local_conf`: the demo and the test suite's own broker keep the delivery settings and listen on
   127.0.0.1 only, anonymous: nothing outside the machine can reach them.
-- `rebased_conf`: the whole shipped file, listeners and all, with its ports and paths moved (a Debian host,
-  and the security tests' private broker, which must test exactly what ships).
+- `rebased_conf`: the whole shipped file, listeners and all, with its ports and paths moved (the security
+  tests' private broker, which must test exactly what ships).
+- `debian_dropin`: the same as a drop-in for a Debian host's /etc/mosquitto/conf.d (`safewatch setup`), without
+  the persistence lines the distribution's own mosquitto.conf already has (Mosquitto refuses them twice).
 """
 
 from __future__ import annotations
@@ -39,13 +41,44 @@ def local_conf(shipped: str, *, port: int, data_dir: Path) -> str:
 
 
 def rebased_conf(shipped: str, *, files_dir: Path, data_dir: Path, ports: Mapping[int, int],
-                 bind: str = "127.0.0.1") -> str:
+                 bind: str | Mapping[int, str] = "127.0.0.1") -> str:
     """The whole shipped file with its broker files under ``files_dir``, its data under ``data_dir`` and each
-    shipped listener port ``p`` moved to ``ports[p]`` on ``bind`` (a listener not in ``ports`` keeps its port)."""
+    shipped listener port ``p`` moved to ``ports[p]`` (a listener not in ``ports`` keeps its port) on ``bind``:
+    one address for all, or one per shipped port (absent: 127.0.0.1; "": every interface)."""
     text = shipped.replace(SHIPPED_FILES_DIR, f"{files_dir}/").replace(SHIPPED_DATA_DIR, f"{data_dir}/")
 
     def move(m: re.Match[str]) -> str:
         port = int(m.group(1))
-        return f"listener {ports.get(port, port)} {bind}"
+        address = bind if isinstance(bind, str) else bind.get(port, "127.0.0.1")
+        return f"listener {ports.get(port, port)} {address}".rstrip()
 
     return re.sub(r"(?m)^listener (\d+)(?: \S+)?[ \t]*$", move, text)
+
+
+# Set by Debian's /etc/mosquitto/mosquitto.conf before its `include_dir /etc/mosquitto/conf.d`.
+_DISTRIBUTION_SET = re.compile(r"(?m)^(persistence|persistence_location)\b.*\n?")
+
+
+def debian_dropin(shipped: str, *, files_dir: Path, ports: Mapping[int, int], bind: Mapping[int, str]) -> str:
+    """The whole shipped file as a conf.d drop-in: broker files under ``files_dir``, listeners moved as in
+    `rebased_conf`, persistence left to the distribution's file (same settings: on, in /var/lib/mosquitto)."""
+    text = rebased_conf(shipped, files_dir=files_dir, data_dir=Path("/var/lib/mosquitto"), ports=ports, bind=bind)
+    return _DISTRIBUTION_SET.sub("", text)
+
+
+def main_conf_problems(main: str, *, conf_d: Path) -> list[str]:
+    """What in a Debian host's own mosquitto.conf would defeat the drop-in, each with what to do; [] when none.
+
+    The package's file only sets persistence, logging and ``include_dir /etc/mosquitto/conf.d``. A listener or
+    security directive of its own would come before the drop-in's ``per_listener_settings`` (so that applies to
+    none of the listeners) and might leave an anonymous port open beside the locked-down ones.
+    """
+    problems = []
+    if not re.search(rf"(?m)^include_dir\s+{re.escape(str(conf_d).rstrip('/'))}/?\s*$", main):
+        problems.append(f"mosquitto.conf does not include {conf_d}: add `include_dir {conf_d}` (as Debian's "
+                        "own file has), or the broker never reads the SafeWatch listeners")
+    own = sorted({m.group(1) for m in _SECURITY.finditer(main)})
+    if own:
+        problems.append(f"mosquitto.conf has {', '.join(own)} of its own: remove them (restore the file Debian "
+                        "ships) so only the SafeWatch listeners, which refuse anonymous clients, are open")
+    return problems

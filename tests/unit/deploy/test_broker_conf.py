@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from safewatch.registry.broker_conf import LISTENERS_MARKER, delivery_settings, local_conf, rebased_conf
+from safewatch.registry.broker_conf import (
+    LISTENERS_MARKER,
+    debian_dropin,
+    delivery_settings,
+    local_conf,
+    main_conf_problems,
+    rebased_conf,
+)
 
 SHIPPED = (Path(__file__).resolve().parents[3] / "deploy" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
 
@@ -61,3 +68,34 @@ def test_rebased_conf_moves_every_listener_and_path(tmp_path: Path) -> None:
     assert set(listeners(text)) == {"listener 1 127.0.0.1", "listener 2 127.0.0.1", "listener 3 127.0.0.1"}
     assert "/mosquitto/" not in text.replace("mosquitto.conf", "")
     assert f"password_file {tmp_path}/files/gateways.passwd" in text
+
+
+def test_the_debian_dropin_binds_only_the_gateways_listener_beyond_loopback(tmp_path: Path) -> None:
+    text = debian_dropin(SHIPPED, files_dir=tmp_path, ports={1883: 1883, 8883: 8883, 1880: 1880},
+                         bind={1883: "127.0.0.1", 8883: "", 1880: "127.0.0.1"})
+    assert set(listeners(text)) == {"listener 1883 127.0.0.1", "listener 8883", "listener 1880 127.0.0.1"}
+    # Debian's own mosquitto.conf sets these before its include_dir: Mosquitto refuses them a second time.
+    assert not re.search(r"(?m)^persistence(_location)?\b", text)
+    assert "max_queued_messages 2000000" in text and "per_listener_settings true" in text
+    assert f"keyfile {tmp_path}/tls/server.key" in text and "/mosquitto/" not in text
+
+
+DEBIAN_MAIN = """# Place your local configuration in /etc/mosquitto/conf.d/
+pid_file /run/mosquitto/mosquitto.pid
+
+persistence true
+persistence_location /var/lib/mosquitto/
+
+log_dest file /var/log/mosquitto/mosquitto.log
+
+include_dir /etc/mosquitto/conf.d
+"""
+
+
+def test_debians_own_mosquitto_conf_takes_the_dropin_and_an_edited_one_is_named() -> None:
+    conf_d = Path("/etc/mosquitto/conf.d")
+    assert main_conf_problems(DEBIAN_MAIN, conf_d=conf_d) == []
+    edited = DEBIAN_MAIN.replace("include_dir /etc/mosquitto/conf.d\n", "listener 1883\nallow_anonymous true\n")
+    missing, own = main_conf_problems(edited, conf_d=conf_d)
+    assert "include_dir /etc/mosquitto/conf.d" in missing
+    assert "allow_anonymous, listener" in own and "restore the file Debian ships" in own
