@@ -127,8 +127,12 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO {roles};
 GRANT CONNECT ON DATABASE {database} TO {roles};
 """
-# Temporary tables: the ingest's and the alert worker's COPY staging, the API's registry import.
-GRANT_TEMPORARY = "GRANT TEMPORARY ON DATABASE {database} TO {roles}"
+# Temporary tables: the ingest's and the alert worker's COPY staging, the API's registry import; not Grafana,
+# which writes nothing at all (PUBLIC may make them by default).
+GRANT_TEMPORARY = """
+REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC;
+GRANT TEMPORARY ON DATABASE {database} TO {roles};
+"""
 MAKE_DEFINER = "ALTER FUNCTION {function} SECURITY DEFINER SET search_path = public, pg_temp"
 REVOKE_EXECUTE_FROM_PUBLIC = "REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC"
 
