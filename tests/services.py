@@ -72,7 +72,7 @@ _provisioned = threading.Lock()
 _login_roles_made = False
 
 
-def _test_password(process: str) -> str:
+def role_password(process: str) -> str:
     # Fixed, so two test sessions provisioning the cluster's login roles agree; the cluster is a test one.
     return f"test-only-password-of-{process}"
 
@@ -86,10 +86,10 @@ def process_url(url: str, process: str) -> str:
     with _provisioned:
         if not _login_roles_made:
             with psycopg.connect(TEST_DB_URL, autocommit=True) as admin:
-                provision_login_roles(admin, {p: _test_password(p) for p in PROCESSES})
+                provision_login_roles(admin, {p: role_password(p) for p in PROCESSES})
             _login_roles_made = True
     parts = urlsplit(url)
-    netloc = f"{login_role(process)}:{_test_password(process)}@{parts.hostname}:{parts.port or 5432}"
+    netloc = f"{login_role(process)}:{role_password(process)}@{parts.hostname}:{parts.port or 5432}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -10,6 +10,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -22,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from alerts.worker import run as run_alerts
 from api.app import create_app
 from api.auth.users import token_for, upsert_user
+from bench.ingest.instances import PG_BIN, PrivatePostgres
 from ingest.rollups import drop_old_partitions, refresh_rollups
 from ingest.worker import run as run_ingest
 from ingest.writer import ensure_partitions
@@ -30,11 +35,20 @@ from safewatch.mqtt import connect_publisher
 from safewatch.schema import migrate as migrate_module
 from safewatch.schema.layout import READING_TABLES
 from safewatch.schema.migrate import Migration, migrate
-from safewatch.schema.roles import ACCESS, PROCESSES, RW, group_role, unclassified_relations
+from safewatch.schema.roles import (
+    ACCESS,
+    DB_PASSWORD_ENV_PREFIX,
+    PROCESSES,
+    RW,
+    group_role,
+    login_role,
+    provision_login_roles,
+    unclassified_relations,
+)
 from safewatch.settings import ApiSettings, DbSettings, NotifierSettings, Settings
 from tests.integration.dashboard.test_monitoring_config import _sql_queries, grafana_to_sql
 from tests.integration.notify.conftest import Notifier, Sink, add_contact, make_site, query, set_policy
-from tests.services import create_database, drop_database, process_url
+from tests.services import create_database, drop_database, process_url, role_password
 from tests.waiting import wait_until
 
 SECRET = "test-secret-for-the-database-roles"
@@ -262,3 +276,59 @@ def test_group_roles_are_nologin_and_login_roles_members_of_their_group(roles_db
                 "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
                 "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s", (f"safewatch_{process}_login",))]
             assert groups == [group_role(process)]
+
+
+def _cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("SAFEWATCH_")}
+    return subprocess.run([sys.executable, "-m", "safewatch.cli", *args], capture_output=True, text=True,
+                          check=False, env={**keep, "SAFEWATCH_DB__URL": url, **env}, timeout=120)
+
+
+def test_migrate_makes_the_login_roles_as_compose_runs_it(roles_db, tmp_path):
+    passwords = {DB_PASSWORD_ENV_PREFIX + p.upper(): role_password(p) for p in PROCESSES}
+    short = _cli(roles_db, "migrate", "--login-roles", **{k: v for k, v in passwords.items() if "GRAFANA" not in k})
+    assert short.returncode == 2 and DB_PASSWORD_ENV_PREFIX + "GRAFANA" in short.stderr, short.stderr
+    done = _cli(roles_db, "migrate", "--login-roles", **passwords)
+    assert done.returncode == 0, done.stderr
+    assert all(login_role(p) in done.stdout for p in PROCESSES), done.stdout
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"# as scripts/make-env writes it\nDB_PASSWORD_API={role_password('api')}\n", encoding="utf-8")
+    done = _cli(roles_db, "db-roles", "--env-file", str(env_file))
+    assert done.returncode == 0 and login_role("api") in done.stdout and login_role("ingest") not in done.stdout
+    with psycopg.connect(process_url(roles_db, "api")) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == login_role("api")
+
+
+@pytest.mark.skipif(not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None,
+                    reason=f"needs PostgreSQL server binaries at {PG_BIN} to run a private instance")
+def test_login_roles_authenticate_with_their_password_on_a_server_that_asks_for_one():
+    """On a private cluster where every role but the owner must give a SCRAM password (the shared test server
+    trusts everyone): the verifier provision_login_roles computes is the one the server checks, and a new
+    password replaces the old at once (rotation)."""
+    with PrivatePostgres() as pg:
+        (pg.data / "pg_hba.conf").write_text("host all postgres 127.0.0.1/32 trust\n"
+                                              "host all all 127.0.0.1/32 scram-sha-256\n", encoding="utf-8")
+        pg.restart()
+        url = pg.create_database("roles_auth")
+        migrate(url, storage="plain")
+
+        def login(process: str, password: str) -> str:
+            return url.replace("postgres@", f"{login_role(process)}:{password}@", 1)
+
+        with psycopg.connect(url, autocommit=True) as owner:
+            provision_login_roles(owner, {"ingest": "first-password-of-ingest", "grafana": "grafana-password-0"})
+        with psycopg.connect(login("ingest", "first-password-of-ingest")) as conn:
+            assert conn.execute("SELECT count(*) FROM equipment").fetchone()[0] == 0
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(login("ingest", "a-wrong-password"))
+        with psycopg.connect(url, autocommit=True) as owner:
+            provision_login_roles(owner, {"ingest": "second-password-of-ingest"})
+            stored = owner.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
+                                   (login_role("ingest"),)).fetchone()[0]
+        assert stored.startswith("SCRAM-SHA-256$4096:") and "second-password" not in stored
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(login("ingest", "first-password-of-ingest"))
+        with psycopg.connect(login("ingest", "second-password-of-ingest")) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == login_role("ingest")
+        with psycopg.connect(login("grafana", "grafana-password-0")) as conn, pytest.raises(DENIED):
+            conn.execute("SELECT * FROM users")
