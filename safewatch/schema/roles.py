@@ -106,6 +106,7 @@ DEFINER_FUNCTIONS: dict[str, tuple[str, ...]] = {
 OWNER_ONLY = ("schema_migrations", "daily_partitioned")
 
 SELECT_ROLE = "SELECT 1 FROM pg_roles WHERE rolname = %s"
+SELECT_RELATION = "SELECT to_regclass(%s)"  # NULL where this storage has no such relation
 SELECT_PUBLIC_RELATIONS = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
@@ -152,6 +153,10 @@ def ensure_group_roles(conn: psycopg.Connection) -> None:
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
         except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
             pass  # another database's migration made it at the same moment
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise RuntimeError(f"cannot create the database role {name}: run `safewatch migrate` as the owner with "
+                               f"CREATEROLE (docker-compose: postgres), or have an administrator run "
+                               f"CREATE ROLE {name} NOLOGIN") from exc
         else:
             log.info("created database role", extra={"role": name})
 
@@ -168,7 +173,7 @@ def apply_grants(conn: psycopg.Connection) -> None:
         for process, relations in ACCESS.items():
             role = sql.Identifier(group_role(process))
             for relation, privileges in relations.items():
-                if conn.execute("SELECT to_regclass(%s)", (relation,)).fetchone()[0] is None:  # type: ignore[index]
+                if conn.execute(SELECT_RELATION, (relation,)).fetchone()[0] is None:  # type: ignore[index]
                     continue
                 conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), sql.Identifier(relation),
                                                                      role))
