@@ -152,15 +152,29 @@ def fleet(pg_url: str, uid: str) -> Callable[..., DemoRegistry]:
     return make
 
 
+_PROCESS_OF_MODULE = {"ingest.worker": "ingest", "alerts.worker": "alerts", "alerts.notifier_worker": "notifier"}
+
+
+def as_process_role(settings: Settings, run_fn: Callable[..., Any]) -> Settings:
+    """``settings`` with the worker's own login role where its database is on the shared test server as the
+    owner (a private cluster started by a test has no such roles: its URL is kept)."""
+    process = _PROCESS_OF_MODULE.get(run_fn.__module__)
+    if process is None or urlsplit(settings.db.url).netloc != urlsplit(TEST_DB_URL).netloc:
+        return settings
+    return settings.model_copy(update={"db": DbSettings(url=process_url(settings.db.url, process))})
+
+
 @pytest.fixture
 def running() -> Iterator[Callable[..., CollectorRegistry]]:
     """``running(run_fn, settings)`` starts a worker in a thread with a private metrics registry.
 
-    It returns once the worker's subscriptions are acknowledged by the broker.
+    It returns once the worker's subscriptions are acknowledged by the broker. A worker pointed at a database
+    of the shared test server runs as its own database role, as in production (`as_process_role`).
     """
     started: list[tuple[threading.Event, threading.Thread]] = []
 
     def start(run_fn: Callable[..., Any], settings: Settings, *, ready_timeout: float = 20.0) -> CollectorRegistry:
+        settings = as_process_role(settings, run_fn)
         stop, ready, registry = threading.Event(), threading.Event(), CollectorRegistry()
         thread = threading.Thread(target=run_fn, args=(settings,),
                                   kwargs={"stop": stop, "registry": registry, "ready": ready}, daemon=True)
