@@ -65,12 +65,12 @@ def _login_passwords(env_file: Path | None) -> dict[str, str]:
             key, sep, value = line.partition("=")
             if sep and not key.lstrip().startswith("#"):
                 from_file[key.strip()] = value.strip()
-    found = {}
+    found: dict[str, str] = {}
     for process in PROCESSES:
         name = process.upper()
-        value = os.environ.get(DB_PASSWORD_ENV_PREFIX + name) or from_file.get(f"DB_PASSWORD_{name}")
-        if value:
-            found[process] = value
+        password = os.environ.get(DB_PASSWORD_ENV_PREFIX + name) or from_file.get(f"DB_PASSWORD_{name}")
+        if password:
+            found[process] = password
     return found
 
 

@@ -217,7 +217,9 @@ def provision_login_roles(conn: psycopg.Connection, passwords: Mapping[str, str]
     """Create or update the LOGIN role of each process in ``passwords`` (keys: ingest, alerts, notifier, api,
     grafana), set its password and make it a member of its group role. Needs CREATEROLE (the owner/migrator).
 
-    A login role may do nothing but what its group may: no superuser, no database or role creation.
+    A login role may do nothing but what its group may: no superuser, no database or role creation. Each role
+    is changed in a transaction of its own (a savepoint when ``conn`` is in one: the caller then commits).
+    Passwords reach the server only as SCRAM verifiers.
     """
     unknown = sorted(set(passwords) - set(PROCESSES))
     if unknown:
