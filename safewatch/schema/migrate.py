@@ -19,7 +19,7 @@ import psycopg
 from safewatch.contract import METRICS
 from safewatch.retry import backoff
 from safewatch.schema.layout import READING_TABLES
-from safewatch.schema.roles import apply_grants
+from safewatch.schema.roles import RolesUnavailable, apply_grants
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,10 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
                 for spec in METRICS:
                     conn.execute(UPSERT_METRIC, (spec.id, spec.key, spec.unit, str(spec.category)))
             if upto is None:  # the grants name tables of the latest schema: only once it is all there
-                apply_grants(conn)
+                try:
+                    apply_grants(conn)
+                except RolesUnavailable as exc:  # a developer's own PostgreSQL: the processes run as the owner
+                    log.warning("process roles not granted; every process must connect as the owner: %s", exc)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return storage

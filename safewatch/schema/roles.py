@@ -138,6 +138,10 @@ MAKE_DEFINER = "ALTER FUNCTION {function} SECURITY DEFINER SET search_path = pub
 REVOKE_EXECUTE_FROM_PUBLIC = "REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC"
 
 
+class RolesUnavailable(RuntimeError):
+    """Raised when the group roles are missing and this connection's role may not create them (no CREATEROLE)."""
+
+
 def _ident_list(names: list[str]) -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(n) for n in names)
 
@@ -154,9 +158,9 @@ def ensure_group_roles(conn: psycopg.Connection) -> None:
         except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
             pass  # another database's migration made it at the same moment
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise RuntimeError(f"cannot create the database role {name}: run `safewatch migrate` as the owner with "
-                               f"CREATEROLE (docker-compose: postgres), or have an administrator run "
-                               f"CREATE ROLE {name} NOLOGIN") from exc
+            raise RolesUnavailable(f"cannot create the database role {name}: run `safewatch migrate` as the owner "
+                                   f"with CREATEROLE (docker-compose: postgres), or have an administrator run "
+                                   f"CREATE ROLE {name} NOLOGIN") from exc
         else:
             log.info("created database role", extra={"role": name})
 

@@ -332,3 +332,19 @@ def test_login_roles_authenticate_with_their_password_on_a_server_that_asks_for_
             assert conn.execute("SELECT current_user").fetchone()[0] == login_role("ingest")
         with psycopg.connect(login("grafana", "grafana-password-0")) as conn, pytest.raises(DENIED):
             conn.execute("SELECT * FROM users")
+
+
+@pytest.mark.skipif(not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None,
+                    reason=f"needs PostgreSQL server binaries at {PG_BIN} to run a private instance")
+def test_a_developer_without_createrole_still_migrates_and_is_told_why_there_are_no_roles(caplog):
+    with PrivatePostgres() as pg:
+        with psycopg.connect(pg.url, autocommit=True) as admin:
+            admin.execute("CREATE ROLE developer LOGIN CREATEDB")
+            admin.execute("CREATE DATABASE own_laptop OWNER developer")
+        url = pg.url.replace("postgres@", "developer@").rsplit("/", 1)[0] + "/own_laptop"
+        migrate(url, storage="plain")
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'safewatch%'").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 20
+    assert any("process roles not granted" in r.getMessage() and "CREATEROLE" in r.getMessage()
+               for r in caplog.records)
