@@ -46,7 +46,7 @@ from safewatch.schema.roles import (
     unclassified_relations,
 )
 from safewatch.settings import ApiSettings, DbSettings, NotifierSettings, Settings
-from tests.integration.dashboard.test_monitoring_config import _sql_queries, grafana_to_sql
+from tests.integration.dashboard.test_monitoring_config import dashboard_queries, grafana_to_sql
 from tests.integration.notify.conftest import Notifier, Sink, add_contact, make_site, query, set_policy
 from tests.services import create_database, drop_database, process_url, role_password
 from tests.waiting import wait_until
@@ -167,7 +167,7 @@ def test_grafana_runs_its_dashboards_queries_and_nothing_else(roles_db):
         code, metric = conn.execute("SELECT e.code, m.key FROM equipment e JOIN metrics m ON m.category = e.category "
                                     "ORDER BY e.id, m.id LIMIT 1").fetchone() or ("3110150120200000000", "speed")
     with psycopg.connect(process_url(roles_db, "grafana"), autocommit=True) as conn:
-        for title, query_text in _sql_queries():
+        for title, query_text in dashboard_queries():
             try:
                 conn.execute(grafana_to_sql(query_text, league="150000", equipment=code, metric=metric)).fetchall()
             except psycopg.Error as exc:
