@@ -69,6 +69,7 @@ def create_database(storage: str | None = None, upto: int | None = None) -> str:
 
 
 _provisioned = threading.Lock()
+_ROLES_LOCK = 0x5AFE_0001  # pg_advisory_lock key: provisioning the test server's login roles
 _login_roles_made = False
 
 
@@ -86,6 +87,8 @@ def process_url(url: str, process: str) -> str:
     with _provisioned:
         if not _login_roles_made:
             with psycopg.connect(TEST_DB_URL, autocommit=True) as admin:
+                # Roles are the cluster's: two test sessions (xdist workers, two checkouts) take turns.
+                admin.execute("SELECT pg_advisory_lock(%s)", (_ROLES_LOCK,))
                 provision_login_roles(admin, {p: role_password(p) for p in PROCESSES})
             _login_roles_made = True
     parts = urlsplit(url)
