@@ -1,4 +1,5 @@
-"""Least privilege in the database (safewatch/schema/roles.py), on a real PostgreSQL.
+"""Least privilege in the database (safewatch/schema/roles.py), on a real PostgreSQL: plain storage on the shared
+test server, TimescaleDB storage on a private cluster that preloads it (skipped where it is not installed).
 
 - Each process does its job through its real code as its own login role: the ingest stores readings, dead
   letters and statuses and keeps plain storage's partitions and rollups; the alert worker raises an alert;
