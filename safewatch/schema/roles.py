@@ -88,7 +88,7 @@ ACCESS: dict[str, dict[str, str]] = {
         "escalation_timers": RW,  # acknowledging writes a transition: the trigger runs as the API
         "alert_escalations": R, "alert_floods": R, "alert_responses": R, "division_routing": R,
         "outbox": R, "notification_alerts": R,
-        # Re-processing a dead letter (POST /dead-letters/reprocess) runs the ingest's writer.
+        # Re-processing a dead letter (POST /api/v1/deadletters/reprocess) runs the ingest's writer.
         **dict.fromkeys(_READINGS, RW), "dead_letters": RW, "rollup_dirty": RW,
     },
     "grafana": {  # read-only, and only what deploy/grafana/dashboards query: no people, no contacts
