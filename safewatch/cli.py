@@ -52,23 +52,86 @@ def main() -> None:
     """SafeWatch: special-equipment IoT safety monitoring."""
 
 
+def _login_passwords(env_file: Path | None) -> dict[str, str]:
+    """The process roles' passwords: SAFEWATCH_DB_PASSWORD_<PROCESS> from the environment, else DB_PASSWORD_<PROCESS>
+    from ``env_file`` (docker-compose's .env, as scripts/make-env writes it)."""
+    import os
+
+    from safewatch.schema.roles import DB_PASSWORD_ENV_PREFIX, PROCESSES
+
+    from_file: dict[str, str] = {}
+    if env_file is not None:
+        for line in env_file.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.lstrip().startswith("#"):
+                from_file[key.strip()] = value.strip()
+    found: dict[str, str] = {}
+    for process in PROCESSES:
+        name = process.upper()
+        password = os.environ.get(DB_PASSWORD_ENV_PREFIX + name) or from_file.get(f"DB_PASSWORD_{name}")
+        if password:
+            found[process] = password
+    return found
+
+
+def _provision_login_roles(url: str, passwords: dict[str, str]) -> None:
+    import psycopg
+
+    from safewatch.schema.roles import login_role, provision_login_roles
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        provision_login_roles(conn, passwords)
+    click.echo("login roles: " + ", ".join(f"{login_role(p)} ({p})" for p in passwords))
+
+
 @main.command()
 @click.option("--storage", type=click.Choice(["plain", "timescale"]), default=None,
               help="Force the storage of a new database (default: TimescaleDB when available).")
-def migrate(storage: str | None) -> None:
+@click.option("--login-roles", is_flag=True,
+              help="Also create or update the processes' login roles, as `safewatch db-roles` does.")
+def migrate(storage: str | None, login_roles: bool) -> None:
     """Create or update the database schema (idempotent) and load the shipped divisions."""
     import psycopg
 
     from safewatch.db import ensure_database
     from safewatch.registry.divisions import load_divisions
     from safewatch.schema.migrate import migrate as run_migrations
+    from safewatch.schema.roles import DB_PASSWORD_ENV_PREFIX, PROCESSES
 
     settings = _settings("migrate")
+    passwords = _login_passwords(None) if login_roles else {}
+    missing = sorted(set(PROCESSES) - set(passwords))
+    if login_roles and missing:
+        raise click.UsageError(f"--login-roles: set {', '.join(DB_PASSWORD_ENV_PREFIX + m.upper() for m in missing)} "
+                               "(scripts/make-env writes them to .env as DB_PASSWORD_<PROCESS>)")
     ensure_database(settings.db.url)
     chosen = run_migrations(settings.db.url, storage=storage)
     with psycopg.connect(settings.db.url) as conn:
         count = load_divisions(conn)
     click.echo(f"migrated ({chosen} storage); {count} divisions loaded")
+    if passwords:
+        _provision_login_roles(settings.db.url, passwords)
+
+
+@main.command("db-roles")
+@click.option("--env-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Read DB_PASSWORD_<PROCESS> from this file (docker-compose's .env) where the environment "
+                   "has no SAFEWATCH_DB_PASSWORD_<PROCESS>.")
+def db_roles(env_file: Path | None) -> None:
+    """Create or update the login roles the processes connect as (run as the database owner, after migrate).
+
+    Each of ingest, alerts, notifier, api and grafana whose password is given gets the login role
+    safewatch_<process>_login, a member of safewatch_<process> (the grants: docs/deploying.md). Then point each
+    process's SAFEWATCH_DB__URL at its own login role.
+    """
+    from safewatch.schema.roles import DB_PASSWORD_ENV_PREFIX
+
+    settings = _settings("db-roles")
+    passwords = _login_passwords(env_file)
+    if not passwords:
+        raise click.UsageError(f"no passwords: set {DB_PASSWORD_ENV_PREFIX}<PROCESS> (INGEST, ALERTS, NOTIFIER, API, "
+                               "GRAFANA) or give --env-file .env")
+    _provision_login_roles(settings.db.url, passwords)
 
 
 @main.command("load-divisions")

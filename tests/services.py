@@ -6,6 +6,7 @@
 - ``settings``: Settings pointing at both, with names unique to the test.
 - ``running``: start real workers (ingest / alerts) in threads, stopped and joined after the test.
 - ``stored_callers``: API callers (a stored person with a token) per role and division, for API fixtures.
+- ``process_url``: the URL a process's own login role (safewatch/schema/roles.py) uses for a test database.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -29,6 +31,7 @@ from safewatch.db import with_database
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.schema.migrate import migrate
+from safewatch.schema.roles import PROCESSES, login_role, provision_login_roles
 from safewatch.settings import AlertSettings, DbSettings, IngestSettings, MqttSettings, Settings
 
 TEST_DB_URL = os.environ.get("SAFEWATCH_TEST_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -63,6 +66,34 @@ def create_database(storage: str | None = None, upto: int | None = None) -> str:
     with psycopg.connect(url) as conn:
         load_divisions(conn)
     return url
+
+
+_provisioned = threading.Lock()
+_ROLES_LOCK = 0x5AFE_0001  # pg_advisory_lock key: provisioning the test server's login roles
+_login_roles_made = False
+
+
+def role_password(process: str) -> str:
+    # Fixed, so two test sessions provisioning the cluster's login roles agree; the cluster is a test one.
+    return f"test-only-password-of-{process}"
+
+
+def process_url(url: str, process: str) -> str:
+    """``url`` (a test database) as seen by ``process``'s login role (ingest, alerts, notifier, api, grafana).
+
+    The login roles are cluster-wide: made (or updated) once per test session, as production's setup does.
+    """
+    global _login_roles_made
+    with _provisioned:
+        if not _login_roles_made:
+            with psycopg.connect(TEST_DB_URL, autocommit=True) as admin:
+                # Roles are the cluster's: two test sessions (xdist workers, two checkouts) take turns.
+                admin.execute("SELECT pg_advisory_lock(%s)", (_ROLES_LOCK,))
+                provision_login_roles(admin, {p: role_password(p) for p in PROCESSES})
+            _login_roles_made = True
+    parts = urlsplit(url)
+    netloc = f"{login_role(process)}:{role_password(process)}@{parts.hostname}:{parts.port or 5432}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def drop_database(url: str) -> None:
@@ -124,15 +155,29 @@ def fleet(pg_url: str, uid: str) -> Callable[..., DemoRegistry]:
     return make
 
 
+_PROCESS_OF_MODULE = {"ingest.worker": "ingest", "alerts.worker": "alerts", "alerts.notifier_worker": "notifier"}
+
+
+def as_process_role(settings: Settings, run_fn: Callable[..., Any]) -> Settings:
+    """``settings`` with the worker's own login role where its database is on the shared test server as the
+    owner (a private cluster started by a test has no such roles: its URL is kept)."""
+    process = _PROCESS_OF_MODULE.get(run_fn.__module__)
+    if process is None or urlsplit(settings.db.url).netloc != urlsplit(TEST_DB_URL).netloc:
+        return settings
+    return settings.model_copy(update={"db": DbSettings(url=process_url(settings.db.url, process))})
+
+
 @pytest.fixture
 def running() -> Iterator[Callable[..., CollectorRegistry]]:
     """``running(run_fn, settings)`` starts a worker in a thread with a private metrics registry.
 
-    It returns once the worker's subscriptions are acknowledged by the broker.
+    It returns once the worker's subscriptions are acknowledged by the broker. A worker pointed at a database
+    of the shared test server runs as its own database role, as in production (`as_process_role`).
     """
     started: list[tuple[threading.Event, threading.Thread]] = []
 
     def start(run_fn: Callable[..., Any], settings: Settings, *, ready_timeout: float = 20.0) -> CollectorRegistry:
+        settings = as_process_role(settings, run_fn)
         stop, ready, registry = threading.Event(), threading.Event(), CollectorRegistry()
         thread = threading.Thread(target=run_fn, args=(settings,),
                                   kwargs={"stop": stop, "registry": registry, "ready": ready}, daemon=True)

@@ -19,6 +19,7 @@ import psycopg
 from safewatch.contract import METRICS
 from safewatch.retry import backoff
 from safewatch.schema.layout import READING_TABLES
+from safewatch.schema.roles import RolesUnavailable, apply_grants
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
     ``storage`` forces 'plain' or 'timescale' on a new database (tests run both); by default it is
     detected. A database keeps the storage it was first migrated with. ``upto`` stops after that
     version (to upgrade a database step by step, or to test an upgrade from data of an older schema).
+    Every full run then gives the process roles their grants again (safewatch/schema/roles.py), so a table
+    made by a migration is covered as soon as it exists.
     """
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -146,6 +149,11 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
             with conn.transaction():
                 for spec in METRICS:
                     conn.execute(UPSERT_METRIC, (spec.id, spec.key, spec.unit, str(spec.category)))
+            if upto is None:  # the grants name tables of the latest schema: only once it is all there
+                try:
+                    apply_grants(conn)
+                except RolesUnavailable as exc:  # a developer's own PostgreSQL: the processes run as the owner
+                    log.warning("process roles not granted; every process must connect as the owner: %s", exc)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return storage

@@ -16,7 +16,7 @@ from safewatch.db import open_pool
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.settings import ApiSettings, DbSettings, Settings
-from tests.services import Caller, create_database, drop_database, stored_callers
+from tests.services import Caller, create_database, drop_database, process_url, stored_callers
 
 SECRET = "test-secret-for-the-alert-api-tests"
 
@@ -46,8 +46,9 @@ def equipment_infos(alerts_db: str, alerts_registry: DemoRegistry) -> dict[str, 
 
 @pytest.fixture(scope="session")
 def api_client(alerts_db: str) -> Iterator[TestClient]:
-    pool = open_pool(alerts_db, min_size=1, max_size=4)
-    settings = Settings(db=DbSettings(url=alerts_db), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    api_url = process_url(alerts_db, "api")  # the API's own database role, as in production
+    pool = open_pool(api_url, min_size=1, max_size=4)
+    settings = Settings(db=DbSettings(url=api_url), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
     with TestClient(create_app(settings, registry=CollectorRegistry(), pool=pool)) as c:
         yield c
     pool.close()

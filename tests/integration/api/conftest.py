@@ -21,7 +21,7 @@ from safewatch.db import open_pool
 from safewatch.registry.codes import uscc_check_char
 from safewatch.registry.divisions import load_divisions
 from safewatch.settings import ApiSettings, DbSettings, Settings
-from tests.services import Caller, create_database, drop_database, stored_callers
+from tests.services import Caller, create_database, drop_database, process_url, stored_callers
 
 NINGXIA = Path(__file__).parent / "ningxia_divisions.csv"
 SECRET = "test-secret-for-the-registry-api-tests"
@@ -38,14 +38,15 @@ def api_db() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def api_pool(api_db: str) -> Iterator[object]:
-    pool = open_pool(api_db, min_size=1, max_size=4)
+    # As production runs it: the API's own database role (safewatch/schema/roles.py), not the owner.
+    pool = open_pool(process_url(api_db, "api"), min_size=1, max_size=4)
     yield pool
     pool.close()
 
 
 @pytest.fixture(scope="session")
 def app(api_db: str, api_pool: object):  # type: ignore[no-untyped-def]
-    settings = Settings(db=DbSettings(url=api_db),
+    settings = Settings(db=DbSettings(url=process_url(api_db, "api")),
                         api=ApiSettings(jwt_secret=SECRET, max_body_bytes=256 * 1024))  # type: ignore[arg-type]
     return create_app(settings, registry=CollectorRegistry(), pool=api_pool)  # type: ignore[arg-type]
 

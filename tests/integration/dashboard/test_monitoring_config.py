@@ -1,7 +1,7 @@
 """The shipped Prometheus and Grafana configuration holds together against the real code and database.
 
-- every SQL query of the fleet dashboard runs on the real schema (TimescaleDB and plain PostgreSQL) and
-  counts what is there;
+- every SQL query of the fleet dashboard runs on the real schema (TimescaleDB and plain PostgreSQL), as
+  Grafana's read-only database role, and counts what is there;
 - every metric the service-health dashboard plots is one that a SafeWatch process exports;
 - Prometheus scrapes each process at the port its settings default to, the config passes promtool,
   and a real Prometheus scrapes a real API's /metrics.
@@ -33,7 +33,7 @@ from safewatch.demo import free_port
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.settings import ApiSettings, DbSettings, Settings
-from tests.services import STORAGES, create_database, drop_database
+from tests.services import STORAGES, create_database, drop_database, process_url
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,7 +50,7 @@ def grafana_to_sql(query: str, *, league: str, equipment: str, metric: str) -> s
     return query.replace("$league", league).replace("$equipment", equipment).replace("$metric", metric)
 
 
-def _sql_queries() -> list[tuple[str, str]]:
+def dashboard_queries() -> list[tuple[str, str]]:
     panels = [(p["title"], t["rawSql"]) for p in FLEET["panels"] for t in p.get("targets", [])]
     variables = [(f"variable {v['name']}", v["query"]) for v in FLEET["templating"]["list"]]
     return panels + variables
@@ -70,8 +70,10 @@ def test_every_fleet_dashboard_query_runs_and_counts_what_is_stored(fleet_db):
         code = registry.equipment[0]["code"]
         metric = conn.execute("SELECT m.key FROM metrics m JOIN equipment e ON e.category = m.category "
                               "WHERE e.code = %s ORDER BY m.id LIMIT 1", (code,)).fetchone()[0]
+    # As Grafana runs them: its read-only database role (safewatch/schema/roles.py).
+    with psycopg.connect(process_url(fleet_db, "grafana")) as conn:
         results = {}
-        for title, query in _sql_queries():
+        for title, query in dashboard_queries():
             sql = grafana_to_sql(query, league="150000", equipment=code, metric=metric)
             try:
                 results[title] = conn.execute(sql).fetchall()

@@ -30,8 +30,8 @@ from alerts.engine.step import ClearAlert, RaiseAlert
 from alerts.notifier_worker import run as run_notifier
 from alerts.store import EquipmentInfo, apply_effects
 from safewatch.contract import Severity
-from safewatch.settings import NotifierSettings, Settings
-from tests.services import create_database, drop_database
+from safewatch.settings import DbSettings, NotifierSettings, Settings
+from tests.services import create_database, drop_database, process_url
 
 _serial = itertools.count(1)
 
@@ -193,11 +193,14 @@ class Notifier:
 
 
 @pytest.fixture
-def notifier(nsettings: Settings) -> Iterator[Callable[..., Notifier]]:
+def notifier(nsettings: Settings, notify_url: str) -> Iterator[Callable[..., Notifier]]:
     made: list[Notifier] = []
 
     def make(settings: Settings | None = None) -> Notifier:
-        n = Notifier(settings or nsettings)
+        settings = settings or nsettings
+        if settings.db.url == notify_url:  # as production runs it: as the notifier's own database role
+            settings = settings.model_copy(update={"db": DbSettings(url=process_url(notify_url, "notifier"))})
+        n = Notifier(settings)
         made.append(n)
         return n
 

@@ -18,6 +18,7 @@ from api.auth.users import token_for, upsert_user
 from safewatch.demo import free_port
 from safewatch.settings import ApiSettings, DbSettings, Settings
 from tests.integration.notify.conftest import make_site, open_alert, query
+from tests.services import process_url
 from tests.waiting import wait_until
 
 SECRET = "test-secret-for-the-notification-stream"
@@ -26,7 +27,8 @@ SECRET = "test-secret-for-the-notification-stream"
 @pytest.fixture(scope="module")
 def api(notify_url: str) -> Iterator[str]:
     port = free_port()
-    settings = Settings(db=DbSettings(url=notify_url), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=process_url(notify_url, "api")),  # the API's own role, as in production
+                        api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
     server = uvicorn.Server(uvicorn.Config(create_app(settings, registry=CollectorRegistry()), host="127.0.0.1",
                                            port=port, log_config=None, access_log=False,
                                            timeout_graceful_shutdown=1))

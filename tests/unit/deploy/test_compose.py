@@ -23,10 +23,12 @@ import yaml
 
 from safewatch.cli import main as safewatch_cli
 from safewatch.registry.broker_setup import PASSWORD_ENV_PREFIX
+from safewatch.schema.roles import DB_PASSWORD_ENV_PREFIX, PROCESSES, login_role
 from safewatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+DATASOURCES_FILE = REPO / "deploy" / "grafana" / "provisioning" / "datasources" / "safewatch.yml"
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PUBLIC_PORTS = {8883, 8000}  # the broker's TLS listener (gateways) and the web port
@@ -194,7 +196,8 @@ def test_every_safewatch_variable_is_a_real_setting() -> None:
     names = {key for s in SERVICES.values() if s.get("image", "").startswith("safewatch:")
              for key in (s.get("environment") or {}) if key.startswith("SAFEWATCH_")}
     assert "SAFEWATCH_DB__URL" in names
-    unknown = sorted(n for n in names if not _is_setting(n) and not n.startswith(PASSWORD_ENV_PREFIX))
+    unknown = sorted(n for n in names if not _is_setting(n) and not n.startswith(PASSWORD_ENV_PREFIX)
+                     and not n.startswith(DB_PASSWORD_ENV_PREFIX))
     assert not unknown, f"not settings: {unknown}"
     assert not _is_setting("SAFEWATCH_INGEST__NO_SUCH_THING")
 
@@ -206,3 +209,34 @@ def test_make_env_covers_every_variable_the_file_requires(env_file: Path) -> Non
     secrets = [v for k, v in values.items() if "PASSWORD" in k or "SECRET" in k]
     assert len(set(secrets)) == len(secrets) and all(len(v) >= 32 for v in secrets)
     assert env_file.stat().st_mode & 0o077 == 0
+
+
+def test_each_process_connects_as_its_own_database_role_and_migrate_makes_them() -> None:
+    for name in WORKERS:
+        url = SERVICES[name]["environment"]["SAFEWATCH_DB__URL"]
+        assert url.startswith(f"postgresql://{login_role(name)}:${{DB_PASSWORD_{name.upper()}:?"), (name, url)
+    grafana = SERVICES["grafana"]["environment"]
+    assert grafana["SAFEWATCH_GRAFANA_DB_USER"] == login_role("grafana")
+    assert grafana["SAFEWATCH_GRAFANA_DB_PASSWORD"].startswith("${DB_PASSWORD_GRAFANA:?")
+    assert SERVICES["grafana"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    migrate = SERVICES["migrate"]
+    assert "--login-roles" in migrate["command"]
+    assert migrate["environment"]["SAFEWATCH_DB__URL"].startswith("postgresql://postgres:"), "migrations run as owner"
+    for process in PROCESSES:
+        assert migrate["environment"][DB_PASSWORD_ENV_PREFIX + process.upper()].startswith(
+            f"${{DB_PASSWORD_{process.upper()}:?")
+    datasource = DATASOURCES_FILE.read_text(encoding="utf-8")
+    assert "${SAFEWATCH_GRAFANA_DB_USER}" in datasource and "${SAFEWATCH_GRAFANA_DB_PASSWORD}" in datasource
+
+
+def test_make_env_adds_what_an_older_env_file_lacks(env_file: Path, tmp_path: Path) -> None:
+    old = tmp_path / ".env"
+    old.write_text("".join(line + "\n" for line in env_file.read_text(encoding="utf-8").splitlines()
+                           if not line.startswith("DB_PASSWORD_")), encoding="utf-8")
+    before = env_values(old)
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make-env"), "--out", str(old), "--add-missing"],
+                   check=True, capture_output=True)
+    after = env_values(old)
+    assert {k: after[k] for k in before} == before, "an existing secret changed"
+    assert {f"DB_PASSWORD_{p.upper()}" for p in PROCESSES} <= set(after)
+    assert old.stat().st_mode & 0o077 == 0
