@@ -20,7 +20,6 @@ import psycopg
 
 from api.auth.bootstrap import SELECT_ACTIVE_ADMINISTRATOR, ensure_first_admin
 from safewatch.db import ensure_database
-from safewatch.install.db_logins import login_role, provision_login_roles
 from safewatch.install.secret_file import completed, parse_env, render_env, write_atomically
 from safewatch.install.units import (
     BROKER_ACCOUNTS,
@@ -46,6 +45,7 @@ from safewatch.registry.broker_conf import (
 from safewatch.registry.broker_setup import password_env, service_accounts, setup_broker_dir
 from safewatch.registry.divisions import load_divisions
 from safewatch.schema.migrate import migrate
+from safewatch.schema.roles import login_role, provision_login_roles
 
 log = logging.getLogger(__name__)
 

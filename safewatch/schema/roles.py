@@ -105,6 +105,7 @@ DEFINER_FUNCTIONS: dict[str, tuple[str, ...]] = {
 # Only the owner (the migrator) uses these.
 OWNER_ONLY = ("schema_migrations", "daily_partitioned")
 
+SELECT_PRIVILEGED_LOGIN = "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = %s"
 SELECT_ROLE = "SELECT 1 FROM pg_roles WHERE rolname = %s"
 SELECT_RELATION = "SELECT to_regclass(%s)"  # NULL where this storage has no such relation
 SELECT_PUBLIC_RELATIONS = """
@@ -234,12 +235,23 @@ def provision_login_roles(conn: psycopg.Connection, passwords: Mapping[str, str]
     ensure_group_roles(conn)
     for process, password in passwords.items():
         name = sql.Identifier(login_role(process))
-        options = sql.SQL("LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}").format(
-            sql.Literal(scram_verifier(password)))
+        verifier = sql.Literal(scram_verifier(password))
         with conn.transaction():
             exists = conn.execute(SELECT_ROLE, (login_role(process),)).fetchone() is not None
-            verb = "ALTER ROLE {} WITH {}" if exists else "CREATE ROLE {} WITH {}"
-            conn.execute(sql.SQL(verb).format(name, options))
+            if exists:
+                # Only a superuser may name SUPERUSER or REPLICATION in ALTER ROLE, and the owner that re-runs
+                # setup need not be one: leave those out and refuse a login that holds them instead.
+                conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN INHERIT NOCREATEDB NOCREATEROLE PASSWORD {}")
+                             .format(name, verifier))
+                privileged = conn.execute(SELECT_PRIVILEGED_LOGIN, (login_role(process),)).fetchone()
+                if privileged is not None and (privileged[0] or privileged[1]):
+                    raise ValueError(
+                        f"login role {login_role(process)} is a superuser or may replicate; as a superuser run "
+                        f"ALTER ROLE {login_role(process)} NOSUPERUSER NOREPLICATION, then run this again")
+            else:
+                conn.execute(sql.SQL(
+                    "CREATE ROLE {} WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}"
+                ).format(name, verifier))
             conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group_role(process)), name))
         log.info("login role %s", "updated" if exists else "created",
                  extra={"role": login_role(process), "group": group_role(process)})
