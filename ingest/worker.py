@@ -73,7 +73,7 @@ class DatabaseLink:
         self.plain = False  # plain PostgreSQL: the service maintains the rollups
         self._down_since: float | None = None
 
-    def run(self, action: str, fn):  # type: ignore[no-untyped-def]
+    def run(self, action: str, fn):
         """Run ``fn(conn)`` until it succeeds; None if stopped first."""
         delays = backoff()
         while True:  # one try even when stopping: a batch in hand is finished if the database is up

@@ -43,6 +43,7 @@ import psycopg
 
 from bench.ingest.instances import PrivateBroker, PrivatePostgres, free_port
 from safewatch.contract import Kind, build_topic
+from safewatch.db import one_row
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.schema.migrate import migrate
@@ -332,7 +333,7 @@ class Result:
 def _count(url: str) -> int:
     try:
         with psycopg.connect(url, connect_timeout=2) as c:
-            return int(c.execute(COUNT_READINGS).fetchone()[0])  # type: ignore[index]
+            return int(one_row(c.execute(COUNT_READINGS))[0])
     except psycopg.OperationalError:
         return -1
 

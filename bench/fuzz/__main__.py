@@ -32,7 +32,7 @@ from bench.ingest.instances import SHARED_SERVER_URL, PrivateBroker, free_port
 from bench.ingest.publisher import RawPublisher
 from ingest.batching import RawMessage, assemble
 from safewatch.contract import Limits
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.schema.migrate import migrate
@@ -132,8 +132,8 @@ class Ingest:
 
     def counts(self) -> tuple[int, int, set[bytes]]:
         with psycopg.connect(self.url) as c:
-            readings = c.execute(COUNT_READINGS, (f"{self.prefix}%",)).fetchone()[0]
-            events = c.execute(COUNT_EVENTS, (f"{self.prefix}%",)).fetchone()[0]
+            readings = one_row(c.execute(COUNT_READINGS, (f"{self.prefix}%",)))[0]
+            events = one_row(c.execute(COUNT_EVENTS, (f"{self.prefix}%",)))[0]
             keys = {bytes(r[0]) for r in c.execute(DEAD_LETTER_KEYS).fetchall()}
         return readings, events, keys
 

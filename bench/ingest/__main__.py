@@ -49,7 +49,7 @@ from bench.ingest.instances import PrivateBroker, bench_server, cpu_of, free_por
 from bench.ingest.publisher import RawPublisher, entry
 from ingest.buffers import buffers_advice, buffers_and_fleet
 from ingest.copy_format import pack, pack_nullable, timestamptz_from_ms
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.registry.divisions import load_divisions
 from safewatch.schema.layout import READING_TABLES
 from safewatch.schema.migrate import migrate
@@ -103,9 +103,9 @@ COPY_CEILING_WIDE = "COPY ceiling_wide FROM STDIN (FORMAT BINARY)"
 def machine(server_url: str) -> str:
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[0]
     with psycopg.connect(server_url) as c:
-        pg = c.execute("SHOW server_version").fetchone()[0]
+        pg = one_row(c.execute("SHOW server_version"))[0]
         ts = c.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-        buffers = c.execute("SHOW shared_buffers").fetchone()[0]
+        buffers = one_row(c.execute("SHOW shared_buffers"))[0]
     return (f"machine: {platform.platform()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {platform.python_version()}; {mosq}; "
             f"PostgreSQL {pg} (shared_buffers {buffers}); TimescaleDB {ts[0] if ts else 'absent'}")
@@ -334,7 +334,7 @@ def write_plan(conn: psycopg.Connection, path: Path, publishers: int) -> list[Pa
 
 def count(url: str) -> int:
     with psycopg.connect(url) as c:
-        return int(c.execute(COUNT_READINGS).fetchone()[0])
+        return int(one_row(c.execute(COUNT_READINGS))[0])
 
 
 def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int, rate: float, duration: float,
@@ -499,21 +499,21 @@ def report(r: dict[str, object], broker_msg_s: float, copy_readings_s: float, wr
     cpu = r["cpu"]
     wall = float(r["drained_s"])  # type: ignore[arg-type]
     print("  CPU (seconds, and cores busy on average over the run): " + "; ".join(
-        f"{k} {v:.1f} s ({v / wall:.2f})" for k, v in cpu.items()))  # type: ignore[union-attr]
+        f"{k} {v:.1f} s ({v / wall:.2f})" for k, v in cpu.items()))
     # What limits it when the cores are busy: the CPU each reading costs, all processes together.
     readings = int(r["readings"])  # type: ignore[call-overload]
-    per_reading = {k: v / readings * 1e6 for k, v in cpu.items()}  # type: ignore[union-attr]
+    per_reading = {k: v / readings * 1e6 for k, v in cpu.items()}
     total = sum(per_reading.values())
     cores = os.cpu_count() or 1
     print("  CPU per reading: " + "; ".join(f"{k} {v:.2f} µs" for k, v in per_reading.items())
           + f"; in all {total:.2f} µs, so {cores} cores fully busy take at most {cores / total * 1e6:,.0f} "
-          f"readings/s ({sum(cpu.values()) / (cores * wall):.0%} of the cores busy in this run)")  # type: ignore[union-attr]
+          f"readings/s ({sum(cpu.values()) / (cores * wall):.0%} of the cores busy in this run)")
     if r["alerts_at_drain"] is not None:
         drained = r["alerts_drained_s"]
         print(f"  alert engine: {r['alerts_at_drain']:,.0f} readings evaluated when the ingest had stored all; "
               + (f"all evaluated after {drained:.1f} s" if drained else "not all evaluated within 300 s more")
               + " (its CPU above includes that catch-up)")
-        starts = [v for k, v in r["start_s"].items() if k.startswith("alerts")]  # type: ignore[union-attr]
+        starts = [v for k, v in r["start_s"].items() if k.startswith("alerts")]
         print(f"  alert worker start (loading the equipment and their saved states) to subscribed: "
               f"{max(starts):.1f} s")
     print(f"  ingest peak RSS {int(r['peak_rss']) / 2**20:.0f} MiB; peak unacknowledged "

@@ -47,7 +47,7 @@ def equipment_infos(alerts_db: str, alerts_registry: DemoRegistry) -> dict[str, 
 @pytest.fixture(scope="session")
 def api_client(alerts_db: str) -> Iterator[TestClient]:
     pool = open_pool(alerts_db, min_size=1, max_size=4)
-    settings = Settings(db=DbSettings(url=alerts_db), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=alerts_db), api=ApiSettings(jwt_secret=SECRET))
     with TestClient(create_app(settings, registry=CollectorRegistry(), pool=pool)) as c:
         yield c
     pool.close()

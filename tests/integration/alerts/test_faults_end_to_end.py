@@ -43,7 +43,7 @@ ORDER BY a.id
 """
 
 
-def _sim_equipment(registry) -> list[SimEquipment]:  # type: ignore[no-untyped-def]
+def _sim_equipment(registry) -> list[SimEquipment]:
     league = {g["id"]: g["league_code"] for g in registry.gateways}
     return [SimEquipment(e["code"], e["category"], e["rated"], e["gateway_id"], league[e["gateway_id"]],
                          e["variety"]) for e in registry.equipment]
@@ -56,7 +56,7 @@ def _alerts(pg_url: str, uid: str) -> list[dict[str, Any]]:
         return [dict(zip(names, r, strict=True)) for r in cur]
 
 
-def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet, running, pg_url, uid):  # type: ignore[no-untyped-def]
+def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet, running, pg_url, uid):
     registry = fleet(60, seed=11)
     sim_eq = _sim_equipment(registry)
     # The models follow the local clock (traffic, load): the run replays the latest 10:00 Beijing time that

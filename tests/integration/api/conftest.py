@@ -44,14 +44,14 @@ def api_pool(api_db: str) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def app(api_db: str, api_pool: object):  # type: ignore[no-untyped-def]
+def app(api_db: str, api_pool: object):
     settings = Settings(db=DbSettings(url=api_db),
-                        api=ApiSettings(jwt_secret=SECRET, max_body_bytes=256 * 1024))  # type: ignore[arg-type]
+                        api=ApiSettings(jwt_secret=SECRET, max_body_bytes=256 * 1024))
     return create_app(settings, registry=CollectorRegistry(), pool=api_pool)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
-def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(app) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from safewatch.db import one_row
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from tests.integration.api.conftest import Registered
 from tests.services import Caller
@@ -37,11 +38,11 @@ def alerts(register: Callable[[str, str], Registered], api_db: str) -> Iterator[
     with psycopg.connect(api_db) as conn:
         for name, (banner, league) in places.items():
             code = register(banner, league).code
-            ids[name] = conn.execute(INSERT_ALERT, ("event.passenger_trapped", league, OPENED, OPENED,
-                                                    code)).fetchone()[0]
+            ids[name] = one_row(conn.execute(INSERT_ALERT, ("event.passenger_trapped", league, OPENED, OPENED,
+                                                    code)))[0]
         other = register("150102", "150100").code
-        ids["not_trapped"] = conn.execute(INSERT_ALERT, ("event.door_open_fault", "150100", OPENED, OPENED,
-                                                         other)).fetchone()[0]
+        ids["not_trapped"] = one_row(conn.execute(INSERT_ALERT, ("event.door_open_fault", "150100", OPENED, OPENED,
+                                                         other)))[0]
     yield ids
     with psycopg.connect(api_db) as conn:
         conn.execute(CLEAR_SETTINGS)

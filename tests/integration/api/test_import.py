@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from openpyxl import Workbook, load_workbook
 
 from safewatch.cli import main as cli
+from safewatch.db import one_row
 from safewatch.registry.importing import COLUMNS, import_equipment
 from tests.integration.api.conftest import Caller, Registered
 
@@ -31,7 +32,7 @@ def elevator_rows(reg: Registered, prefix: str, n: int, start: int = 0) -> list[
 
 def count(url: str, query: str, prefix: str) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute(query, (prefix + "%",)).fetchone()[0]
+        return one_row(conn.execute(query, (prefix + "%",)))[0]
 
 
 def test_100k_rows_import_in_one_transaction(api_db: str, register: Callable[..., Registered], client: TestClient,

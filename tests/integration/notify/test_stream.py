@@ -26,7 +26,7 @@ SECRET = "test-secret-for-the-notification-stream"
 @pytest.fixture(scope="module")
 def api(notify_url: str) -> Iterator[str]:
     port = free_port()
-    settings = Settings(db=DbSettings(url=notify_url), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=notify_url), api=ApiSettings(jwt_secret=SECRET))
     server = uvicorn.Server(uvicorn.Config(create_app(settings, registry=CollectorRegistry()), host="127.0.0.1",
                                            port=port, log_config=None, access_log=False,
                                            timeout_graceful_shutdown=1))

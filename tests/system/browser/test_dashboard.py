@@ -20,6 +20,7 @@ from alerts.store import apply_effects, load_equipment_by_codes
 from ingest.batching import Batch, ReadingRow
 from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS, Severity
+from safewatch.db import one_row
 from tests.system.browser.conftest import PASSWORD, Site, log_in, screenshot
 from tests.waiting import wait_until
 
@@ -65,8 +66,8 @@ def test_league_inspector_sees_only_their_league(site, new_page):
     assert len(codes) == 1 + 9  # 包头市 and its 9 banners
     # The equipment tile counts only this league's registry.
     with psycopg.connect(site.db_url) as conn:
-        expected = conn.execute("SELECT count(*) FROM equipment e JOIN divisions d ON d.code = e.banner_code "
-                                "WHERE d.league_code = '150200'").fetchone()[0]
+        expected = one_row(conn.execute("SELECT count(*) FROM equipment e JOIN divisions d ON d.code = e.banner_code "
+                                "WHERE d.league_code = '150200'"))[0]
     playwright_expect(page.locator("[data-tile=equipment] .v")).to_have_text(f"{expected:,}")
     # The map draws only this league's cells: one league, one outline.
     assert page.locator("#map polygon.hull").count() == 1
@@ -183,9 +184,9 @@ def test_the_stream_survives_losing_its_database_connection(site, new_page):
     page.click("#nav a[data-page=alerts]")
     page.wait_for_selector("body[data-stream-ready='1']")
     with psycopg.connect(site.db_url, autocommit=True) as conn:
-        killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        killed = one_row(conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                               "WHERE application_name = 'safewatch-dashboard-hub' AND datname = current_database()"
-                              ).fetchone()[0]
+                              ))[0]
     assert killed >= 1
     # The hub reconnects and LISTENs again; the page is told (ready) and refetches, then live alerts flow again.
     page.wait_for_selector("body[data-stream-ready='2']", timeout=20_000)

@@ -16,7 +16,7 @@ RULES = [r for r in INSPECTION_RULES if r.category is Category.ELEVATOR]
 NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)  # already 26 Nov in Inner Mongolia (UTC+8)
 
 
-def facts(**kw) -> RegistryFacts:  # type: ignore[no-untyped-def]
+def facts(**kw) -> RegistryFacts:
     base = {"equipment_id": 1, "status": "in_use", "next_inspection_on": date(2027, 1, 1),
             "registration_no": "梯11蒙A00001(24)", "commissioned_on": date(2024, 6, 1)}
     return RegistryFacts(**{**base, **kw})

@@ -39,7 +39,7 @@ ELEVATOR = {"rated_speed": 1.5}
 T0 = 1_764_000_000_000
 
 
-def feed(rules, rated, series, state=None):  # type: ignore[no-untyped-def]
+def feed(rules, rated, series, state=None):
     """Run (metric, ts, value) readings one at a time, as batches of one; return state and effects."""
     state = state or EquipmentState(detector=new_detector(rules, ENGINE_ANOMALY))
     effects = []
@@ -49,7 +49,7 @@ def feed(rules, rated, series, state=None):  # type: ignore[no-untyped-def]
     return state, effects
 
 
-def keys(effects, kind=RaiseAlert):  # type: ignore[no-untyped-def]
+def keys(effects, kind=RaiseAlert):
     return [e.rule_key for e in effects if isinstance(e, kind)]
 
 
@@ -252,7 +252,7 @@ def test_saved_state_continues_exactly() -> None:
                40 + rng.gauss(0, 0.3)) for i in range(500)]
     rules = VESSEL_RULES
 
-    def run(state, part):  # type: ignore[no-untyped-def]
+    def run(state, part):
         out = []
         for ts, p, t in part:
             state, new = step(1, {"design_pressure": 0.8, "safety_valve_set": 0.776}, rules, state,
@@ -350,11 +350,11 @@ _CASES = {  # rules (windows shortened to seconds, so random walks cover them), 
     "boiler": (BOILER_RULES, BOILER), "vessel": (VESSEL_RULES, _VESSEL), "elevator": (ELEVATOR_RULES, ELEVATOR)}
 
 
-def _short_windows(rules):  # type: ignore[no-untyped-def]
+def _short_windows(rules):
     return tuple(replace(r, window_s=6.0) if r.window_s else r for r in rules)
 
 
-def _near_limits(table):  # type: ignore[no-untyped-def]
+def _near_limits(table):
     """Per metric with rules: values on, just inside and just past each of its limits."""
     points: dict[str, list[float]] = {}
     for metric, checks in table.checked:
