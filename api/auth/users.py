@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.rows import DictRow
 
 from api.auth.passwords import hash_password, verify_password
 from api.auth.tokens import Principal, issue_token
@@ -35,7 +34,7 @@ def upsert_user(conn: psycopg.Connection[Any], username: str, password: str, rol
 SELECT_PRINCIPAL = "SELECT id, username, role, division_code, token_version FROM users WHERE id = %s"
 
 
-def token_for(conn: psycopg.Connection[DictRow], user_id: int, *, secret: str, ttl_s: int) -> str:
+def token_for(conn: psycopg.Connection[Any], user_id: int, *, secret: str, ttl_s: int) -> str:
     """A token for the person as the registry has them now (tests, benches and tools; people log in)."""
     row = conn.execute(SELECT_PRINCIPAL, (user_id,)).fetchone()
     if row is None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from ingest.batching import METRIC_IDS, Batch, ReadingRow
+from ingest.batching import METRIC_IDS, Batch, ReadingRow, Readings
 from ingest.rollups import drop_old_partitions
 from ingest.writer import ensure_partitions, prepare, write_batch
 from safewatch.db import one_row, storage_of
@@ -44,7 +44,7 @@ def test_migrations_are_idempotent_and_recorded(storage_db):
 def test_divisions_are_loaded_with_their_ancestors(storage_db):
     _, url = storage_db
     with psycopg.connect(url) as c:
-        levels = dict(c.execute("SELECT level, count(*) FROM divisions GROUP BY level").fetchall())
+        levels: dict[str, int] = dict(c.execute("SELECT level, count(*) FROM divisions GROUP BY level").fetchall())
         assert levels == {"region": 1, "league": 12, "banner": 103}
         orphans = one_row(c.execute("SELECT count(*) FROM divisions WHERE level = 'banner' AND "
                             "(league_code IS NULL OR region_code <> '150000')"))[0]
@@ -66,8 +66,8 @@ def test_readings_are_idempotent_and_queried_alike(storage_db):
     with psycopg.connect(url) as c:
         eq_id, now_ms = _ready_to_write(c)
         rows = [ReadingRow(eq_id, 1, now_ms - i * 1000, 1.0 + i / 100) for i in range(100)]
-        assert write_batch(c, Batch(readings=rows)) == 100
-        assert write_batch(c, Batch(readings=rows[:50])) == 0  # a redelivery stores nothing twice
+        assert write_batch(c, Batch(readings=Readings.of(rows))) == 100
+        assert write_batch(c, Batch(readings=Readings.of(rows[:50]))) == 0  # a redelivery stores nothing twice
         stats = c.execute("SELECT count(*), min(value), max(value) FROM readings WHERE equipment_id = %s",
                           (eq_id,)).fetchone()
         assert stats == (100, 1.0, 1.99)
@@ -101,13 +101,14 @@ def test_a_message_repeating_some_stored_values_adds_only_the_new_ones(storage_d
     with psycopg.connect(url) as c:
         eq_id, now_ms = _ready_to_write(c)
         speed, load, floor = (METRIC_IDS[k] for k in ("speed", "load", "floor"))
-        assert write_batch(c, Batch(readings=[ReadingRow(eq_id, speed, now_ms, 1.5),
-                                              ReadingRow(eq_id, load, now_ms, 40.0)])) == 2
+        assert write_batch(c, Batch(readings=Readings.of([ReadingRow(eq_id, speed, now_ms, 1.5),
+                                              ReadingRow(eq_id, load, now_ms, 40.0)]))) == 2
         # The same instant again: speed given twice (the stored 1.5 stays), floor new.
         again = [ReadingRow(eq_id, speed, now_ms, 9.9), ReadingRow(eq_id, floor, now_ms, 3.0),
                  ReadingRow(eq_id, floor, now_ms, 4.0)]  # and twice within the batch: the first stays
-        assert write_batch(c, Batch(readings=again)) == 1
-        stored = dict(c.execute("SELECT metric_id, value FROM readings WHERE equipment_id = %s", (eq_id,)))
+        assert write_batch(c, Batch(readings=Readings.of(again))) == 1
+        stored: dict[int, float] = dict(c.execute("SELECT metric_id, value FROM readings WHERE equipment_id = %s",
+                                                  (eq_id,)))
         assert stored == {speed: 1.5, load: 40.0, floor: 3.0}
 
 
@@ -163,7 +164,8 @@ def test_retention_also_empties_the_default_partitions_of_rows_past_it():
         with psycopg.connect(url) as c:
             eq_id, now_ms = _ready_to_write(c)
             old, recent = now_ms - (RETENTION.days + 2) * DAY_MS, now_ms - 5 * DAY_MS  # neither day has a partition
-            write_batch(c, Batch(readings=[ReadingRow(eq_id, 1, old, 1.0), ReadingRow(eq_id, 1, recent, 2.0)]))
+            write_batch(c, Batch(readings=Readings.of([ReadingRow(eq_id, 1, old, 1.0),
+                                                       ReadingRow(eq_id, 1, recent, 2.0)])))
             c.execute("""INSERT INTO readings_1m (bucket, equipment_id, metric_id, avg, min, max, n, sum)
                          SELECT to_timestamp(t / 1000.0), %s, 1, t, t, t, 1, t FROM unnest(%s::bigint[]) AS t""",
                       (eq_id, [old, recent]))

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from psycopg_pool import ConnectionPool
 
 from api.app import create_app
 from safewatch.db import open_pool
@@ -37,17 +38,17 @@ def api_db() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def api_pool(api_db: str) -> Iterator[object]:
+def api_pool(api_db: str) -> Iterator[ConnectionPool]:
     pool = open_pool(api_db, min_size=1, max_size=4)
     yield pool
     pool.close()
 
 
 @pytest.fixture(scope="session")
-def app(api_db: str, api_pool: object):
+def app(api_db: str, api_pool: ConnectionPool):
     settings = Settings(db=DbSettings(url=api_db),
                         api=ApiSettings(jwt_secret=SECRET, max_body_bytes=256 * 1024))
-    return create_app(settings, registry=CollectorRegistry(), pool=api_pool)  # type: ignore[arg-type]
+    return create_app(settings, registry=CollectorRegistry(), pool=api_pool)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from psycopg_pool import ConnectionPool
 
 from api.app import create_app
 from api.auth.revocation import TTL_S
@@ -30,10 +31,10 @@ PASSWORD = "a-long-test-password"
 
 
 @pytest.fixture
-def client(api_db: str, api_pool: object) -> Iterator[TestClient]:
+def client(api_db: str, api_pool: ConnectionPool) -> Iterator[TestClient]:
     """An API of this test's own (its login throttle and identity cache start empty)."""
     settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret=SECRET))
-    with TestClient(create_app(settings, registry=CollectorRegistry(), pool=api_pool)) as c:  # type: ignore[arg-type]
+    with TestClient(create_app(settings, registry=CollectorRegistry(), pool=api_pool)) as c:
         yield c
 
 

@@ -234,7 +234,7 @@ def foreign(register: Callable[[str, str], Registered], as_user: Callable[[str, 
                    (reg.code, reg.uscc, reg.unit_name, reg.gateway_id, victim.username, marker))
 
 
-def app_routes(app: Any) -> Iterator[tuple[str, str]]:
+def app_routes(app: Any) -> Iterator[tuple[str, str | None]]:
     """(method, path template) of every route the app serves, HEAD aside."""
     for route in iter_route_contexts(app.routes):
         for method in sorted(route.methods or ()):

@@ -73,7 +73,8 @@ def test_default_deadlines_30_min_in_city_districts_60_elsewhere(
     by_id = {a["id"]: a["arrival_deadline_at"] for a in listed["items"]}
     assert datetime.fromisoformat(by_id[alerts["district"]]) == OPENED + timedelta(minutes=30)
     console = _emergency(client, region)
-    assert datetime.fromisoformat(console[alerts["xilingol"]]) == OPENED + timedelta(minutes=60)
+    xilingol = console[alerts["xilingol"]]
+    assert xilingol is not None and datetime.fromisoformat(xilingol) == OPENED + timedelta(minutes=60)
     assert console[alerts["not_trapped"]] is None
     # Where each value comes from.
     district = client.get("/api/v1/divisions/150102/response", headers=region.headers).json()

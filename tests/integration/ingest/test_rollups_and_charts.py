@@ -68,8 +68,8 @@ def test_charts_pick_the_resolution_and_rollups_are_exact(storage_url, api_as, r
     with psycopg.connect(storage_url) as c:
         plain = prepare(c)
         assert plain is (storage == "plain")
-        assert write_batch(c, Batch(readings=rows), mark_rollups=plain) == len(rows)
-        assert write_batch(c, Batch(readings=rows[:3]), mark_rollups=plain) == 0  # idempotent
+        assert write_batch(c, Batch(readings=Readings.of(rows)), mark_rollups=plain) == len(rows)
+        assert write_batch(c, Batch(readings=Readings.of(rows[:3])), mark_rollups=plain) == 0  # idempotent
         _refresh(c, storage, datetime.now(UTC) + timedelta(seconds=30))  # the writer has left every minute
         got = c.execute("SELECT bucket, avg, min, max, n FROM readings_1m WHERE equipment_id = %s AND bucket < %s "
                         "ORDER BY bucket", (eq_id, now - timedelta(minutes=30))).fetchall()
@@ -120,7 +120,7 @@ def test_a_minute_is_refreshed_once_its_writers_leave_it() -> None:
 
             def write(i: int) -> None:
                 row = ReadingRow(eq_id, SPEED, start + i * 1000, float(i))
-                write_batch(c, Batch(readings=[row]), mark_rollups=True)
+                write_batch(c, Batch(readings=Readings.of([row])), mark_rollups=True)
 
             def rolled() -> tuple[int, float] | None:
                 return c.execute("SELECT n, max FROM readings_1m WHERE equipment_id = %s AND bucket = %s",
@@ -160,7 +160,7 @@ def test_an_hour_gains_each_new_minute_and_is_reaggregated_when_one_is_redone() 
             def write(minute: int, values: list[float]) -> None:
                 rows = [ReadingRow(eq_id, SPEED, start + minute * 60_000 + i * 1000, v + eq_id)
                         for eq_id in ids for i, v in enumerate(values)]
-                write_batch(c, Batch(readings=rows), mark_rollups=True)
+                write_batch(c, Batch(readings=Readings.of(rows)), mark_rollups=True)
 
             def refresh() -> int:
                 return refresh_rollups(c, datetime.now(UTC) + timedelta(minutes=5))
@@ -260,7 +260,7 @@ def test_past_retention_readings_and_minutes_go_and_the_hours_still_chart(storag
         plain = prepare(c)
         with c.transaction():  # TimescaleDB: a no-op
             c.execute("SELECT safewatch_ensure_partitions(%s, %s)", (old.date(), old.date()))
-        assert write_batch(c, Batch(readings=rows), mark_rollups=plain) == len(rows)
+        assert write_batch(c, Batch(readings=Readings.of(rows)), mark_rollups=plain) == len(rows)
         _refresh(c, storage, now + timedelta(seconds=30))
         _apply_retention(c, storage)
         kept = {resolution: one_row(c.execute(f"SELECT count(*) FROM {resolution} "

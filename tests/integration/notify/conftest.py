@@ -290,7 +290,7 @@ def clear_condition(url: str, eq: EquipmentInfo, *, rule_key: str = "event.test"
 def acknowledge(url: str, alert_id: int, *, actor: str = "inspector-1") -> None:
     """What POST /api/v1/alerts/{id}/acknowledge does, with its SQL."""
     with psycopg.connect(url) as conn:
-        state, active, latched = conn.execute(SELECT_ALERT_STATUS, (alert_id,)).fetchone()
+        state, active, latched = one_row(conn.execute(SELECT_ALERT_STATUS, (alert_id,)))
         after = transition(AlarmStatus(AlarmState(state), active, latched), Action.ACKNOWLEDGE)
         conn.execute(UPDATE_ALERT_STATE, {"id": alert_id, "state": str(after.state), "active": after.active})
         conn.execute(INSERT_TRANSITION, (alert_id, state, str(after.state), actor, "on my way"))

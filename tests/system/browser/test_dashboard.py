@@ -17,7 +17,7 @@ import pytest
 
 from alerts.engine.step import RaiseAlert, event_effect
 from alerts.store import apply_effects, load_equipment_by_codes
-from ingest.batching import Batch, ReadingRow
+from ingest.batching import Batch, ReadingRow, Readings
 from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS, Severity
 from safewatch.db import one_row
@@ -196,8 +196,8 @@ def test_the_stream_survives_losing_its_database_connection(site, new_page):
 
 def _climb_due(site: Site, alert_id: int) -> object:
     with psycopg.connect(site.db_url) as conn:
-        row = conn.execute("SELECT min(due_at) FROM escalation_timers WHERE alert_id = %s AND kind = 'climb' "
-                           "AND fired_at IS NULL AND cancelled_at IS NULL", (alert_id,)).fetchone()
+        row = one_row(conn.execute("SELECT min(due_at) FROM escalation_timers WHERE alert_id = %s AND kind = 'climb' "
+                                   "AND fired_at IS NULL AND cancelled_at IS NULL", (alert_id,)))
     return row[0]
 
 
@@ -206,12 +206,12 @@ def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     elevator = next(e for e in site.registry.equipment if e["category"] == "3000")
     with psycopg.connect(site.db_url) as conn:
         # Readings of the last minutes: live values and the last-hour chart come from them.
-        eq_id, category = conn.execute("SELECT id, category FROM equipment WHERE code = %s",
-                                       (eq["code"],)).fetchone()
+        eq_id, category = one_row(conn.execute("SELECT id, category FROM equipment WHERE code = %s",
+                                               (eq["code"],)))
         now_ms = int(time.time() * 1000)
         prepare(conn)
-        write_batch(conn, Batch(readings=[ReadingRow(eq_id, m.id, now_ms - g * 60_000, 1.0 + g / 100.0)
-                                          for m in METRICS if m.category == category for g in range(6)]))
+        write_batch(conn, Batch(readings=Readings.of([ReadingRow(eq_id, m.id, now_ms - g * 60_000, 1.0 + g / 100.0)
+                                          for m in METRICS if m.category == category for g in range(6)])))
         # An on-duty emergency team where the elevator stands.
         conn.execute("INSERT INTO contacts (division_code, name, kind) VALUES (%s, %s, 'emergency_team')",
                      (elevator["banner_code"], "96333 救援队 rescue team"))

@@ -44,8 +44,10 @@ def test_raised_once_and_cleared_when_resolved() -> None:
 
 def test_registration_expired_or_never_made() -> None:
     [e] = registry_effects(facts(registration_expires_on=date(2026, 11, 1)), RULES, set(), NOW)
+    assert isinstance(e, RaiseAlert)
     assert e.rule_key == REGISTRATION_KEY and "expired on 2026-11-01" in e.message
     [e] = registry_effects(facts(registration_no=None, commissioned_on=date(2026, 10, 1)), RULES, set(), NOW)
+    assert isinstance(e, RaiseAlert)
     assert "not registered within 30 days" in e.message
     assert registry_effects(facts(registration_no=None, commissioned_on=date(2026, 11, 1)), RULES, set(), NOW) == []
 
