@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 import psycopg
@@ -51,7 +51,7 @@ def current_user(request: Request, token: Annotated[str | None, Depends(oauth2)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def require(*roles: str):
+def require(*roles: str) -> Any:  # FastAPI types a Depends(...) marker as Any
     """A dependency that admits only ``roles``."""
 
     def guard(user: CurrentUser) -> Principal:
