@@ -193,7 +193,7 @@ def main() -> None:
                                                " ORDER BY random() LIMIT 2000")]
             unit_names = [r[0] for r in conn.execute("SELECT name FROM units ORDER BY random() LIMIT 2000")]
             deep = one_row(conn.execute("SELECT id FROM equipment ORDER BY id OFFSET %s LIMIT 1",
-                                (args.equipment // 2,)))[0]
+                                        (args.equipment // 2,)))[0]
         port = free_port()
         env = {**os.environ, "SAFEWATCH_DB__URL": url, "SAFEWATCH_API__PORT": str(port),
                "SAFEWATCH_API__JWT_SECRET": SECRET, "SAFEWATCH_DB__POOL_MAX": str(max(4, args.concurrency)),

@@ -89,6 +89,6 @@ def test_bad_input_is_dead_lettered_and_the_rest_kept(settings, fleet, running, 
     def stored() -> int:
         with psycopg.connect(pg_url) as c:
             return one_row(c.execute("SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id "
-                             "WHERE e.code = %s", (eq["code"],)))[0]
+                                     "WHERE e.code = %s", (eq["code"],)))[0]
 
     assert wait_until(stored, lambda n: n >= 2, what="the good message stored") == 2  # speed and floor

@@ -47,7 +47,7 @@ def test_divisions_are_loaded_with_their_ancestors(storage_db):
         levels: dict[str, int] = dict(c.execute("SELECT level, count(*) FROM divisions GROUP BY level").fetchall())
         assert levels == {"region": 1, "league": 12, "banner": 103}
         orphans = one_row(c.execute("SELECT count(*) FROM divisions WHERE level = 'banner' AND "
-                            "(league_code IS NULL OR region_code <> '150000')"))[0]
+                                    "(league_code IS NULL OR region_code <> '150000')"))[0]
         assert orphans == 0
         assert one_row(c.execute("SELECT league_code FROM divisions WHERE code = '150781'"))[0] == "150700"
 
@@ -74,10 +74,10 @@ def test_readings_are_idempotent_and_queried_alike(storage_db):
         for table in READING_TABLES:
             if storage == "timescale":
                 assert one_row(c.execute("SELECT count(*) FROM timescaledb_information.hypertables "
-                                 "WHERE hypertable_name = %s", (table.name,)))[0] == 1
+                                         "WHERE hypertable_name = %s", (table.name,)))[0] == 1
             else:
                 partitions = one_row(c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass",
-                                       (table.name,)))[0]
+                                               (table.name,)))[0]
                 assert partitions >= 9  # yesterday … a week ahead, plus the default partition
                 in_default = one_row(c.execute(f"SELECT count(*) FROM {table.name}_default"))[0]
                 assert in_default == 0

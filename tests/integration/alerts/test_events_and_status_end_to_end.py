@@ -118,8 +118,8 @@ def test_active_alerts_gauge_set_at_housekeeping(settings, fleet, running, pg_ur
     def overdue() -> int:
         with psycopg.connect(pg_url) as c:
             return one_row(c.execute("SELECT count(*) FROM alerts a JOIN equipment e ON e.id = a.equipment_id "
-                             "WHERE e.code = ANY(%s) AND a.rule_key = 'inspection.overdue' "
-                             "AND a.state = 'active_unack'", (codes,)))[0]
+                                     "WHERE e.code = ANY(%s) AND a.rule_key = 'inspection.overdue' "
+                                     "AND a.state = 'active_unack'", (codes,)))[0]
 
     # The first housekeeping runs before the worker reads its first batch; the gauge is set once it commits.
     wait_until(lambda: metrics.get_sample_value("safewatch_alerts_active",

@@ -39,10 +39,10 @@ def alerts(register: Callable[[str, str], Registered], api_db: str) -> Iterator[
         for name, (banner, league) in places.items():
             code = register(banner, league).code
             ids[name] = one_row(conn.execute(INSERT_ALERT, ("event.passenger_trapped", league, OPENED, OPENED,
-                                                    code)))[0]
+                                                            code)))[0]
         other = register("150102", "150100").code
         ids["not_trapped"] = one_row(conn.execute(INSERT_ALERT, ("event.door_open_fault", "150100", OPENED, OPENED,
-                                                         other)))[0]
+                                                                 other)))[0]
     yield ids
     with psycopg.connect(api_db) as conn:
         conn.execute(CLEAR_SETTINGS)

@@ -70,7 +70,7 @@ def test_every_fleet_dashboard_query_runs_and_counts_what_is_stored(fleet_db):
         insert_registry(conn, registry)
         code = registry.equipment[0]["code"]
         metric = one_row(conn.execute("SELECT m.key FROM metrics m JOIN equipment e ON e.category = m.category "
-                              "WHERE e.code = %s ORDER BY m.id LIMIT 1", (code,)))[0]
+                                      "WHERE e.code = %s ORDER BY m.id LIMIT 1", (code,)))[0]
         results = {}
         for title, query in _sql_queries():
             sql = grafana_to_sql(query, league="150000", equipment=code, metric=metric)

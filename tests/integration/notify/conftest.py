@@ -253,7 +253,7 @@ def make_site(url: str, banner: str, *, n: int = 1, category: str = "3000") -> S
         for i in range(n):
             code = f"{category[0]}11015001{2020}{token[-5:]}{i:03d}"
             eq_id = one_row(conn.execute(INSERT_EQUIPMENT, (code, category, category[0] + "110", unit_id, banner, gw,
-                                                    f"{banner} 测试路 {i} 号")))[0]
+                                                            f"{banner} 测试路 {i} 号")))[0]
             infos.append(EquipmentInfo(eq_id, code, category, {}, banner, league, "in_use", gw))
     return Site(gw, infos)
 

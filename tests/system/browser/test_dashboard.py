@@ -67,7 +67,7 @@ def test_league_inspector_sees_only_their_league(site, new_page):
     # The equipment tile counts only this league's registry.
     with psycopg.connect(site.db_url) as conn:
         expected = one_row(conn.execute("SELECT count(*) FROM equipment e JOIN divisions d ON d.code = e.banner_code "
-                                "WHERE d.league_code = '150200'"))[0]
+                                        "WHERE d.league_code = '150200'"))[0]
     playwright_expect(page.locator("[data-tile=equipment] .v")).to_have_text(f"{expected:,}")
     # The map draws only this league's cells: one league, one outline.
     assert page.locator("#map polygon.hull").count() == 1
@@ -185,8 +185,8 @@ def test_the_stream_survives_losing_its_database_connection(site, new_page):
     page.wait_for_selector("body[data-stream-ready='1']")
     with psycopg.connect(site.db_url, autocommit=True) as conn:
         killed = one_row(conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                              "WHERE application_name = 'safewatch-dashboard-hub' AND datname = current_database()"
-                              ))[0]
+                                      "WHERE application_name = 'safewatch-dashboard-hub' "
+                                      "AND datname = current_database()"))[0]
     assert killed >= 1
     # The hub reconnects and LISTENs again; the page is told (ready) and refetches, then live alerts flow again.
     page.wait_for_selector("body[data-stream-ready='2']", timeout=20_000)
