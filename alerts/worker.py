@@ -381,7 +381,7 @@ class Engine:
                     self._flush(segment, effects)
                     for rej in msg.rejected:
                         self._range_fault(rej, topic.gateway_id, limits, effects)
-                mine = []
+                mine: list[tuple[int, int, Mapping[str, float]]] = []
                 for e in msg.entries:
                     info = by_code.get(e.equipment)
                     if info is not None and info.gateway_id == topic.gateway_id:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 import psycopg
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
+from psycopg.rows import DictRow
 
 from api.auth.revocation import is_current
 from api.auth.tokens import Principal, read_token
@@ -22,12 +23,12 @@ WRITE_REGISTRY = ("registry_clerk", "administrator")
 HANDLE_ALERTS = ("region_inspector", "league_inspector", "banner_inspector", "emergency_responder", "administrator")
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+def get_conn(request: Request) -> Iterator[psycopg.Connection[DictRow]]:
     with request.app.state.pool.connection() as conn:
         yield conn
 
 
-Conn = Annotated[psycopg.Connection, Depends(get_conn)]
+Conn = Annotated[psycopg.Connection[DictRow], Depends(get_conn)]
 
 
 def current_user(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> Principal:
@@ -50,7 +51,7 @@ def current_user(request: Request, token: Annotated[str | None, Depends(oauth2)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
-def require(*roles: str):  # type: ignore[no-untyped-def]
+def require(*roles: str) -> Any:  # FastAPI types a Depends(...) marker as Any
     """A dependency that admits only ``roles``."""
 
     def guard(user: CurrentUser) -> Principal:

@@ -14,7 +14,7 @@ from api.errors import error_body
 
 
 class RequestMetrics(BaseHTTPMiddleware):
-    def __init__(self, app, registry: CollectorRegistry) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         super().__init__(app)
         self.requests = Counter("safewatch_api_requests_total", "HTTP requests", ["route", "method", "status"],
                                 registry=registry)

@@ -16,6 +16,8 @@ import math
 
 import psycopg
 
+from safewatch.db import one_row
+
 log = logging.getLogger(__name__)
 
 PAGE_BYTES = 8192
@@ -49,7 +51,7 @@ def buffers_advice(shared_buffers: int, equipment: int) -> str | None:
 def buffers_and_fleet(conn: psycopg.Connection) -> tuple[int, int]:
     """This server's shared_buffers (bytes) and the number of equipment in the registry."""
     with conn.transaction():
-        shared_buffers, equipment = conn.execute(SHARED_BUFFERS_AND_EQUIPMENT).fetchone()  # type: ignore[misc]
+        shared_buffers, equipment = one_row(conn.execute(SHARED_BUFFERS_AND_EQUIPMENT))
     return int(shared_buffers), int(equipment)
 
 

@@ -21,7 +21,7 @@ _PG_EPOCH_US = 946_684_800_000_000
 _TYPES: dict[str, str] = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float8": ">f8", "timestamptz": ">i8"}
 
 
-def timestamptz_from_ms(ts_ms: Sequence[int]) -> np.ndarray:
+def timestamptz_from_ms(ts_ms: Sequence[int] | np.ndarray) -> np.ndarray:
     """Epoch milliseconds as PostgreSQL's binary timestamptz (microseconds since 2000)."""
     return np.asarray(ts_ms, dtype=np.int64) * 1000 - _PG_EPOCH_US
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 import psycopg
@@ -71,7 +72,7 @@ def as_message(topic: str, payload: bytes) -> RawMessage:
     return RawMessage(topic, payload)
 
 
-def reprocess(conn: psycopg.Connection, rows: Sequence[DeadLetterRow], *, actor: str,
+def reprocess(conn: psycopg.Connection[Any], rows: Sequence[DeadLetterRow], *, actor: str,
               cfg: IngestSettings) -> list[Outcome]:
     """Re-run ``rows`` through the ingest and record the outcome, inside the caller's transaction."""
     create_staging(conn)
@@ -99,14 +100,14 @@ def reprocess(conn: psycopg.Connection, rows: Sequence[DeadLetterRow], *, actor:
     return outcomes
 
 
-def rows_from(records: Iterable[dict[str, object] | tuple[object, ...]]) -> list[DeadLetterRow]:
+def rows_from(records: Iterable[dict[str, Any] | tuple[Any, ...]]) -> list[DeadLetterRow]:
     """DeadLetterRow from dict rows (the API's pool) or tuples (id, topic, payload, received_at)."""
     out = []
     for r in records:
         if isinstance(r, dict):
-            out.append(DeadLetterRow(r["id"], r["topic"], r["payload"], r["received_at"]))  # type: ignore[arg-type]
+            out.append(DeadLetterRow(r["id"], r["topic"], r["payload"], r["received_at"]))
         else:
-            out.append(DeadLetterRow(*r))  # type: ignore[arg-type]
+            out.append(DeadLetterRow(*r))
     return out
 
 

@@ -17,7 +17,8 @@ import logging
 import queue
 import threading
 import time
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -38,6 +39,8 @@ from safewatch.runtime import settle_heap
 from safewatch.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PARTITION_CHECK_S = 3600.0
 
@@ -73,8 +76,11 @@ class DatabaseLink:
         self.plain = False  # plain PostgreSQL: the service maintains the rollups
         self._down_since: float | None = None
 
-    def run(self, action: str, fn):  # type: ignore[no-untyped-def]
-        """Run ``fn(conn)`` until it succeeds; None if stopped first."""
+    def run(self, action: str, fn: Callable[..., T]) -> T | None:
+        """Run ``fn(conn)`` until it succeeds; None if stopped first.
+
+        ``fn`` is typed ``Callable[..., T]`` so that a caller may bind its batch as a lambda's default argument.
+        """
         delays = backoff()
         while True:  # one try even when stopping: a batch in hand is finished if the database is up
             try:

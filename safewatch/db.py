@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -12,6 +13,8 @@ from psycopg_pool import ConnectionPool
 log = logging.getLogger(__name__)
 
 SELECT_STORAGE = "SELECT value FROM safewatch_meta WHERE key = 'storage'"
+
+R = TypeVar("R")
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
@@ -55,3 +58,11 @@ def ensure_database(url: str) -> bool:
         admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
         log.info("created database", extra={"database": name})
         return True
+
+
+def one_row(cursor: psycopg.Cursor[R]) -> R:
+    """The row of a statement that always returns one (an aggregate, a SHOW, an INSERT … RETURNING)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise LookupError("a statement that returns one row returned none; check the SQL beside this call")
+    return row

@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
 
-from safewatch.db import ensure_database
+from safewatch.db import ensure_database, one_row
 from safewatch.metrics_server import METRICS_PROCESSES
 from safewatch.registry.broker_conf import local_conf
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
@@ -37,6 +38,9 @@ from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.runtime import EXIT_PORT_UNAVAILABLE, port_unavailable, setting_env_var
 from safewatch.schema.migrate import migrate
 from safewatch.settings import Settings
+
+if TYPE_CHECKING:  # the embedded fallback is an extra, imported only when used
+    from pgserver import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ class Services:
     """What the demo runs; stopped in reverse order."""
 
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-    embedded_pg: object | None = None
+    embedded_pg: PostgresServer | None = None
 
     def stop(self) -> None:
         # The embedded broker last: the others finish (and disconnect) while it still answers.
@@ -81,7 +85,7 @@ class Services:
                     log.warning("child did not stop in 15 s; killing", extra={"child": name})
                     proc.kill()
         if self.embedded_pg is not None:
-            self.embedded_pg.cleanup()  # type: ignore[attr-defined]
+            self.embedded_pg.cleanup()
 
 
 def answers(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -257,7 +261,7 @@ def seed(url: str, equipment: int, password: str) -> int:
     storage = migrate(url)
     with psycopg.connect(url) as conn:
         load_divisions(conn)
-        have = conn.execute("SELECT count(*) FROM equipment").fetchone()[0]
+        have = one_row(conn.execute("SELECT count(*) FROM equipment"))[0]
         if have == 0:
             divisions = parse_divisions(shipped_divisions_text())
             have = insert_registry(conn, demo_registry(divisions, equipment))

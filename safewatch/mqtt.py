@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import paho.mqtt.client as paho
@@ -160,7 +160,7 @@ class Subscriber:
         self._lock = threading.Lock()
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # set once the broker has acknowledged every filter
-        self._pending_subs: set[int] = set()
+        self._pending_subs: set[int | None] = set()  # None: paho could not send that SUBSCRIBE
         self._down_since: float | None = None
         self._closing = False  # our own disconnect: not an outage to report
         self._protocol5 = protocol5
@@ -223,7 +223,7 @@ class Subscriber:
             log.info("broker connected", extra={"filters": self._filters})
         self.connected.set()
 
-    def _on_subscribe(self, _client: paho.Client, _userdata: object, mid: int, reasons: list[object],
+    def _on_subscribe(self, _client: paho.Client, _userdata: object, mid: int, reasons: Sequence[object],
                       _props: object = None) -> None:
         failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
         if failed:

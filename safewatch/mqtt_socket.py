@@ -177,7 +177,9 @@ class BufferedClient(paho.Client):
                     break
             rc = super().loop_read(max_packets)  # one packet paho's way, reading the socket if need be
             budget -= 1
-            if (rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is not sock or sock.fills > fills + 1
+            # Named apart: tested inside the condition, `is` would narrow `sock` to paho's type for `_sock`.
+            reconnected = self._sock is not sock
+            if (rc != MQTTErrorCode.MQTT_ERR_SUCCESS or reconnected or sock.fills > fills + 1
                     or not sock.pending()):
                 break
         return rc

@@ -154,7 +154,7 @@ def random_faults(equipment: Sequence[tuple[str, str]], *, rng: random.Random, s
     if not equipment or per_equipment_hour <= 0:
         return []
     count = _event_count(len(equipment), per_equipment_hour, horizon_ms, rng)
-    faults = []
+    faults: list[Fault] = []
     for _ in range(count):
         code, category = rng.choice(equipment)
         at = start_ms + rng.randrange(max(1, horizon_ms))
@@ -170,7 +170,7 @@ def random_gateway_faults(gateways: Sequence[str], *, rng: random.Random, start_
     if not gateways or per_gateway_hour <= 0:
         return []
     count = _event_count(len(gateways), per_gateway_hour, horizon_ms, rng)
-    faults = []
+    faults: list[Fault] = []
     for _ in range(count):
         at = start_ms + rng.randrange(max(1, horizon_ms))
         faults.append(Fault(rng.choice(gateways), rng.choice(sorted(GATEWAY_FAULTS)), at,

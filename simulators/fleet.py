@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -60,7 +61,7 @@ def demo_fleet(n: int, *, gateways: int, seed: int = 1, gateway_prefix: str = "s
 
     registry = demo_registry(parse_divisions(shipped_divisions_text()), n, seed=seed, gateway_prefix=gateway_prefix)
     league_of = {g["id"]: g["league_code"] for g in registry.gateways}
-    by_league: dict[str, list[dict]] = defaultdict(list)  # type: ignore[type-arg]
+    by_league: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in registry.equipment:
         by_league[league_of[e["gateway_id"]]].append(e)
     per_gateway = max(1, math.ceil(n / max(1, gateways)))

@@ -24,6 +24,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -115,7 +116,7 @@ class MqttMux:
         if self._protocol5:  # reason 0x04 "disconnect with will message"
             client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
         else:
-            sock = client.socket()
+            sock = cast(socket.socket | None, client.socket())  # paho's own TCP socket, typed as its protocol
             if sock is not None:
                 sock.shutdown(socket.SHUT_RDWR)
                 client.loop_read()
@@ -197,9 +198,9 @@ class MqttMux:
             self.service(min(0.05, max(0.0, deadline - time.monotonic())))
         return self.pending
 
-    def wait(self, done: object, timeout_s: float, what: str) -> None:
+    def wait(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
-        while not done():  # type: ignore[operator]
+        while not done():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what}: not within {timeout_s:.0f} s; is the broker at "
                                    f"{self._settings.host}:{self._settings.port} up and accepting connections?")
@@ -242,10 +243,10 @@ class MqttMux:
         except (KeyError, ValueError):
             pass
 
-    def _on_socket_open(self, client: paho.Client, gateway_id: str, sock: socket.socket) -> None:
+    def _on_socket_open(self, client: paho.Client, gateway_id: str, sock: paho.SocketLike) -> None:
         self._selector.register(sock, selectors.EVENT_READ, client)
 
-    def _on_socket_close(self, client: paho.Client, gateway_id: str, sock: socket.socket) -> None:
+    def _on_socket_close(self, client: paho.Client, gateway_id: str, sock: paho.SocketLike) -> None:
         try:
             self._selector.unregister(sock)
         except (KeyError, ValueError):

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from api.auth.users import token_for, upsert_user
 from bench.ingest.instances import MOSQUITTO, PrivateBroker
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.schema.migrate import migrate
@@ -48,7 +48,7 @@ def timescale_available() -> bool:
     with psycopg.connect(TEST_DB_URL) as c:
         if c.execute(TIMESCALE_AVAILABLE).fetchone() is None:
             return False
-        return "timescaledb" in c.execute("SHOW shared_preload_libraries").fetchone()[0]
+        return "timescaledb" in one_row(c.execute("SHOW shared_preload_libraries"))[0]
 
 
 # Parametrise a storage fixture with these: the TimescaleDB case skips, with its reason, where absent.

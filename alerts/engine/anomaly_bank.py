@@ -290,7 +290,8 @@ class DetectorBank(_Rows):
             byte = flat[at]
             novel += (byte & bit) == 0
             flat[at] = byte | bit
-        return novel.sum(axis=1)
+        counts: np.ndarray = novel.sum(axis=1)  # numpy's stubs type a reduction along an axis as Any
+        return counts
 
 
 class CrossBank(_Rows):
@@ -512,10 +513,10 @@ class FleetDetector:
         eq = self._equipment.get(key)
         if eq is None or not (eq.cross is None or isinstance(eq.cross, int)):
             return None
-        rows = tuple(eq.streams[m] for m in eq.metrics)
-        if not all(isinstance(r, int) for r in rows):
+        rows = tuple(r for m in eq.metrics if isinstance(r := eq.streams[m], int))
+        if len(rows) != len(eq.metrics):
             return None
-        return eq.metrics, rows, eq.cross  # type: ignore[return-value]
+        return eq.metrics, rows, eq.cross
 
     def checkpoint(self, keys: Sequence[Hashable]) -> dict[Hashable, tuple[list[Any], bytes | None]]:
         """The detectors of ``keys`` whose every stream (and cross-metric term) is in the banks, as their rows'
@@ -542,19 +543,19 @@ class FleetDetector:
         for k, cross_bank in self.cross_banks.items():
             mine = [i for i, (_, metrics, _, row) in enumerate(found) if row is not None and len(metrics) == k]
             if mine:
-                at = np.array([found[i][3] for i in mine], dtype=np.int64)
-                values = _cross_rows(cross_bank, at)
+                cross_at = np.array([found[i][3] for i in mine], dtype=np.int64)
+                values = _cross_rows(cross_bank, cross_at)
                 width = values.shape[1] * 8
-                blob = values.tobytes()
+                cross_blob = values.tobytes()
                 for j, i in enumerate(mine):
-                    cross_bytes[i] = blob[j * width:(j + 1) * width]
+                    cross_bytes[i] = cross_blob[j * width:(j + 1) * width]
         out: dict[Hashable, tuple[list[Any], bytes | None]] = {}
         at = 0
         changed_list = changed.tolist()
         tables = bank.tables
         for i, (key, metrics, streams, _) in enumerate(found):
             n = len(streams)
-            blob = None
+            blob: bytes | None = None
             if any(changed_list[at:at + n]):
                 blob = tables[list(streams)].tobytes()
                 assert len(blob) == n * table_width

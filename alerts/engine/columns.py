@@ -464,7 +464,7 @@ def _bank_scores(waves: list[tuple[_Group, np.ndarray, np.ndarray, np.ndarray]],
     """Each group's readings scored by the fleet's detector bank (None for a group without a
     detector), in one update for all the groups: its cost is mostly per call, and its rows are
     distinct across groups (one equipment, one group)."""
-    picked = []
+    picked: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = []
     for group, rows, ts, x in waves:
         if not group.shape.detector:
             picked.append(None)

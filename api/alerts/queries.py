@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 from api.divisions.arrival import ARRIVAL_DEADLINE_AT
@@ -90,25 +91,25 @@ INSERT INTO equipment_audit (equipment_id, actor, action, changes) VALUES (%s, %
 """
 
 
-def list_alerts(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:
+def list_alerts(conn: psycopg.Connection[DictRow], **params: Any) -> list[dict[str, Any]]:
     return conn.execute(SELECT_ALERT_PAGE, params).fetchall()
 
 
-def get_alert(conn: psycopg.Connection, *, scope: str, alert_id: int) -> dict[str, Any] | None:
+def get_alert(conn: psycopg.Connection[DictRow], *, scope: str, alert_id: int) -> dict[str, Any] | None:
     return conn.execute(SELECT_ALERT, {"scope": scope, "id": alert_id}).fetchone()
 
 
-def transitions_of(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
+def transitions_of(conn: psycopg.Connection[DictRow], alert_id: int) -> list[dict[str, Any]]:
     return conn.execute(SELECT_TRANSITIONS, (alert_id,)).fetchall()
 
 
-def notes_of(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
+def notes_of(conn: psycopg.Connection[DictRow], alert_id: int) -> list[dict[str, Any]]:
     return conn.execute(SELECT_NOTES, (alert_id,)).fetchall()
 
 
-def get_equipment_in_scope(conn: psycopg.Connection, *, scope: str, code: str) -> dict[str, Any] | None:
+def get_equipment_in_scope(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> dict[str, Any] | None:
     return conn.execute(SELECT_EQUIPMENT_IN_SCOPE, {"scope": scope, "code": code}).fetchone()
 
 
-def list_overrides(conn: psycopg.Connection, *, scope: str, code: str | None) -> list[dict[str, Any]]:
+def list_overrides(conn: psycopg.Connection[DictRow], *, scope: str, code: str | None) -> list[dict[str, Any]]:
     return conn.execute(SELECT_OVERRIDES, {"scope": scope, "code": code}).fetchall()

@@ -7,6 +7,8 @@ by that administrator, in the dashboard or the API.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 import psycopg
 
@@ -19,7 +21,7 @@ SELECT_ACTIVE_ADMINISTRATOR = ("SELECT username FROM users WHERE role = 'adminis
 SELECT_USER = "SELECT retired_at IS NOT NULL AS retired FROM users WHERE username = %s"
 
 
-def ensure_first_admin(conn: psycopg.Connection, *, username: str, password: str,
+def ensure_first_admin(conn: psycopg.Connection[Any], *, username: str, password: str,
                        division: str = REGION_CODE) -> str | None:
     """Create ``username`` as an administrator unless an active one exists; its name when made, else None."""
     if len(password) < MIN_PASSWORD:

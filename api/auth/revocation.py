@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
 from api.auth.tokens import Principal
@@ -67,6 +68,6 @@ class IdentityCache:
             self._entries.pop(user_id, None)
 
 
-def revoke_tokens(conn: psycopg.Connection, user_id: int) -> None:
+def revoke_tokens(conn: psycopg.Connection[DictRow], user_id: int) -> None:
     """End every token the person holds (logout)."""
     conn.execute(BUMP_TOKEN_VERSION, (user_id,))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 
@@ -40,23 +41,23 @@ INSERT_CHANNEL = "INSERT INTO contact_channels (contact_id, channel, address, te
 DELETE_CONTACT = "DELETE FROM contacts WHERE id = %s"
 
 
-def list_contacts(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:
+def list_contacts(conn: psycopg.Connection[DictRow], **params: Any) -> list[dict[str, Any]]:
     return conn.execute(SELECT_CONTACTS, params).fetchall()
 
 
-def get_contact(conn: psycopg.Connection, *, scope: str, contact_id: int) -> dict[str, Any] | None:
+def get_contact(conn: psycopg.Connection[DictRow], *, scope: str, contact_id: int) -> dict[str, Any] | None:
     return conn.execute(SELECT_CONTACT, {"scope": scope, "id": contact_id}).fetchone()
 
 
-def division_in_scope(conn: psycopg.Connection, *, scope: str, code: str) -> bool:
+def division_in_scope(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> bool:
     return conn.execute(DIVISION_IN_SCOPE, {"scope": scope, "code": code}).fetchone() is not None
 
 
-def division_exists(conn: psycopg.Connection, code: str) -> bool:
+def division_exists(conn: psycopg.Connection[DictRow], code: str) -> bool:
     return conn.execute(DIVISION_EXISTS, (code,)).fetchone() is not None
 
 
-def save_contact(conn: psycopg.Connection, *, contact_id: int | None, fields: dict[str, Any],
+def save_contact(conn: psycopg.Connection[DictRow], *, contact_id: int | None, fields: dict[str, Any],
                  channels: list[dict[str, Any]]) -> int:
     """Insert or replace a contact and its channels in the caller's transaction; return its id."""
     if contact_id is None:
@@ -71,9 +72,9 @@ def save_contact(conn: psycopg.Connection, *, contact_id: int | None, fields: di
     return contact_id
 
 
-def set_duty(conn: psycopg.Connection, contact_id: int, on_duty: bool) -> None:
+def set_duty(conn: psycopg.Connection[DictRow], contact_id: int, on_duty: bool) -> None:
     conn.execute(SET_DUTY, (on_duty, contact_id))
 
 
-def delete_contact(conn: psycopg.Connection, contact_id: int) -> None:
+def delete_contact(conn: psycopg.Connection[DictRow], contact_id: int) -> None:
     conn.execute(DELETE_CONTACT, (contact_id,))

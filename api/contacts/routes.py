@@ -10,6 +10,7 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Path, Query, Response
+from psycopg.rows import DictRow
 
 from api.contacts import queries as q
 from api.contacts.models import ContactRead, ContactWrite, DutyBody
@@ -21,14 +22,14 @@ KEEP_CONTACTS = ("administrator", "region_inspector", "league_inspector", "banne
 ContactId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def _or_404(conn: psycopg.Connection, scope: str, contact_id: int) -> ContactRead:
+def _or_404(conn: psycopg.Connection[DictRow], scope: str, contact_id: int) -> ContactRead:
     row = q.get_contact(conn, scope=scope, contact_id=contact_id)
     if row is None:
         raise NotFound(f"contact {contact_id} is not in your jurisdiction", ["path", "contact_id"])
     return ContactRead(**row)
 
 
-def _check_division(conn: psycopg.Connection, scope: str, code: str) -> None:
+def _check_division(conn: psycopg.Connection[DictRow], scope: str, code: str) -> None:
     if not q.division_exists(conn, code):
         raise Unprocessable(f"division {code} does not exist; use a code from GET /api/v1/divisions",
                             ["body", "division_code"])
@@ -36,7 +37,7 @@ def _check_division(conn: psycopg.Connection, scope: str, code: str) -> None:
         raise Forbidden(f"division {code} is outside your jurisdiction", ["body", "division_code"])
 
 
-def _save(conn: psycopg.Connection, body: ContactWrite, contact_id: int | None) -> int:
+def _save(conn: psycopg.Connection[DictRow], body: ContactWrite, contact_id: int | None) -> int:
     fields = body.model_dump(exclude={"channels"})
     channels = [c.model_dump() for c in body.channels]
     try:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import tuple_row
+from psycopg.rows import DictRow, tuple_row
 from psycopg_pool import ConnectionPool
 
 from api.deps import IN_SCOPE
@@ -60,7 +60,7 @@ class RegistryCount:
     overdue: int
 
 
-def fold_overview(divisions: list[Mapping[str, Any]], counts: Iterable[RegistryCount],
+def fold_overview(divisions: Sequence[Mapping[str, Any]], counts: Iterable[RegistryCount],
                   open_alerts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Banner-level rows for the tree (the page rolls them up) and the map cells, for ``divisions`` only.
 
@@ -145,15 +145,15 @@ class RegistryCounts:
             return count_registry(conn)
 
 
-def count_registry(conn: psycopg.Connection) -> list[RegistryCount]:
+def count_registry(conn: psycopg.Connection[Any]) -> list[RegistryCount]:
     """One pass over the registry: equipment, online and overdue per (banner, 0.1° cell)."""
     with conn.cursor(row_factory=tuple_row) as cur:
         return [RegistryCount(*r) for r in cur.execute(SELECT_REGISTRY_COUNTS)]
 
 
-def divisions_in_scope(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
+def divisions_in_scope(conn: psycopg.Connection[DictRow], *, scope: str) -> list[dict[str, Any]]:
     return conn.execute(SELECT_DIVISIONS_IN_SCOPE, {"scope": scope}).fetchall()
 
 
-def open_alert_counts(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
+def open_alert_counts(conn: psycopg.Connection[DictRow], *, scope: str) -> list[dict[str, Any]]:
     return conn.execute(SELECT_OPEN_ALERT_COUNTS, {"scope": scope}).fetchall()

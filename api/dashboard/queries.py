@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 from api.divisions.arrival import ARRIVAL_DEADLINE_AT, TRAPPED_RULE_KEY
@@ -98,27 +99,27 @@ WHERE a.id = ANY(%(ids)s::bigint[])
 """
 
 
-def map_alerts(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
+def map_alerts(conn: psycopg.Connection[DictRow], *, scope: str) -> list[dict[str, Any]]:
     return conn.execute(SELECT_MAP_ALERTS, {"scope": scope}).fetchall()
 
 
-def next_escalations(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
+def next_escalations(conn: psycopg.Connection[DictRow], *, scope: str) -> list[dict[str, Any]]:
     return conn.execute(SELECT_NEXT_ESCALATIONS, {"scope": scope}).fetchall()
 
 
-def emergency_alerts(conn: psycopg.Connection, *, scope: str, limit: int) -> list[dict[str, Any]]:
+def emergency_alerts(conn: psycopg.Connection[DictRow], *, scope: str, limit: int) -> list[dict[str, Any]]:
     return conn.execute(SELECT_EMERGENCY, {"scope": scope, "trapped": TRAPPED_RULE_KEY, "limit": limit}).fetchall()
 
 
-def equipment_in_scope(conn: psycopg.Connection, *, scope: str, code: str) -> tuple[int, str] | None:
+def equipment_in_scope(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> tuple[int, str] | None:
     """(id, category) of the equipment ``code`` when it is in ``scope``."""
     row = conn.execute(SELECT_EQUIPMENT_IN_SCOPE, {"scope": scope, "code": code}).fetchone()
     return None if row is None else (int(row["id"]), row["category"])
 
 
-def latest_values(conn: psycopg.Connection, *, equipment_id: int, category: str) -> list[dict[str, Any]]:
+def latest_values(conn: psycopg.Connection[DictRow], *, equipment_id: int, category: str) -> list[dict[str, Any]]:
     return conn.execute(LATEST_VALUES_BY_CATEGORY[category], {"equipment_id": equipment_id}).fetchall()
 
 
-def recent_events(conn: psycopg.Connection, *, equipment_id: int) -> list[dict[str, Any]]:
+def recent_events(conn: psycopg.Connection[DictRow], *, equipment_id: int) -> list[dict[str, Any]]:
     return conn.execute(SELECT_RECENT_EVENTS, {"equipment_id": equipment_id}).fetchall()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 
@@ -59,14 +60,14 @@ def _text(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def list_dead_letters(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:
+def list_dead_letters(conn: psycopg.Connection[DictRow], **params: Any) -> list[dict[str, Any]]:
     return [_text(r) for r in conn.execute(SELECT_DEAD_LETTER_PAGE, {**params, "cut": LIST_CUT}).fetchall()]
 
 
-def get_dead_letter(conn: psycopg.Connection, *, scope: str, dead_letter_id: int) -> dict[str, Any] | None:
+def get_dead_letter(conn: psycopg.Connection[DictRow], *, scope: str, dead_letter_id: int) -> dict[str, Any] | None:
     row = conn.execute(SELECT_DEAD_LETTER, {"scope": scope, "id": dead_letter_id, "cut": WHOLE}).fetchone()
     return _text(row) if row else None
 
 
-def lock_for_reprocess(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:
+def lock_for_reprocess(conn: psycopg.Connection[DictRow], **params: Any) -> list[dict[str, Any]]:
     return conn.execute(SELECT_FOR_REPROCESS, params).fetchall()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 
@@ -42,9 +43,9 @@ WHERE code = %(code)s
 """
 
 
-def division_response(conn: psycopg.Connection, *, scope: str, code: str) -> dict[str, Any] | None:
+def division_response(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> dict[str, Any] | None:
     return conn.execute(SELECT_RESPONSE, {"scope": scope, "code": code}).fetchone()
 
 
-def set_arrival_deadline(conn: psycopg.Connection, *, code: str, minutes: int | None, actor: str) -> None:
+def set_arrival_deadline(conn: psycopg.Connection[DictRow], *, code: str, minutes: int | None, actor: str) -> None:
     conn.execute(UPDATE_DEADLINE, {"code": code, "minutes": minutes, "actor": actor})

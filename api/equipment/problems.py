@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import psycopg
 from fastapi import HTTPException
+from psycopg.rows import DictRow
 from pydantic import ValidationError
 
 from api.deps import IN_SCOPE
@@ -33,5 +34,5 @@ def raise_validation(exc: ValidationError, *, where: str = "body") -> None:
                                      for e in exc.errors(include_url=False)]) from None
 
 
-def division_in_scope(conn: psycopg.Connection, *, scope: str, code: str) -> bool:
+def division_in_scope(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> bool:
     return conn.execute(SELECT_IN_SCOPE, {"scope": scope, "code": code}).fetchone() is not None

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 from api.pagination import BadCursor
@@ -164,7 +165,7 @@ SELECT_GATEWAY_LEAGUE = "SELECT league_code FROM gateways WHERE id = %s AND reti
 SELECT_CODE_TAKEN = "SELECT 1 FROM equipment WHERE code = %s"
 
 
-def references_for(conn: psycopg.Connection, *, scope: str, banner_code: str, unit_uscc: str,
+def references_for(conn: psycopg.Connection[DictRow], *, scope: str, banner_code: str, unit_uscc: str,
                    gateway_id: str | None, code: str) -> References:
     """The slice of the registry one record is checked against."""
     division = conn.execute(SELECT_DIVISION, (banner_code,)).fetchone()
@@ -183,25 +184,26 @@ def references_for(conn: psycopg.Connection, *, scope: str, banner_code: str, un
         codes_taken={code} if taken else set())
 
 
-def list_equipment(conn: psycopg.Connection, *, sort: str, descending: bool, **params: Any) -> list[dict[str, Any]]:
+def list_equipment(conn: psycopg.Connection[DictRow], *, sort: str, descending: bool,
+                   **params: Any) -> list[dict[str, Any]]:
     return conn.execute(SELECT_EQUIPMENT_PAGE[(sort, descending)], params).fetchall()
 
 
-def get_equipment(conn: psycopg.Connection, *, scope: str, code: str) -> dict[str, Any] | None:
+def get_equipment(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> dict[str, Any] | None:
     return conn.execute(SELECT_EQUIPMENT_BY_CODE, {"scope": scope, "code": code}).fetchone()
 
 
-def search_equipment(conn: psycopg.Connection, *, scope: str, q: str, limit: int) -> list[dict[str, Any]]:
+def search_equipment(conn: psycopg.Connection[DictRow], *, scope: str, q: str, limit: int) -> list[dict[str, Any]]:
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return conn.execute(SEARCH_EQUIPMENT, {"scope": scope, "prefix": escaped.upper() + "%",
                                            "contains": "%" + escaped + "%", "limit": limit}).fetchall()
 
 
-def summary(conn: psycopg.Connection, *, scope: str, division: str, today: date) -> list[dict[str, Any]]:
+def summary(conn: psycopg.Connection[DictRow], *, scope: str, division: str, today: date) -> list[dict[str, Any]]:
     return conn.execute(SELECT_SUMMARY, {"scope": scope, "division": division, "today": today}).fetchall()
 
 
-def audit_of(conn: psycopg.Connection, equipment_id: int) -> list[dict[str, Any]]:
+def audit_of(conn: psycopg.Connection[DictRow], equipment_id: int) -> list[dict[str, Any]]:
     return conn.execute(SELECT_AUDIT, (equipment_id,)).fetchall()
 
 

@@ -16,6 +16,7 @@ import orjson
 import psycopg
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from psycopg.rows import DictRow
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +34,7 @@ from api.equipment.models import (
 )
 from api.equipment.problems import division_in_scope, raise_problems, raise_validation
 from api.errors import NotFound
+from safewatch.db import one_row
 from safewatch.registry import importing
 from safewatch.registry.records import EquipmentRecord, changes, reference_problems
 
@@ -49,14 +51,14 @@ def _read(row: dict[str, Any]) -> EquipmentRead:
     return EquipmentRead(**row)
 
 
-def _get_or_404(conn: psycopg.Connection, scope: str, code: str) -> dict[str, Any]:
+def _get_or_404(conn: psycopg.Connection[DictRow], scope: str, code: str) -> dict[str, Any]:
     row = q.get_equipment(conn, scope=scope, code=code.upper())
     if row is None:
         raise NotFound(f"equipment {code} is not in your jurisdiction's registry", ["path", "code"])
     return row
 
 
-def _for_update(conn: psycopg.Connection, scope: str, code: str) -> dict[str, Any]:
+def _for_update(conn: psycopg.Connection[DictRow], scope: str, code: str) -> dict[str, Any]:
     """The equipment's row, locked until the transaction ends; 404 when it is not in the caller's jurisdiction."""
     row = conn.execute(q.SELECT_FOR_UPDATE, {"scope": scope, "code": code.upper()}).fetchone()
     if row is None:
@@ -185,7 +187,7 @@ def create(body: EquipmentCreate, conn: Conn, user: CurrentUser) -> EquipmentRea
         values = _row_values(body)
         try:
             with conn.transaction():
-                row = conn.execute(q.INSERT_EQUIPMENT, values).fetchone()
+                row = one_row(conn.execute(q.INSERT_EQUIPMENT, values))
         except psycopg.errors.UniqueViolation:
             raise HTTPException(409, detail=[{"msg": f"equipment {body.code} is already registered",
                                               "loc": ["body", "code"], "type": "duplicate"}]) from None

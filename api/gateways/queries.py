@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 
@@ -56,9 +57,9 @@ RETIRE_GATEWAY = "UPDATE gateways SET retired_at = now(), updated_at = now() WHE
 COUNT_BOUND_LIVE = "SELECT count(*) AS n FROM equipment WHERE gateway_id = %s AND status IN ('in_use', 'suspended')"
 
 
-def list_gateways(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:
+def list_gateways(conn: psycopg.Connection[DictRow], **params: Any) -> list[dict[str, Any]]:
     return conn.execute(SELECT_GATEWAY_PAGE, params).fetchall()
 
 
-def get_gateway(conn: psycopg.Connection, *, scope: str, gateway_id: str) -> dict[str, Any] | None:
+def get_gateway(conn: psycopg.Connection[DictRow], *, scope: str, gateway_id: str) -> dict[str, Any] | None:
     return conn.execute(SELECT_GATEWAY, {"scope": scope, "id": gateway_id}).fetchone()

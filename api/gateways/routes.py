@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
+from psycopg.rows import DictRow
 
 from api.deps import WRITE_REGISTRY, Conn, CurrentUser, require
 from api.errors import NotFound
@@ -26,6 +27,7 @@ from api.gateways.models import (
 )
 from api.pagination import BadCursor
 from api.registry_audit import record_change
+from safewatch.db import one_row
 from safewatch.registry.broker import gateway_prefix, mosquitto_hash, new_secret
 from safewatch.registry.records import GATEWAY_ID, changes
 
@@ -38,14 +40,14 @@ def _read(row: dict[str, Any]) -> GatewayRead:
     return GatewayRead(**row, topic_prefix=gateway_prefix(row["league_code"], row["id"]) + "/#")
 
 
-def _get_or_404(conn: psycopg.Connection, scope: str, gateway_id: str) -> GatewayRead:
+def _get_or_404(conn: psycopg.Connection[DictRow], scope: str, gateway_id: str) -> GatewayRead:
     row = q.get_gateway(conn, scope=scope, gateway_id=gateway_id)
     if row is None:
         raise NotFound(f"gateway {gateway_id} is not in your jurisdiction's registry", ["path", "gateway_id"])
     return _read(row)
 
 
-def _for_update(conn: psycopg.Connection, scope: str, gateway_id: str) -> dict[str, Any]:
+def _for_update(conn: psycopg.Connection[DictRow], scope: str, gateway_id: str) -> dict[str, Any]:
     row = conn.execute(q.SELECT_GATEWAY_FOR_UPDATE, {"scope": scope, "id": gateway_id}).fetchone()
     if row is None:
         raise NotFound(f"gateway {gateway_id} is not registered with a league in your jurisdiction",
@@ -56,7 +58,7 @@ def _for_update(conn: psycopg.Connection, scope: str, gateway_id: str) -> dict[s
     return row
 
 
-def _audit(conn: psycopg.Connection, key: str, actor: str, action: str, what: dict[str, Any]) -> None:
+def _audit(conn: psycopg.Connection[DictRow], key: str, actor: str, action: str, what: dict[str, Any]) -> None:
     record_change(conn, "gateway", key, actor, action, what)
 
 
@@ -144,7 +146,7 @@ def retire(gateway_id: GatewayId, body: RetireGateway, conn: Conn, user: Current
     """Retire a gateway with no live equipment bound; it loses broker access at the next broker-files run."""
     with conn.transaction():
         _for_update(conn, user.division_code, gateway_id)
-        bound = conn.execute(q.COUNT_BOUND_LIVE, (gateway_id,)).fetchone()["n"]
+        bound = one_row(conn.execute(q.COUNT_BOUND_LIVE, (gateway_id,)))["n"]
         if bound:
             raise HTTPException(409, detail=[{"msg": f"gateway {gateway_id} still reports {bound} live equipment; "
                                               "rebind them (PATCH /api/v1/equipment/{code} gateway_id) first",

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 # ``g`` is the group a division row d falls in: its league, or the banner itself.
 _GROUP = "CASE WHEN %(group)s = 'league' THEN coalesce(d.league_code, d.code) ELSE d.code END"
@@ -67,12 +68,12 @@ GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10
 SELECT_LEVEL = "SELECT level FROM divisions WHERE code = %s"
 
 
-def division_level(conn: psycopg.Connection, code: str) -> str | None:
+def division_level(conn: psycopg.Connection[DictRow], code: str) -> str | None:
     row = conn.execute(SELECT_LEVEL, (code,)).fetchone()
     return None if row is None else row["level"]
 
 
-def kpi_rows(conn: psycopg.Connection, *, scope: str, division: str | None, group: str, since: datetime,
+def kpi_rows(conn: psycopg.Connection[DictRow], *, scope: str, division: str | None, group: str, since: datetime,
              until: datetime, stale_hours: float) -> dict[str, list[dict[str, Any]]]:
     """The rows of every measure, keyed by measure name."""
     params = {"scope": scope, "division": division, "group": group, "since": since, "until": until,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 _COLUMNS = ("id, severity, category, open_levels, max_level, banner_ack_s, league_ack_s, renotify_s, updated_at, "
             "updated_by")
@@ -28,23 +29,23 @@ RETURNING {_COLUMNS}
 DELETE_POLICY = "DELETE FROM escalation_policies WHERE id = %s"
 
 
-def list_policies(conn: psycopg.Connection) -> list[dict[str, Any]]:
+def list_policies(conn: psycopg.Connection[DictRow]) -> list[dict[str, Any]]:
     return conn.execute(SELECT_POLICIES).fetchall()
 
 
-def get_policy(conn: psycopg.Connection, policy_id: int) -> dict[str, Any] | None:
+def get_policy(conn: psycopg.Connection[DictRow], policy_id: int) -> dict[str, Any] | None:
     return conn.execute(SELECT_POLICY, (policy_id,)).fetchone()
 
 
-def insert_policy(conn: psycopg.Connection, **params: Any) -> dict[str, Any]:
+def insert_policy(conn: psycopg.Connection[DictRow], **params: Any) -> dict[str, Any]:
     row = conn.execute(INSERT_POLICY, params).fetchone()
     assert row is not None
     return row
 
 
-def update_policy(conn: psycopg.Connection, **params: Any) -> dict[str, Any] | None:
+def update_policy(conn: psycopg.Connection[DictRow], **params: Any) -> dict[str, Any] | None:
     return conn.execute(UPDATE_POLICY, params).fetchone()
 
 
-def delete_policy(conn: psycopg.Connection, policy_id: int) -> None:
+def delete_policy(conn: psycopg.Connection[DictRow], policy_id: int) -> None:
     conn.execute(DELETE_POLICY, (policy_id,))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Path, Response
+from psycopg.rows import DictRow
 
 from alerts.escalation import EscalationPolicy, Level, PolicyError
 from api.deps import Conn, CurrentUser, require
@@ -19,7 +20,7 @@ PolicyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 SELECT_DIVISION_LEVEL = "SELECT level FROM divisions WHERE code = %s"
 
 
-def _region_level(conn: psycopg.Connection, user: CurrentUser) -> None:
+def _region_level(conn: psycopg.Connection[DictRow], user: CurrentUser) -> None:
     """Policies bind every league: an administrator bound to a league or banner may not change them."""
     row = conn.execute(SELECT_DIVISION_LEVEL, (user.division_code,)).fetchone()
     if row is None or row["level"] != "region":

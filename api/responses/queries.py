@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 
@@ -45,13 +46,13 @@ ORDER BY 1
 """
 
 
-def get_record(conn: psycopg.Connection, *, scope: str, alert_id: int) -> dict[str, Any] | None:
+def get_record(conn: psycopg.Connection[DictRow], *, scope: str, alert_id: int) -> dict[str, Any] | None:
     return conn.execute(SELECT_RECORD, {"scope": scope, "id": alert_id}).fetchone()
 
 
-def escalations_of(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
+def escalations_of(conn: psycopg.Connection[DictRow], alert_id: int) -> list[dict[str, Any]]:
     return conn.execute(SELECT_ESCALATIONS, (alert_id,)).fetchall()
 
 
-def stats(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:
+def stats(conn: psycopg.Connection[DictRow], **params: Any) -> list[dict[str, Any]]:
     return conn.execute(SELECT_STATS, params).fetchall()

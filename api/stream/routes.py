@@ -62,9 +62,9 @@ async def notifications(request: Request, user: CurrentUser,
                     if last is not None and notification_id <= last:
                         continue  # already replayed
                     cur = await conn.execute(SELECT_NOTIFICATION, {"id": notification_id, "scope": scope})
-                    row = await cur.fetchone()
-                    if row is not None:
-                        yield _event(row)
+                    notified = await cur.fetchone()
+                    if notified is not None:
+                        yield _event(notified)
             finally:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 from api.telemetry.resolution import Resolution
@@ -36,11 +37,11 @@ ORDER BY m.key, r.bucket
 """
 
 
-def get_equipment(conn: psycopg.Connection, *, scope: str, code: str) -> dict[str, Any] | None:
+def get_equipment(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> dict[str, Any] | None:
     return conn.execute(SELECT_EQUIPMENT_IN_SCOPE, {"scope": scope, "code": code}).fetchone()
 
 
-def series_rows(conn: psycopg.Connection, *, resolution: Resolution, equipment_id: int, start: datetime,
+def series_rows(conn: psycopg.Connection[DictRow], *, resolution: Resolution, equipment_id: int, start: datetime,
                 end: datetime, metrics: list[str] | None) -> list[dict[str, Any]]:
     params = {"equipment_id": equipment_id, "start": start, "end": end, "metrics": metrics}
     if resolution is Resolution.RAW:

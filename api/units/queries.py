@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 
@@ -44,15 +45,15 @@ COUNT_LIVE_EQUIPMENT = "SELECT count(*) AS n FROM equipment WHERE unit_id = %s A
 SELECT_DIVISION_SCOPE = f"SELECT d.code, ({IN_SCOPE}) AS in_scope FROM divisions d WHERE d.code = %(code)s"
 
 
-def list_units(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:
+def list_units(conn: psycopg.Connection[DictRow], **params: Any) -> list[dict[str, Any]]:
     return conn.execute(SELECT_UNIT_PAGE, params).fetchall()
 
 
-def get_unit(conn: psycopg.Connection, *, scope: str, uscc: str) -> dict[str, Any] | None:
+def get_unit(conn: psycopg.Connection[DictRow], *, scope: str, uscc: str) -> dict[str, Any] | None:
     return conn.execute(SELECT_UNIT, {"scope": scope, "uscc": uscc}).fetchone()
 
 
-def division_scope(conn: psycopg.Connection, *, scope: str, code: str) -> bool | None:
+def division_scope(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> bool | None:
     """True/False: the division exists and is / is not within ``scope``; None: no such division."""
     row = conn.execute(SELECT_DIVISION_SCOPE, {"scope": scope, "code": code}).fetchone()
     return None if row is None else bool(row["in_scope"])

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
+from psycopg.rows import DictRow
 
 from api.deps import WRITE_REGISTRY, Conn, CurrentUser, require
 from api.errors import NotFound
@@ -13,6 +14,7 @@ from api.pagination import decode_cursor, encode_cursor
 from api.registry_audit import record_change
 from api.units import queries as q
 from api.units.models import RetireUnit, UnitCreate, UnitPage, UnitRead, UnitUpdate
+from safewatch.db import one_row
 from safewatch.registry.records import changes
 
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
@@ -20,7 +22,7 @@ router = APIRouter(prefix="/api/v1/units", tags=["units"])
 Uscc = Annotated[str, Path(pattern=r"^[0-9A-Za-z]{18}$", description="统一社会信用代码")]
 
 
-def check_division(conn: psycopg.Connection, *, scope: str, code: str, field: str = "division_code") -> None:
+def check_division(conn: psycopg.Connection[DictRow], *, scope: str, code: str, field: str = "division_code") -> None:
     """422 for a division the registry lacks, 403 for one outside the caller's jurisdiction."""
     in_scope = q.division_scope(conn, scope=scope, code=code)
     if in_scope is None:
@@ -32,18 +34,18 @@ def check_division(conn: psycopg.Connection, *, scope: str, code: str, field: st
                                           "loc": ["body", field], "type": "forbidden"}])
 
 
-def audit(conn: psycopg.Connection, key: str, actor: str, action: str, what: dict[str, Any]) -> None:
+def audit(conn: psycopg.Connection[DictRow], key: str, actor: str, action: str, what: dict[str, Any]) -> None:
     record_change(conn, "unit", key, actor, action, what)
 
 
-def _get_or_404(conn: psycopg.Connection, scope: str, uscc: str) -> UnitRead:
+def _get_or_404(conn: psycopg.Connection[DictRow], scope: str, uscc: str) -> UnitRead:
     row = q.get_unit(conn, scope=scope, uscc=uscc.upper())
     if row is None:
         raise NotFound(f"user unit {uscc} is not in your jurisdiction's registry", ["path", "uscc"])
     return UnitRead(**row)
 
 
-def _for_update(conn: psycopg.Connection, scope: str, uscc: str) -> dict[str, Any]:
+def _for_update(conn: psycopg.Connection[DictRow], scope: str, uscc: str) -> dict[str, Any]:
     """The unit's row, locked until the transaction ends; 404 when it is not in the caller's jurisdiction."""
     row = conn.execute(q.SELECT_UNIT_FOR_UPDATE, {"scope": scope, "uscc": uscc.upper()}).fetchone()
     if row is None:
@@ -114,7 +116,7 @@ def retire(uscc: Uscc, body: RetireUnit, conn: Conn, user: CurrentUser) -> UnitR
         if current["retired_at"] is not None:
             raise HTTPException(409, detail=[{"msg": f"user unit {uscc} is already retired", "loc": ["path", "uscc"],
                                               "type": "retired"}])
-        live = conn.execute(q.COUNT_LIVE_EQUIPMENT, (current["id"],)).fetchone()["n"]
+        live = one_row(conn.execute(q.COUNT_LIVE_EQUIPMENT, (current["id"],)))["n"]
         if live:
             raise HTTPException(409, detail=[{"msg": f"user unit {uscc} still has {live} equipment in use or "
                                               "suspended; transfer (PATCH unit_uscc) or retire them first",

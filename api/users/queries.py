@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from api.deps import IN_SCOPE
 
@@ -46,9 +47,9 @@ SELECT id FROM users WHERE role = 'administrator' AND retired_at IS NULL ORDER B
 RETIRE_USER = "UPDATE users SET retired_at = now(), updated_at = now() WHERE id = %s"
 
 
-def list_users(conn: psycopg.Connection, **params: Any) -> list[dict[str, Any]]:
+def list_users(conn: psycopg.Connection[DictRow], **params: Any) -> list[dict[str, Any]]:
     return conn.execute(SELECT_USER_PAGE, params).fetchall()
 
 
-def get_user(conn: psycopg.Connection, *, scope: str, username: str) -> dict[str, Any] | None:
+def get_user(conn: psycopg.Connection[DictRow], *, scope: str, username: str) -> dict[str, Any] | None:
     return conn.execute(SELECT_USER, {"scope": scope, "username": username}).fetchone()

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
+from psycopg.rows import DictRow
 
 from api.auth.passwords import hash_password
 from api.deps import Conn, CurrentUser, require
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"], dependencies=[require
 Username = Annotated[str, Path(pattern=USERNAME)]
 
 
-def _check_binding(conn: psycopg.Connection, *, scope: str, role: str, division: str) -> None:
+def _check_binding(conn: psycopg.Connection[DictRow], *, scope: str, role: str, division: str) -> None:
     row = conn.execute(q.SELECT_DIVISION, {"scope": scope, "code": division}).fetchone()
     if row is None:
         raise HTTPException(422, detail=[{"msg": f"division {division} is not in the registry",
@@ -48,7 +49,7 @@ def _check_binding(conn: psycopg.Connection, *, scope: str, role: str, division:
                                           "loc": ["body", "division_code"], "type": "mismatch"}])
 
 
-def _audit(conn: psycopg.Connection, key: str, actor: str, action: str, what: dict[str, Any]) -> None:
+def _audit(conn: psycopg.Connection[DictRow], key: str, actor: str, action: str, what: dict[str, Any]) -> None:
     record_change(conn, "user", key, actor, action, what)
 
 
@@ -62,11 +63,11 @@ def _keep_an_administrator(admins: list[int], current: dict[str, Any], *, role_a
                                           "loc": ["path", "username"], "type": "last_administrator"}])
 
 
-def _lock_administrators(conn: psycopg.Connection) -> list[int]:
+def _lock_administrators(conn: psycopg.Connection[DictRow]) -> list[int]:
     return [r["id"] if isinstance(r, dict) else r[0] for r in conn.execute(q.LOCK_ACTIVE_ADMINISTRATORS)]
 
 
-def _get_or_404(conn: psycopg.Connection, scope: str, username: str) -> UserRead:
+def _get_or_404(conn: psycopg.Connection[DictRow], scope: str, username: str) -> UserRead:
     row = q.get_user(conn, scope=scope, username=username)
     if row is None:
         raise NotFound(f"no person {username} in your jurisdiction", ["path", "username"])

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ import psycopg
 
 from bench.ingest.instances import PrivateBroker, PrivatePostgres, free_port
 from safewatch.contract import Kind, build_topic
+from safewatch.db import one_row
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.schema.migrate import migrate
@@ -332,7 +334,7 @@ class Result:
 def _count(url: str) -> int:
     try:
         with psycopg.connect(url, connect_timeout=2) as c:
-            return int(c.execute(COUNT_READINGS).fetchone()[0])  # type: ignore[index]
+            return int(one_row(c.execute(COUNT_READINGS))[0])
     except psycopg.OperationalError:
         return -1
 
@@ -521,7 +523,7 @@ class Run:
             self._fault(what, action)
         stream.join(cfg.ticks * cfg.tick_s * 3 + 120)
         for pub, what in ((gateways, "the stream"), (bad_pub, "the bad messages")):
-            self._wait(f"the broker to acknowledge all of {what}", lambda p=pub: p.wait_acked(0.5))
+            self._wait(f"the broker to acknowledge all of {what}", partial(pub.wait_acked, 0.5))
         expected = len(self.sent)
         self._wait("every reading stored", lambda: _count(self.db_url) >= expected)
         self._wait("an alert per breach, cleared", lambda: self._breach_alerts_cleared(len(breaches)))
@@ -549,8 +551,8 @@ class Run:
         r = self.result
         with psycopg.connect(self.db_url) as c:
             rows = c.execute(STORED).fetchall()
-            letters = dict(c.execute(DEAD_LETTERS_BY_PAYLOAD).fetchall())
-            notes = dict(c.execute(NOTES_OF_ESCAPED_EVENTS).fetchall())
+            letters: dict[str, int] = dict(c.execute(DEAD_LETTERS_BY_PAYLOAD).fetchall())
+            notes: dict[str, int] = dict(c.execute(NOTES_OF_ESCAPED_EVENTS).fetchall())
             r.alerts = [(code, rule, bool(cleared)) for code, rule, cleared in c.execute(ALERTS)]
         stored = set(rows)
         r.readings_sent, r.readings_stored_rows = len(self.sent), len(rows)

@@ -30,7 +30,7 @@ import psycopg
 from api.auth.users import upsert_user
 from api.dashboard.overview import REGISTRY_TTL_S, count_registry
 from bench.dashboard.load import load_registry
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.registry.divisions import load_divisions
 from safewatch.schema.migrate import migrate
 
@@ -71,9 +71,9 @@ def _machine(url: str) -> str:
     except (OSError, StopIteration):
         pass
     with psycopg.connect(url) as conn:
-        pg = conn.execute("SHOW server_version").fetchone()[0]
+        pg = one_row(conn.execute("SHOW server_version"))[0]
         ts = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-        storage = conn.execute("SELECT value FROM safewatch_meta WHERE key = 'storage'").fetchone()[0]
+        storage = one_row(conn.execute("SELECT value FROM safewatch_meta WHERE key = 'storage'"))[0]
     chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()
     from importlib.metadata import version
     return (f"machine: {platform.platform()}; {cpu}; {os.cpu_count()} CPUs; python {platform.python_version()}; "

@@ -49,7 +49,7 @@ def load_registry(url: str, n: int, *, seed: int = 1, offline_share: float = 0.0
         with cur.copy(COPY_GATEWAYS) as copy:
             for g in registry.gateways:
                 copy.write_row([g["id"], g["league_code"], g["name"]])
-        unit_ids = dict(cur.execute(SELECT_UNIT_IDS).fetchall())
+        unit_ids: dict[str, int] = dict(cur.execute(SELECT_UNIT_IDS).fetchall())
         with cur.copy(COPY_EQUIPMENT) as copy:
             for e in registry.equipment:
                 row = {**e, "unit_id": unit_ids[e["unit_uscc"]], "rated": orjson.dumps(e["rated"]).decode()}

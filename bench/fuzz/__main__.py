@@ -32,9 +32,9 @@ from bench.ingest.instances import SHARED_SERVER_URL, PrivateBroker, free_port
 from bench.ingest.publisher import RawPublisher
 from ingest.batching import RawMessage, assemble
 from safewatch.contract import Limits
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
-from safewatch.registry.seed import demo_registry, insert_registry
+from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.schema.migrate import migrate
 
 BATCH = 500
@@ -45,7 +45,7 @@ COUNT_EVENTS = "SELECT count(*) FROM events WHERE gateway_id LIKE %s"
 DEAD_LETTER_KEYS = "SELECT message_key FROM dead_letters WHERE message_key IS NOT NULL"
 
 
-def _fleet(n: int, prefix: str) -> tuple[Fleet, object]:
+def _fleet(n: int, prefix: str) -> tuple[Fleet, DemoRegistry]:
     registry = demo_registry(parse_divisions(shipped_divisions_text()), n, seed=11, gateway_prefix=prefix)
     return Fleet(registry.equipment, registry.gateways), registry
 
@@ -107,7 +107,7 @@ class Ingest:
         self.fleet, registry = _fleet(n_equipment, self.prefix)
         with psycopg.connect(self.url) as c:
             load_divisions(c)
-            insert_registry(c, registry)  # type: ignore[arg-type]
+            insert_registry(c, registry)
         self.broker = PrivateBroker(shipped=True).start()
         self.tmp = Path(tempfile.mkdtemp(prefix="sw-fuzz-"))
         env = {**os.environ, "SAFEWATCH_DB__URL": self.url, "SAFEWATCH_MQTT__URL": self.broker.url,
@@ -132,8 +132,8 @@ class Ingest:
 
     def counts(self) -> tuple[int, int, set[bytes]]:
         with psycopg.connect(self.url) as c:
-            readings = c.execute(COUNT_READINGS, (f"{self.prefix}%",)).fetchone()[0]
-            events = c.execute(COUNT_EVENTS, (f"{self.prefix}%",)).fetchone()[0]
+            readings = one_row(c.execute(COUNT_READINGS, (f"{self.prefix}%",)))[0]
+            events = one_row(c.execute(COUNT_EVENTS, (f"{self.prefix}%",)))[0]
             keys = {bytes(r[0]) for r in c.execute(DEAD_LETTER_KEYS).fetchall()}
         return readings, events, keys
 

@@ -176,7 +176,7 @@ def _mutate_doc(rng: random.Random, doc: Any, kind: int, text: str | None, max_p
     elif kind == 1 and (spots := _places(doc)):  # a wrong type, or an odd number
         _set(doc, rng.choice(spots), lambda _: rng.choice(_STRANGE_VALUES))
     elif kind == 2 and isinstance(doc, dict) and isinstance(doc.get("readings"), list):  # a huge array
-        junk = rng.choice([0, {}, "x", [], None, {"equipment": "ZZZZ0001", "values": {"speed": 1}}])
+        junk: object = rng.choice([0, {}, "x", [], None, {"equipment": "ZZZZ0001", "values": {"speed": 1}}])
         per = len(orjson.dumps(junk)) + 1
         doc["readings"] = doc["readings"] + [junk] * rng.randint(1, (max_payload_bytes - 200) // per)
     elif kind == 3 and (spots := _places(doc)):  # nesting, up to past orjson's limit (1024)

@@ -36,6 +36,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -49,7 +50,7 @@ from bench.ingest.instances import PrivateBroker, bench_server, cpu_of, free_por
 from bench.ingest.publisher import RawPublisher, entry
 from ingest.buffers import buffers_advice, buffers_and_fleet
 from ingest.copy_format import pack, pack_nullable, timestamptz_from_ms
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.registry.divisions import load_divisions
 from safewatch.schema.layout import READING_TABLES
 from safewatch.schema.migrate import migrate
@@ -103,9 +104,9 @@ COPY_CEILING_WIDE = "COPY ceiling_wide FROM STDIN (FORMAT BINARY)"
 def machine(server_url: str) -> str:
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[0]
     with psycopg.connect(server_url) as c:
-        pg = c.execute("SHOW server_version").fetchone()[0]
+        pg = one_row(c.execute("SHOW server_version"))[0]
         ts = c.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-        buffers = c.execute("SHOW shared_buffers").fetchone()[0]
+        buffers = one_row(c.execute("SHOW shared_buffers"))[0]
     return (f"machine: {platform.platform()}; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {platform.python_version()}; {mosq}; "
             f"PostgreSQL {pg} (shared_buffers {buffers}); TimescaleDB {ts[0] if ts else 'absent'}")
@@ -252,7 +253,7 @@ class Pipeline:
                 "SAFEWATCH_INGEST__MAX_INFLIGHT": str(max_inflight),
                 # Several ingest workers share the stream (MQTT v5 shared subscription); one reads it plain.
                 "SAFEWATCH_MQTT__SHARED_SUBSCRIPTIONS": "true" if ingest_workers > 1 else "false"}
-        workers = [(f"ingest-{n + 1}", []) for n in range(ingest_workers)]
+        workers: list[tuple[str, list[str]]] = [(f"ingest-{n + 1}", []) for n in range(ingest_workers)]
         workers += [("alerts" if len(alert_shards) == 1 else f"alerts-{n + 1}", leagues)
                     for n, leagues in enumerate(alert_shards)]
         for name, leagues in workers:
@@ -334,7 +335,7 @@ def write_plan(conn: psycopg.Connection, path: Path, publishers: int) -> list[Pa
 
 def count(url: str) -> int:
     with psycopg.connect(url) as c:
-        return int(c.execute(COUNT_READINGS).fetchone()[0])
+        return int(one_row(c.execute(COUNT_READINGS))[0])
 
 
 def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int, rate: float, duration: float,
@@ -345,7 +346,8 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
     stored0 = count(pipe.db_url)
     for p in pipe.procs:
         p.cpu0 = p.cpu()
-    broker_proc = psutil.Process(pipe.broker.proc.pid)  # type: ignore[union-attr]
+    assert pipe.broker.proc is not None, "the pipeline starts its broker first"
+    broker_proc = psutil.Process(pipe.broker.proc.pid)
     broker_cpu0 = sum(broker_proc.cpu_times()[:2])
     with psycopg.connect(pipe.db_url) as c:
         backends = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
@@ -384,8 +386,8 @@ def run_shape(pipe: Pipeline, plans: list[Path], *, label: str, per_message: int
                                   "--plan", str(plan), "--rate", str(per_pub), "--duration", str(phase_s),
                                   "--per-message", str(per_message), "--client-id", f"pub-{label}-{n}-{time.time()}"],
                                  stdout=subprocess.PIPE) for n, plan in enumerate(plans)]
-        for p in pubs:
-            out, _ = p.communicate(timeout=phase_s + 300)
+        for pub in pubs:
+            out, _ = pub.communicate(timeout=phase_s + 300)
             result = json.loads(out)
             if not result["all_acked"]:
                 raise RuntimeError(f"publisher not fully acknowledged: {result}")
@@ -450,7 +452,7 @@ FROM pg_statio_user_tables
 
 def blocks(db_url: str) -> tuple[int, int]:
     with psycopg.connect(db_url) as c:
-        hit, read = c.execute(BLOCKS_HIT_AND_READ).fetchone()  # type: ignore[misc]
+        hit, read = one_row(c.execute(BLOCKS_HIT_AND_READ))
     return int(hit), int(read)
 
 
@@ -478,7 +480,7 @@ def alert_shards(conn: psycopg.Connection, workers: int) -> list[list[str]]:
 
 
 
-def report(r: dict[str, object], broker_msg_s: float, copy_readings_s: float, writer_rows_s: float,
+def report(r: dict[str, Any], broker_msg_s: float, copy_readings_s: float, writer_rows_s: float,
            per_message: int) -> None:
     readings_per_msg = 8 * per_message
     print(f"\n== shape {r['label']} ==")
@@ -493,27 +495,27 @@ def report(r: dict[str, object], broker_msg_s: float, copy_readings_s: float, wr
           f"our write path alone {writer_rows_s:,.0f} readings/s -> ours {r['readings_s'] / writer_rows_s:.0%}")
     print(f"  commit latency p50 {r['p50'] * 1000:.1f} ms, p99 {r['p99'] * 1000:.1f} ms "
           f"(from the histogram buckets); median batch {r['batch_p50']:.0f} messages")
-    hit, read = int(r["blocks_hit"]), int(r["blocks_read"])  # type: ignore[call-overload]
+    hit, read = int(r["blocks_hit"]), int(r["blocks_read"])
     print(f"  PostgreSQL blocks of our tables and indexes: {hit:,} found in shared_buffers, {read:,} read in "
-          f"({read / max(1, hit + read):.1%}; {read / int(r['readings']) * 1000:.1f} a thousand readings)")  # type: ignore[call-overload]
+          f"({read / max(1, hit + read):.1%}; {read / int(r['readings']) * 1000:.1f} a thousand readings)")
     cpu = r["cpu"]
-    wall = float(r["drained_s"])  # type: ignore[arg-type]
+    wall = float(r["drained_s"])
     print("  CPU (seconds, and cores busy on average over the run): " + "; ".join(
-        f"{k} {v:.1f} s ({v / wall:.2f})" for k, v in cpu.items()))  # type: ignore[union-attr]
+        f"{k} {v:.1f} s ({v / wall:.2f})" for k, v in cpu.items()))
     # What limits it when the cores are busy: the CPU each reading costs, all processes together.
-    readings = int(r["readings"])  # type: ignore[call-overload]
-    per_reading = {k: v / readings * 1e6 for k, v in cpu.items()}  # type: ignore[union-attr]
+    readings = int(r["readings"])
+    per_reading = {k: v / readings * 1e6 for k, v in cpu.items()}
     total = sum(per_reading.values())
     cores = os.cpu_count() or 1
     print("  CPU per reading: " + "; ".join(f"{k} {v:.2f} µs" for k, v in per_reading.items())
           + f"; in all {total:.2f} µs, so {cores} cores fully busy take at most {cores / total * 1e6:,.0f} "
-          f"readings/s ({sum(cpu.values()) / (cores * wall):.0%} of the cores busy in this run)")  # type: ignore[union-attr]
+          f"readings/s ({sum(cpu.values()) / (cores * wall):.0%} of the cores busy in this run)")
     if r["alerts_at_drain"] is not None:
         drained = r["alerts_drained_s"]
         print(f"  alert engine: {r['alerts_at_drain']:,.0f} readings evaluated when the ingest had stored all; "
               + (f"all evaluated after {drained:.1f} s" if drained else "not all evaluated within 300 s more")
               + " (its CPU above includes that catch-up)")
-        starts = [v for k, v in r["start_s"].items() if k.startswith("alerts")]  # type: ignore[union-attr]
+        starts = [v for k, v in r["start_s"].items() if k.startswith("alerts")]
         print(f"  alert worker start (loading the equipment and their saved states) to subscribed: "
               f"{max(starts):.1f} s")
     print(f"  ingest peak RSS {int(r['peak_rss']) / 2**20:.0f} MiB; peak unacknowledged "

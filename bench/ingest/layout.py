@@ -31,7 +31,7 @@ import psycopg
 
 from bench.ingest.instances import bench_server
 from ingest.copy_format import pack, timestamptz_from_ms
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 
 METRICS = 8
 CREATE_NARROW = """
@@ -66,7 +66,7 @@ def run_layout(url: str, layout: str, args: argparse.Namespace) -> None:
     with psycopg.connect(url) as c:
         c.execute(CREATE_NARROW if layout == "narrow" else CREATE_WIDE)
         c.commit()
-        backend = psutil.Process(c.execute(BACKEND_PID).fetchone()[0])  # type: ignore[index]
+        backend = psutil.Process(one_row(c.execute(BACKEND_PID))[0])
         cpu0 = sum(backend.cpu_times()[:2])
         t0 = int(time.time() * 1000) - args.instants * 1000
         ids = np.arange(1, args.equipment + 1, dtype=np.int32)
@@ -90,7 +90,7 @@ def run_layout(url: str, layout: str, args: argparse.Namespace) -> None:
                     last = now
         elapsed = time.perf_counter() - started
         cpu = sum(backend.cpu_times()[:2]) - cpu0
-        size = c.execute("SELECT pg_total_relation_size(%s)", (f"layout_{layout}",)).fetchone()[0]  # type: ignore[index]
+        size = one_row(c.execute("SELECT pg_total_relation_size(%s)", (f"layout_{layout}",)))[0]
     print(f"  {layout:6s}: {total:,} readings in {elapsed:.1f} s = {total / elapsed:,.0f} readings/s; "
           f"backend CPU {cpu:.1f} s ({cpu / total * 1e6:.2f} µs a reading, {cpu / elapsed:.2f} cores); "
           f"{size / 2**20:,.0f} MiB on disk with its key")
@@ -107,9 +107,9 @@ def main() -> None:
     args = parser.parse_args()
     with bench_server(args.private_postgres) as server:
         with psycopg.connect(server) as c:
-            version = c.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-            buffers = c.execute("SHOW shared_buffers").fetchone()[0]  # type: ignore[index]
-            wal = c.execute("SHOW max_wal_size").fetchone()[0]  # type: ignore[index]
+            version = one_row(c.execute("SHOW server_version"))[0]
+            buffers = one_row(c.execute("SHOW shared_buffers"))[0]
+            wal = one_row(c.execute("SHOW max_wal_size"))[0]
         print(f"machine: {platform.platform()}; {os.cpu_count()} CPUs; PostgreSQL {version} (shared_buffers "
               f"{buffers}, max_wal_size {wal}); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{args.equipment:,} equipment x {METRICS} metrics, {args.instants} instants, one writer, a commit every "

@@ -27,7 +27,7 @@ from bench.ingest.instances import SHARED_SERVER_URL, cpu_of
 from ingest.batching import Batch, Readings
 from ingest.rollups import refresh_rollups
 from ingest.writer import ensure_partitions, prepare, write_batch
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.schema.migrate import migrate
 
 # The history, straight in SQL: every equipment and metric at every minute, then every hour.
@@ -78,12 +78,12 @@ def run(schema: int, equipment: int, hours: int) -> None:
             conn.autocommit = True
             conn.execute("VACUUM ANALYZE readings_1m, readings_1h")
             conn.autocommit = False
-            rows = conn.execute("SELECT count(*) FROM readings_1m").fetchone()[0]  # type: ignore[index]
+            rows = one_row(conn.execute("SELECT count(*) FROM readings_1m"))[0]
             print(f"schema {schema}: {rows:,} minute rollups stored ({hours} h of {equipment:,} equipment x 8 "
                   f"metrics), filled in {time.monotonic() - started:.0f} s")
             ensure_partitions(conn, now)
             assert prepare(conn)
-            pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            pid = one_row(conn.execute("SELECT pg_backend_pid()"))[0]
             for minute in (last + timedelta(minutes=1), last + timedelta(minutes=2)):
                 write_batch(conn, _minute_of_readings(equipment, minute), mark_rollups=True)
                 cpu0, wall0 = cpu_of([pid]), time.monotonic()
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--schema", default="33,34", help="schema versions to compare")
     args = parser.parse_args()
     with psycopg.connect(SHARED_SERVER_URL) as c:
-        version = c.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        version = one_row(c.execute("SHOW server_version"))[0]
     print(f"machine: {platform.platform()}; {os.cpu_count()} CPUs; Python {platform.python_version()}; "
           f"PostgreSQL {version}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for schema in (int(s) for s in args.schema.split(",")):

@@ -48,7 +48,7 @@ import psycopg
 
 from bench.ingest.instances import PrivateBroker, free_port
 from safewatch.contract import Event, Kind, build_topic, encode_event
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.schema.migrate import migrate
@@ -82,7 +82,7 @@ def machine() -> str:
                 if line.startswith("model name")), platform.processor())
     mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
     with psycopg.connect(BASE_URL) as conn:
-        pg = conn.execute("SHOW server_version").fetchone()[0]
+        pg = one_row(conn.execute("SHOW server_version"))[0]
     return (f"machine: {platform.platform()}; {os.cpu_count()} CPUs ({cpu}); Python {platform.python_version()}; "
             f"PostgreSQL {pg}; {mosq[0] if mosq else 'mosquitto ?'}; paho-mqtt {version('paho-mqtt')}; "
             f"psycopg {version('psycopg')}; httpx {version('httpx')}; "
@@ -214,7 +214,7 @@ def settle(url: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with psycopg.connect(url) as conn:
-            busy = conn.execute(BACKLOG).fetchone()[0]
+            busy = one_row(conn.execute(BACKLOG))[0]
         if busy:
             quiet_since = None
         elif quiet_since is None:

@@ -36,6 +36,7 @@ import psycopg
 
 from alerts.outbox import Recipient, enqueue, wake_senders
 from bench.ingest.instances import free_port
+from safewatch.db import one_row
 
 REPO = Path(__file__).resolve().parents[2]
 SENDERS = 4  # each notifier's sender threads: how many posts it holds at once
@@ -203,7 +204,7 @@ def enqueue_rows(url: str, alert_id: int, target: str, rows: int) -> list[str]:
     """``rows`` webhook notifications, due now, written as the notifier writes them; their idempotency keys."""
     seed = uuid.uuid4().hex[:8]
     with psycopg.connect(url) as conn:
-        now = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        now = one_row(conn.execute("SELECT clock_timestamp()"))[0]
         alert: dict[str, Any] = {"id": alert_id, "rule_key": "event.kill_probe", "message": "kill -9 probe",
                                  "opened_at": now.isoformat(), "severity": "major"}
         for i in range(rows):

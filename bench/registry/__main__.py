@@ -37,7 +37,7 @@ import psycopg
 
 from api.auth.users import token_for, upsert_user
 from api.equipment.queries import SEARCH_EQUIPMENT, SELECT_EQUIPMENT_PAGE, SELECT_SUMMARY, encode_cursor
-from safewatch.db import with_database
+from safewatch.db import one_row, with_database
 from safewatch.demo import free_port
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.importing import COLUMNS, import_equipment
@@ -60,7 +60,7 @@ CREATE_TRGM = "CREATE INDEX units_name_trgm_idx ON units USING gin (name gin_trg
 
 
 def machine(conn: psycopg.Connection) -> str:
-    pg = conn.execute("SHOW server_version").fetchone()[0]
+    pg = one_row(conn.execute("SHOW server_version"))[0]
     return (f"machine: {platform.platform()}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
             f"Python {platform.python_version()}, PostgreSQL {pg} (server shared with other work)")
 
@@ -192,8 +192,8 @@ def main() -> None:
             regs = [r[0] for r in conn.execute("SELECT registration_no FROM equipment WHERE registration_no IS NOT NULL"
                                                " ORDER BY random() LIMIT 2000")]
             unit_names = [r[0] for r in conn.execute("SELECT name FROM units ORDER BY random() LIMIT 2000")]
-            deep = conn.execute("SELECT id FROM equipment ORDER BY id OFFSET %s LIMIT 1",
-                                (args.equipment // 2,)).fetchone()[0]
+            deep = one_row(conn.execute("SELECT id FROM equipment ORDER BY id OFFSET %s LIMIT 1",
+                                        (args.equipment // 2,)))[0]
         port = free_port()
         env = {**os.environ, "SAFEWATCH_DB__URL": url, "SAFEWATCH_API__PORT": str(port),
                "SAFEWATCH_API__JWT_SECRET": SECRET, "SAFEWATCH_DB__POOL_MAX": str(max(4, args.concurrency)),

@@ -32,7 +32,8 @@ from datetime import datetime
 from enum import StrEnum
 from itertools import compress, repeat
 from operator import attrgetter, is_, itemgetter, methodcaller
-from typing import Annotated, Any, NamedTuple
+from types import GenericAlias
+from typing import Annotated, Any, NamedTuple, Protocol
 
 import msgspec
 import orjson
@@ -273,9 +274,26 @@ _WireValues = msgspec.defstruct(
 _Instant = int | str | None | UnsetType
 _WireEntry = msgspec.defstruct("_WireEntry", [("equipment", str), ("values", _WireValues),
                                               ("ts", _Instant, UNSET)], gc=False)
-_WireBatch = msgspec.defstruct("_WireBatch", [("readings", list[_WireEntry]), ("ts", _Instant, UNSET)],
+# list[_WireEntry], spelt so that a type checker does not read a class built at run time as a static type.
+_WireBatch = msgspec.defstruct("_WireBatch", [("readings", GenericAlias(list, _WireEntry)), ("ts", _Instant, UNSET)],
                                forbid_unknown_fields=True, gc=False)
-_WHOLE = msgspec.json.Decoder(_WireBatch)
+_WHOLE: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_WireBatch)
+
+
+class _WireEntryView(Protocol):
+    """What `_decode_whole` reads of a `_WireEntry` (a class built at run time, unknown to a type checker)."""
+
+    equipment: str
+    values: msgspec.Struct
+    ts: _Instant
+
+
+class _WireBatchView(Protocol):
+    """What `_decode_whole` reads of a `_WireBatch`."""
+
+    readings: list[_WireEntryView]
+    ts: _Instant
+
 _CODE_OF = attrgetter("equipment")
 _VALUES_OF = attrgetter("values")
 _TS_OF = attrgetter("ts")
@@ -287,7 +305,7 @@ def _decode_whole(payload: bytes, limits: Limits) -> tuple[Entry, ...] | None:
     """Every entry at once when all of them keep the contract and share one instant; None as soon as
     anything differs, and `_decode_each` says entry by entry what."""
     try:
-        batch = _WHOLE.decode(payload)
+        batch: _WireBatchView = _WHOLE.decode(payload)
     except (msgspec.DecodeError, RecursionError):  # not JSON, not a batch as it should be, or an unknown
         return None                                # field nested too deep for msgspec: orjson says which
     entries = batch.readings
@@ -429,7 +447,7 @@ def decode_status(payload: bytes, limits: Limits) -> GatewayStatus:
     """Decode a gateway status payload or raise `ContractError`."""
     doc = _load(payload, limits)
     try:
-        state = GatewayState(doc.get("state"))
+        state = GatewayState(doc.get("state", ""))  # a missing state fails as an unknown one
     except ValueError:
         raise MalformedPayload(f"status 'state' must be 'online' or 'offline', got {doc.get('state')!r}") from None
     ts = doc.get("ts")

@@ -339,7 +339,7 @@ WHERE (%(scope)s::text IS NULL OR d.code = %(scope)s OR d.league_code = %(scope)
 XLSX_MAX_ROWS = 20_000
 
 
-def count_in_division(conn: psycopg.Connection, *, scope: str | None) -> int:
+def count_in_division(conn: psycopg.Connection[Any], *, scope: str | None) -> int:
     row = conn.execute(COUNT_IN_DIVISION, {"scope": scope}).fetchone()
     return int(next(iter(row.values())) if isinstance(row, dict) else row[0]) if row else 0
 
@@ -366,7 +366,7 @@ def export_csv(conn: psycopg.Connection, out: IO[bytes], *, scope: str | None) -
     return count_in_division(conn, scope=scope)
 
 
-def export_xlsx(conn: psycopg.Connection, out: IO[bytes], *, scope: str | None) -> int:
+def export_xlsx(conn: psycopg.Connection[Any], out: IO[bytes], *, scope: str | None) -> int:
     """Write the registry (within ``scope``) as a one-sheet XLSX workbook; returns the rows written."""
     from openpyxl import Workbook
 

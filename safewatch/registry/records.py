@@ -79,12 +79,9 @@ class StrictModel(BaseModel):
         return data
 
 
-_Strict = StrictModel
-
-
 # --- rated parameters per category (units in the field descriptions; ranges are sanity bounds only) ---
 
-class BoilerRated(_Strict):
+class BoilerRated(StrictModel):
     """锅炉: rated pressure and evaporation (or thermal power), safety-valve set pressures."""
 
     rated_pressure: float = Field(gt=0, le=40, description="MPa")
@@ -104,7 +101,7 @@ class BoilerRated(_Strict):
         return self
 
 
-class VesselRated(_Strict):
+class VesselRated(StrictModel):
     """压力容器: design pressure and temperature, volume, safety-valve set pressure."""
 
     design_pressure: float = Field(gt=0, le=1000, description="MPa")
@@ -113,7 +110,7 @@ class VesselRated(_Strict):
     safety_valve_set: float | None = Field(None, gt=0, le=1000, description="MPa")
 
 
-class ElevatorRated(_Strict):
+class ElevatorRated(StrictModel):
     """电梯: rated load and speed, floors (escalators and moving walks carry no rated load)."""
 
     rated_speed: float = Field(gt=0, le=20, description="m/s")
@@ -121,7 +118,7 @@ class ElevatorRated(_Strict):
     floors: int | None = Field(None, ge=1, le=300, description="floors served (层)")
 
 
-RATED_MODELS: dict[str, type[_Strict]] = {"1000": BoilerRated, "2000": VesselRated, "3000": ElevatorRated}
+RATED_MODELS: dict[str, type[StrictModel]] = {"1000": BoilerRated, "2000": VesselRated, "3000": ElevatorRated}
 RATED_KEYS: tuple[str, ...] = tuple(dict.fromkeys(k for m in RATED_MODELS.values() for k in m.model_fields))
 
 
@@ -159,7 +156,7 @@ def _fail(loc: tuple[str, ...], message: str, value: Any, *, title: str = "Equip
 
 # --- equipment ---
 
-class EquipmentRecord(_Strict):
+class EquipmentRecord(StrictModel):
     """One equipment as registered: everything checkable without the database."""
 
     code: str = Field(min_length=18, max_length=20, description="设备代码 (18/19 characters) or 注册代码 (20 digits)")
@@ -248,7 +245,7 @@ EQUIPMENT_MUTABLE: tuple[str, ...] = tuple(f for f in EquipmentRecord.model_fiel
 
 # --- units and gateways ---
 
-class UnitRecord(_Strict):
+class UnitRecord(StrictModel):
     """使用单位: name, USCC with its GB 32100 check character, division, address, safety manager, phone."""
 
     uscc: Uscc = Field(min_length=18, max_length=18, description="统一社会信用代码")
@@ -259,7 +256,7 @@ class UnitRecord(_Strict):
     phone: str | None = Field(None, pattern=r"^\+?[0-9][0-9 ()-]{4,24}$")
 
 
-class GatewayRecord(_Strict):
+class GatewayRecord(StrictModel):
     """A device gateway: its id (the MQTT username and topic segment) and the league it reports under."""
 
     id: str = Field(pattern=GATEWAY_ID, description="letters, digits, '_', '.', '-'; at most 64")

@@ -17,6 +17,7 @@ from importlib import resources
 import psycopg
 
 from safewatch.contract import METRICS
+from safewatch.db import one_row
 from safewatch.retry import backoff
 from safewatch.schema.layout import READING_TABLES
 from safewatch.schema.roles import RolesUnavailable, apply_grants
@@ -97,7 +98,7 @@ def _fill_continuous_aggregates(conn: psycopg.Connection) -> None:
     only reach 8 days back: without this, an upgraded database's older rollups would be missing. A
     policy's own first refresh may hold an aggregate for a moment: wait for it and try again.
     """
-    if not conn.execute(HOLDS_OLDER_READINGS).fetchone()[0]:  # type: ignore[index]
+    if not one_row(conn.execute(HOLDS_OLDER_READINGS))[0]:
         return
     for table in READING_TABLES:
         for aggregate in (table.minute, table.hour):  # minutes first: the hours are made from them

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
@@ -33,6 +34,7 @@ from ingest.rollups import drop_old_partitions, refresh_rollups
 from ingest.worker import run as run_ingest
 from ingest.writer import ensure_partitions
 from safewatch.contract import Event, Kind, build_topic, encode_event
+from safewatch.db import one_row
 from safewatch.mqtt import connect_publisher
 from safewatch.registry.divisions import load_divisions
 from safewatch.schema import migrate as migrate_module
@@ -190,9 +192,7 @@ def test_each_process_does_its_job_as_its_own_role(roles_db, settings, running, 
         sink.close()
 
 
-def _far_future():  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime, timedelta
-
+def _far_future() -> datetime:
     return datetime.now(UTC) + timedelta(minutes=5)
 
 
@@ -221,9 +221,9 @@ def test_grafana_runs_its_dashboards_queries_and_nothing_else(roles_db):
 
 
 def _a_column(conn: psycopg.Connection, table: str) -> str:
-    return conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+    return one_row(conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
                         "AND attidentity = '' AND attgenerated = '' AND NOT attisdropped ORDER BY attnum LIMIT 1",
-                        (table,)).fetchone()[0]
+                        (table,)))[0]
 
 
 # What each role must not do (statements that would succeed as the owner).
@@ -258,8 +258,8 @@ def test_no_role_changes_the_schema_or_another_process_data(roles_db, process):
             with pytest.raises((DENIED, psycopg.errors.WrongObjectType)):
                 conn.execute(statement)
                 pytest.fail(f"{process} may {statement!r}")
-        assert not conn.execute("SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles "
-                                "WHERE rolname = current_user").fetchone()[0]
+        assert not one_row(conn.execute("SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles "
+                                "WHERE rolname = current_user"))[0]
 
 
 def test_every_table_has_its_grants_and_none_is_left_to_chance(roles_db):
@@ -306,8 +306,8 @@ def test_a_table_a_later_migration_adds_is_granted_once_migrated(monkeypatch):
 def test_group_roles_are_nologin_and_login_roles_members_of_their_group(roles_db):
     with psycopg.connect(roles_db.owner) as conn:
         for process in PROCESSES:
-            (can_login,) = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
-                                        (group_role(process),)).fetchone()
+            (can_login,) = one_row(conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
+                                        (group_role(process),)))
             assert not can_login
             groups = [r for (r,) in conn.execute(
                 "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
@@ -334,7 +334,7 @@ def test_migrate_makes_the_login_roles_as_compose_runs_it(roles_db, tmp_path):
     done = _cli(roles_db.owner, "db-roles", "--env-file", str(env_file))
     assert done.returncode == 0 and login_role("api") in done.stdout and login_role("ingest") not in done.stdout
     with psycopg.connect(roles_db.url("api")) as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0] == login_role("api")
+        assert one_row(conn.execute("SELECT current_user"))[0] == login_role("api")
 
 
 @pytest.mark.skipif(not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None,
@@ -356,18 +356,18 @@ def test_login_roles_authenticate_with_their_password_on_a_server_that_asks_for_
         with psycopg.connect(url, autocommit=True) as owner:
             provision_login_roles(owner, {"ingest": "first-password-of-ingest", "grafana": "grafana-password-0"})
         with psycopg.connect(login("ingest", "first-password-of-ingest")) as conn:
-            assert conn.execute("SELECT count(*) FROM equipment").fetchone()[0] == 0
+            assert one_row(conn.execute("SELECT count(*) FROM equipment"))[0] == 0
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(login("ingest", "a-wrong-password"))
         with psycopg.connect(url, autocommit=True) as owner:
             provision_login_roles(owner, {"ingest": "second-password-of-ingest"})
-            stored = owner.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
-                                   (login_role("ingest"),)).fetchone()[0]
+            stored = one_row(owner.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
+                                   (login_role("ingest"),)))[0]
         assert stored.startswith("SCRAM-SHA-256$4096:") and "second-password" not in stored
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(login("ingest", "first-password-of-ingest"))
         with psycopg.connect(login("ingest", "second-password-of-ingest")) as conn:
-            assert conn.execute("SELECT current_user").fetchone()[0] == login_role("ingest")
+            assert one_row(conn.execute("SELECT current_user"))[0] == login_role("ingest")
         with psycopg.connect(login("grafana", "grafana-password-0")) as conn, pytest.raises(DENIED):
             conn.execute("SELECT * FROM users")
 
@@ -382,7 +382,7 @@ def test_a_developer_without_createrole_still_migrates_and_is_told_why_there_are
         url = pg.url.replace("postgres@", "developer@").rsplit("/", 1)[0] + "/own_laptop"
         migrate(url, storage="plain")
         with psycopg.connect(url) as conn:
-            assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'safewatch%'").fetchone()[0] == 0
-            assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 20
+            assert one_row(conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'safewatch%'"))[0] == 0
+            assert one_row(conn.execute("SELECT count(*) FROM schema_migrations"))[0] > 20
     assert any("process roles not granted" in r.getMessage() and "CREATEROLE" in r.getMessage()
                for r in caplog.records)

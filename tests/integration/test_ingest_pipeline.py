@@ -9,6 +9,7 @@ import psycopg
 
 from ingest.worker import run as run_ingest
 from safewatch.contract import Kind, build_topic
+from safewatch.db import one_row
 from safewatch.mqtt import connect_publisher
 from simulators.fleet import Fleet, SimEquipment
 from tests.waiting import wait_until
@@ -19,7 +20,7 @@ SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id WHERE 
 DEAD_LETTERS_OF = "SELECT reason, detail FROM dead_letters WHERE topic LIKE %s ORDER BY id"
 
 
-def _sim(registry) -> list[SimEquipment]:  # type: ignore[no-untyped-def]
+def _sim(registry) -> list[SimEquipment]:
     league = {g["id"]: g["league_code"] for g in registry.gateways}
     return [SimEquipment(e["code"], e["category"], e["rated"], e["gateway_id"], league[e["gateway_id"]])
             for e in registry.equipment]
@@ -42,7 +43,7 @@ def test_every_reading_is_stored_once(settings, fleet, running, pg_url, uid):
 
     def stored() -> int:
         with psycopg.connect(pg_url) as c:
-            return c.execute(COUNT_READINGS_OF_GATEWAYS, (f"t{uid}-%",)).fetchone()[0]
+            return one_row(c.execute(COUNT_READINGS_OF_GATEWAYS, (f"t{uid}-%",)))[0]
 
     assert wait_until(stored, lambda n: n >= expected, what="all readings stored") == expected
 
@@ -87,7 +88,7 @@ def test_bad_input_is_dead_lettered_and_the_rest_kept(settings, fleet, running, 
 
     def stored() -> int:
         with psycopg.connect(pg_url) as c:
-            return c.execute("SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id "
-                             "WHERE e.code = %s", (eq["code"],)).fetchone()[0]
+            return one_row(c.execute("SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id "
+                                     "WHERE e.code = %s", (eq["code"],)))[0]
 
     assert wait_until(stored, lambda n: n >= 2, what="the good message stored") == 2  # speed and floor

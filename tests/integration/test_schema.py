@@ -7,10 +7,10 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from ingest.batching import METRIC_IDS, Batch, ReadingRow
+from ingest.batching import METRIC_IDS, Batch, ReadingRow, Readings
 from ingest.rollups import drop_old_partitions
 from ingest.writer import ensure_partitions, prepare, write_batch
-from safewatch.db import storage_of
+from safewatch.db import one_row, storage_of
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.schema.layout import READING_TABLES, RETENTION
@@ -44,21 +44,21 @@ def test_migrations_are_idempotent_and_recorded(storage_db):
 def test_divisions_are_loaded_with_their_ancestors(storage_db):
     _, url = storage_db
     with psycopg.connect(url) as c:
-        levels = dict(c.execute("SELECT level, count(*) FROM divisions GROUP BY level").fetchall())
+        levels: dict[str, int] = dict(c.execute("SELECT level, count(*) FROM divisions GROUP BY level").fetchall())
         assert levels == {"region": 1, "league": 12, "banner": 103}
-        orphans = c.execute("SELECT count(*) FROM divisions WHERE level = 'banner' AND "
-                            "(league_code IS NULL OR region_code <> '150000')").fetchone()[0]
+        orphans = one_row(c.execute("SELECT count(*) FROM divisions WHERE level = 'banner' AND "
+                                    "(league_code IS NULL OR region_code <> '150000')"))[0]
         assert orphans == 0
-        assert c.execute("SELECT league_code FROM divisions WHERE code = '150781'").fetchone()[0] == "150700"
+        assert one_row(c.execute("SELECT league_code FROM divisions WHERE code = '150781'"))[0] == "150700"
 
 
 def _ready_to_write(c: psycopg.Connection) -> tuple[int, int]:
     """A small registry, the writer's set-up and today's partitions: (an equipment id, now in epoch ms)."""
     insert_registry(c, demo_registry(parse_divisions(shipped_divisions_text()), 3, gateway_prefix="schema"))
-    eq_id = c.execute("SELECT id FROM equipment ORDER BY id LIMIT 1").fetchone()[0]
+    eq_id = one_row(c.execute("SELECT id FROM equipment ORDER BY id LIMIT 1"))[0]
     prepare(c)
     ensure_partitions(c)
-    return eq_id, int(c.execute("SELECT extract(epoch FROM now()) * 1000").fetchone()[0])
+    return eq_id, int(one_row(c.execute("SELECT extract(epoch FROM now()) * 1000"))[0])
 
 
 def test_readings_are_idempotent_and_queried_alike(storage_db):
@@ -66,20 +66,20 @@ def test_readings_are_idempotent_and_queried_alike(storage_db):
     with psycopg.connect(url) as c:
         eq_id, now_ms = _ready_to_write(c)
         rows = [ReadingRow(eq_id, 1, now_ms - i * 1000, 1.0 + i / 100) for i in range(100)]
-        assert write_batch(c, Batch(readings=rows)) == 100
-        assert write_batch(c, Batch(readings=rows[:50])) == 0  # a redelivery stores nothing twice
+        assert write_batch(c, Batch(readings=Readings.of(rows))) == 100
+        assert write_batch(c, Batch(readings=Readings.of(rows[:50]))) == 0  # a redelivery stores nothing twice
         stats = c.execute("SELECT count(*), min(value), max(value) FROM readings WHERE equipment_id = %s",
                           (eq_id,)).fetchone()
         assert stats == (100, 1.0, 1.99)
         for table in READING_TABLES:
             if storage == "timescale":
-                assert c.execute("SELECT count(*) FROM timescaledb_information.hypertables "
-                                 "WHERE hypertable_name = %s", (table.name,)).fetchone()[0] == 1
+                assert one_row(c.execute("SELECT count(*) FROM timescaledb_information.hypertables "
+                                         "WHERE hypertable_name = %s", (table.name,)))[0] == 1
             else:
-                partitions = c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass",
-                                       (table.name,)).fetchone()[0]
+                partitions = one_row(c.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass",
+                                               (table.name,)))[0]
                 assert partitions >= 9  # yesterday … a week ahead, plus the default partition
-                in_default = c.execute(f"SELECT count(*) FROM {table.name}_default").fetchone()[0]
+                in_default = one_row(c.execute(f"SELECT count(*) FROM {table.name}_default"))[0]
                 assert in_default == 0
 
 
@@ -101,13 +101,14 @@ def test_a_message_repeating_some_stored_values_adds_only_the_new_ones(storage_d
     with psycopg.connect(url) as c:
         eq_id, now_ms = _ready_to_write(c)
         speed, load, floor = (METRIC_IDS[k] for k in ("speed", "load", "floor"))
-        assert write_batch(c, Batch(readings=[ReadingRow(eq_id, speed, now_ms, 1.5),
-                                              ReadingRow(eq_id, load, now_ms, 40.0)])) == 2
+        assert write_batch(c, Batch(readings=Readings.of([ReadingRow(eq_id, speed, now_ms, 1.5),
+                                              ReadingRow(eq_id, load, now_ms, 40.0)]))) == 2
         # The same instant again: speed given twice (the stored 1.5 stays), floor new.
         again = [ReadingRow(eq_id, speed, now_ms, 9.9), ReadingRow(eq_id, floor, now_ms, 3.0),
                  ReadingRow(eq_id, floor, now_ms, 4.0)]  # and twice within the batch: the first stays
-        assert write_batch(c, Batch(readings=again)) == 1
-        stored = dict(c.execute("SELECT metric_id, value FROM readings WHERE equipment_id = %s", (eq_id,)))
+        assert write_batch(c, Batch(readings=Readings.of(again))) == 1
+        stored: dict[int, float] = dict(c.execute("SELECT metric_id, value FROM readings WHERE equipment_id = %s",
+                                                  (eq_id,)))
         assert stored == {speed: 1.5, load: 40.0, floor: 3.0}
 
 
@@ -125,10 +126,10 @@ def test_an_upgrade_moves_narrow_readings_into_the_wide_tables(storage):
         migrate(url)
         with psycopg.connect(url) as c:
             assert c.execute(NARROW_ROWS).fetchall() == before
-            rows = {t.name: c.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] for t in READING_TABLES}
+            rows = {t.name: one_row(c.execute(f"SELECT count(*) FROM {t.name}"))[0] for t in READING_TABLES}
             assert rows == {"boiler_readings": 100, "pressure_vessel_readings": 100, "elevator_readings": 100}
             if storage == "timescale":  # rebuilt from the copied rows (plain keeps its rollup tables as they are)
-                hourly = c.execute("SELECT sum(n) FROM readings_1h WHERE equipment_id = 7").fetchone()[0]
+                hourly = one_row(c.execute("SELECT sum(n) FROM readings_1h WHERE equipment_id = 7"))[0]
                 assert hourly == 500
     finally:
         drop_database(url)
@@ -142,7 +143,7 @@ def test_an_upgrade_keeps_the_minute_rollups_in_one_partition_named_for_their_la
                          SELECT date_trunc('minute', now()) + d * interval '1 day', 7, 1, d, d, d, 1, d
                          FROM unnest(ARRAY[-500, 0, 3]) AS d""")
             before = c.execute(MINUTE_ROWS).fetchall()
-            last_day = c.execute("SELECT (date_trunc('minute', now()) + interval '3 days')::date").fetchone()[0]
+            last_day = one_row(c.execute("SELECT (date_trunc('minute', now()) + interval '3 days')::date"))[0]
         migrate(url)
         with psycopg.connect(url) as c:
             assert c.execute(MINUTE_ROWS).fetchall() == before
@@ -150,7 +151,7 @@ def test_an_upgrade_keeps_the_minute_rollups_in_one_partition_named_for_their_la
             assert held_in == {f"readings_1m_p{last_day:%Y%m%d}"}  # dropped whole once that day is past retention
             c.execute("""INSERT INTO readings_1m (bucket, equipment_id, metric_id, avg, min, max, n, sum)
                          VALUES (%s::date + 1, 7, 1, 4, 4, 4, 1, 4)""", (last_day,))
-            day_after = c.execute("SELECT tableoid::regclass::text FROM readings_1m WHERE avg = 4").fetchone()[0]
+            day_after = one_row(c.execute("SELECT tableoid::regclass::text FROM readings_1m WHERE avg = 4"))[0]
             assert day_after == f"readings_1m_p{last_day + timedelta(days=1):%Y%m%d}"
     finally:
         drop_database(url)
@@ -163,7 +164,8 @@ def test_retention_also_empties_the_default_partitions_of_rows_past_it():
         with psycopg.connect(url) as c:
             eq_id, now_ms = _ready_to_write(c)
             old, recent = now_ms - (RETENTION.days + 2) * DAY_MS, now_ms - 5 * DAY_MS  # neither day has a partition
-            write_batch(c, Batch(readings=[ReadingRow(eq_id, 1, old, 1.0), ReadingRow(eq_id, 1, recent, 2.0)]))
+            write_batch(c, Batch(readings=Readings.of([ReadingRow(eq_id, 1, old, 1.0),
+                                                       ReadingRow(eq_id, 1, recent, 2.0)])))
             c.execute("""INSERT INTO readings_1m (bucket, equipment_id, metric_id, avg, min, max, n, sum)
                          SELECT to_timestamp(t / 1000.0), %s, 1, t, t, t, 1, t FROM unnest(%s::bigint[]) AS t""",
                       (eq_id, [old, recent]))
@@ -171,7 +173,7 @@ def test_retention_also_empties_the_default_partitions_of_rows_past_it():
             assert drop_old_partitions(c) == 0  # no daily partition is that old
             assert c.execute("SELECT value FROM readings WHERE equipment_id = %s", (eq_id,)).fetchall() == [(2.0,)]
             assert c.execute("SELECT avg FROM readings_1m").fetchall() == [(recent,)]
-            held = [c.execute(f"SELECT count(*) FROM {name}_default").fetchone()[0]
+            held = [one_row(c.execute(f"SELECT count(*) FROM {name}_default"))[0]
                     for name in (*READING_NAMES, "readings_1m")]
             assert held == [1, 0, 0, 1]
     finally:

@@ -28,6 +28,7 @@ import pytest
 
 from bench.ingest.instances import MOSQUITTO, PG_BIN, PrivatePostgres, free_port, owned_by, wait_port
 from safewatch.contract import Kind, build_topic, encode_telemetry
+from safewatch.db import one_row
 from safewatch.install.secret_file import parse_env
 from safewatch.install.units import PROCESSES, Layout
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
@@ -183,8 +184,11 @@ def test_setup_writes_private_secrets_and_units_that_run_as_their_own_logins(hos
         unit = read_unit(layout.unit(process))
         assert unit.exec_start[-1] == process
         assert f"{login_role(process)}:" in unit.env["SAFEWATCH_DB__URL"]
-    in_use = {p: wait_until(lambda: _logins(host.db_url), lambda seen, p=p: login_role(p) in seen,
-                            what=f"{p} connected as {login_role(p)}") for p in PROCESSES}
+    def connected(process: str) -> set[str]:
+        return wait_until(lambda: _logins(host.db_url), lambda seen: login_role(process) in seen,
+                          what=f"{process} connected as {login_role(process)}")
+
+    in_use = {p: connected(p) for p in PROCESSES}
     assert all(in_use.values())
 
 
@@ -254,5 +258,5 @@ def test_a_gateway_registered_after_setup_publishes_over_tls_and_its_reading_is_
 
 def _stored(url: str, code: str) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id "
-                            "WHERE e.code = %s", (code,)).fetchone()[0]
+        return one_row(conn.execute("SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id "
+                                    "WHERE e.code = %s", (code,)))[0]

@@ -24,6 +24,7 @@ import pytest
 
 from bench.ingest.instances import MOSQUITTO, PG_BIN, PrivateBroker, PrivatePostgres, free_port
 from safewatch.contract import Kind, build_topic, encode_telemetry
+from safewatch.db import one_row
 from safewatch.mqtt import connect_publisher
 from safewatch.registry.divisions import load_divisions, parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
@@ -196,7 +197,7 @@ def _running(postgres: PrivatePostgres) -> bool:
 def _count(url: str) -> int:
     try:
         with psycopg.connect(url, connect_timeout=2) as c:
-            return int(c.execute(COUNT).fetchone()[0])
+            return int(one_row(c.execute(COUNT))[0])
     except psycopg.OperationalError:
         return -1
 

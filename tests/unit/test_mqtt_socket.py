@@ -156,7 +156,7 @@ class Trickle:
         self._sock = sock
         self._full = False
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: bytes | bytearray) -> int:
         self._full = not self._full
         if self._full:
             raise BlockingIOError
@@ -164,6 +164,16 @@ class Trickle:
 
     def close(self) -> None:
         self._sock.close()
+
+    # The rest of paho's SocketLike, passed through.
+    def recv(self, n: int) -> bytes:
+        return self._sock.recv(n)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
 
 
 def test_pahos_writer_sends_a_run_of_pubacks_whole_through_partial_writes() -> None:

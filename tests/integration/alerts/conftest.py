@@ -48,7 +48,7 @@ def equipment_infos(alerts_db: str, alerts_registry: DemoRegistry) -> dict[str, 
 def api_client(alerts_db: str) -> Iterator[TestClient]:
     api_url = process_url(alerts_db, "api")  # the API's own database role, as in production
     pool = open_pool(api_url, min_size=1, max_size=4)
-    settings = Settings(db=DbSettings(url=api_url), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=api_url), api=ApiSettings(jwt_secret=SECRET))
     with TestClient(create_app(settings, registry=CollectorRegistry(), pool=pool)) as c:
         yield c
     pool.close()

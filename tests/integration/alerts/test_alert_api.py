@@ -20,18 +20,18 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 NOW_MS = int(NOW.timestamp() * 1000)
 
 
-def _open(db: str, infos, effect) -> int:  # type: ignore[no-untyped-def]
+def _open(db: str, infos, effect) -> int:
     with psycopg.connect(db) as conn, conn.transaction():
         [applied] = write_effects(conn, [effect], {i.id: i for i in infos.values()})
     return applied.alert_id
 
 
-def _raise(info, rule_key: str, severity: Severity = Severity.MAJOR, ts_ms: int = NOW_MS, **kw) -> RaiseAlert:  # type: ignore[no-untyped-def]
+def _raise(info, rule_key: str, severity: Severity = Severity.MAJOR, ts_ms: int = NOW_MS, **kw) -> RaiseAlert:
     return RaiseAlert(info.id, rule_key, severity, "vessel_pressure", 0.78, 0.75, ts_ms,
                       f"test {rule_key}", **kw)
 
 
-def test_workflow_within_jurisdiction(api_client, as_user, alerts_db, equipment_infos):  # type: ignore[no-untyped-def]
+def test_workflow_within_jurisdiction(api_client, as_user, alerts_db, equipment_infos):
     vessel = first_of(equipment_infos, "2000")
     alert_id = _open(alerts_db, equipment_infos, _raise(vessel, "vessel.pressure.high"))
     banner = as_user("banner_inspector", vessel.banner_code)
@@ -94,7 +94,7 @@ def test_workflow_within_jurisdiction(api_client, as_user, alerts_db, equipment_
 
 
 def test_trapped_passenger_is_latched_until_reset_and_never_shelved(api_client, as_user, alerts_db,
-                                                                   equipment_infos):  # type: ignore[no-untyped-def]
+                                                                   equipment_infos):
     lift = first_of(equipment_infos, "3000")
     state, [effect] = event_effects(lift.id, (), EquipmentState(), event_type="passenger_trapped", active=True,
                                     ts_ms=NOW_MS)
@@ -117,7 +117,7 @@ def test_trapped_passenger_is_latched_until_reset_and_never_shelved(api_client, 
     assert done["state"] == "normal" and done["transitions"][-1]["actor"] == responder.username
 
 
-def test_suppression_by_design_and_out_of_service(alerts_db, equipment_infos):  # type: ignore[no-untyped-def]
+def test_suppression_by_design_and_out_of_service(alerts_db, equipment_infos):
     vessel = first_of(equipment_infos, "2000", skip=1)
     engine = Engine()
     engine.add(equipment_infos.values())
@@ -145,7 +145,7 @@ def test_suppression_by_design_and_out_of_service(alerts_db, equipment_infos):  
     assert any("out of service (停用)" in r for r in reasons) and reasons[-1] == "the equipment is back in use"
 
 
-def test_overdue_inspection_raised_once_by_housekeeping(alerts_db, equipment_infos):  # type: ignore[no-untyped-def]
+def test_overdue_inspection_raised_once_by_housekeeping(alerts_db, equipment_infos):
     engine = Engine()
     now = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
     with psycopg.connect(alerts_db) as conn:
@@ -170,7 +170,7 @@ def test_overdue_inspection_raised_once_by_housekeeping(alerts_db, equipment_inf
         assert row(conn, "SELECT state FROM alerts WHERE id = %s", mine[0].alert_id) == ("returned_unack",)
 
 
-def test_rule_overrides_reach_the_engine(api_client, as_user, alerts_db, equipment_infos):  # type: ignore[no-untyped-def]
+def test_rule_overrides_reach_the_engine(api_client, as_user, alerts_db, equipment_infos):
     vessel = first_of(equipment_infos, "2000", skip=2)
     inspector = as_user("banner_inspector", vessel.banner_code)
     url = f"/api/v1/alerts/rules/overrides/{vessel.code}/vessel.pressure.high"
@@ -204,7 +204,7 @@ def test_rule_overrides_reach_the_engine(api_client, as_user, alerts_db, equipme
     assert api_client.delete(url, headers=inspector.headers).status_code == 404
 
 
-def test_kpis_per_division(api_client, as_user, alerts_db, equipment_infos):  # type: ignore[no-untyped-def]
+def test_kpis_per_division(api_client, as_user, alerts_db, equipment_infos):
     banner = "150802"  # 五原县: nothing else in these tests raises there
     mine = [i for i in equipment_infos.values() if i.banner_code == banner]
     t0 = (NOW_MS - 2 * 3600_000) // 600_000 * 600_000  # on a 10-minute boundary: one interval holds all

@@ -20,6 +20,7 @@ from alerts.worker import run as run_alerts
 from api.app import create_app
 from api.auth.users import upsert_user
 from safewatch.contract import Event, GatewayState, Kind, build_topic, encode_event, encode_status
+from safewatch.db import one_row
 from safewatch.settings import ApiSettings
 from simulators.fleet import Fleet, SimEquipment
 from tests.waiting import wait_until
@@ -39,7 +40,7 @@ def _alerts(pg_url: str, uid: str) -> dict[tuple[str, str], dict[str, Any]]:
         return {(r[1], r[2]): dict(zip(names, r, strict=True)) for r in cur}
 
 
-def test_events_latching_reset_and_last_will(settings, fleet, running, pg_url, uid):  # type: ignore[no-untyped-def]
+def test_events_latching_reset_and_last_will(settings, fleet, running, pg_url, uid):
     registry = fleet(30, seed=13)
     league = {g["id"]: g["league_code"] for g in registry.gateways}
     sim_eq = [SimEquipment(e["code"], e["category"], e["rated"], e["gateway_id"], league[e["gateway_id"]],
@@ -105,7 +106,7 @@ def test_events_latching_reset_and_last_will(settings, fleet, running, pg_url, u
     sim.close()
 
 
-def test_active_alerts_gauge_set_at_housekeeping(settings, fleet, running, pg_url, uid):  # type: ignore[no-untyped-def]
+def test_active_alerts_gauge_set_at_housekeeping(settings, fleet, running, pg_url, uid):
     """The worker's housekeeping raises overdue-inspection alerts and counts open alerts into a gauge."""
     registry = fleet(10, seed=17)
     codes = [e["code"] for e in registry.equipment]
@@ -116,9 +117,9 @@ def test_active_alerts_gauge_set_at_housekeeping(settings, fleet, running, pg_ur
 
     def overdue() -> int:
         with psycopg.connect(pg_url) as c:
-            return c.execute("SELECT count(*) FROM alerts a JOIN equipment e ON e.id = a.equipment_id "
-                             "WHERE e.code = ANY(%s) AND a.rule_key = 'inspection.overdue' "
-                             "AND a.state = 'active_unack'", (codes,)).fetchone()[0]
+            return one_row(c.execute("SELECT count(*) FROM alerts a JOIN equipment e ON e.id = a.equipment_id "
+                                     "WHERE e.code = ANY(%s) AND a.rule_key = 'inspection.overdue' "
+                                     "AND a.state = 'active_unack'", (codes,)))[0]
 
     # The first housekeeping runs before the worker reads its first batch; the gauge is set once it commits.
     wait_until(lambda: metrics.get_sample_value("safewatch_alerts_active",

@@ -43,7 +43,7 @@ ORDER BY a.id
 """
 
 
-def _sim_equipment(registry) -> list[SimEquipment]:  # type: ignore[no-untyped-def]
+def _sim_equipment(registry) -> list[SimEquipment]:
     league = {g["id"]: g["league_code"] for g in registry.gateways}
     return [SimEquipment(e["code"], e["category"], e["rated"], e["gateway_id"], league[e["gateway_id"]],
                          e["variety"]) for e in registry.equipment]
@@ -56,7 +56,7 @@ def _alerts(pg_url: str, uid: str) -> list[dict[str, Any]]:
         return [dict(zip(names, r, strict=True)) for r in cur]
 
 
-def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet, running, pg_url, uid):  # type: ignore[no-untyped-def]
+def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet, running, pg_url, uid):
     registry = fleet(60, seed=11)
     sim_eq = _sim_equipment(registry)
     # The models follow the local clock (traffic, load): the run replays the latest 10:00 Beijing time that
@@ -127,9 +127,9 @@ def test_safety_faults_alerted_and_replay_gives_the_same_alerts(settings, fleet,
         code_of = {i.id: i.code for i in infos}
         for i in range(0, len(recorded), batch):
             deliveries = [Delivery(t, p, 0, 1, 0, 0.0) for t, p in recorded[i:i + batch]]
-            for e in engine.evaluate(deliveries, int(time.time() * 1000))[0]:
-                if isinstance(e, RaiseAlert) and e.kind is not RuleKind.INSPECTION:
-                    raised.setdefault((code_of[e.equipment_id], e.rule_key), e.ts_ms)
+            for effect in engine.evaluate(deliveries, int(time.time() * 1000))[0]:
+                if isinstance(effect, RaiseAlert) and effect.kind is not RuleKind.INSPECTION:
+                    raised.setdefault((code_of[effect.equipment_id], effect.rule_key), effect.ts_ms)
         replays.append(raised)
     assert replays[0] == replays[1]
     live = {(r["code"], r["rule_key"]): r["opened_ms"] for r in _alerts(pg_url, uid)}

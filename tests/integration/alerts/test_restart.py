@@ -16,7 +16,7 @@ from safewatch.mqtt import connect_publisher
 from tests.waiting import wait_until
 
 
-def _start(settings):  # type: ignore[no-untyped-def]
+def _start(settings):
     stop, ready, registry = threading.Event(), threading.Event(), CollectorRegistry()
     thread = threading.Thread(target=run_alerts, args=(settings,),
                               kwargs={"stop": stop, "registry": registry, "ready": ready}, daemon=True)
@@ -25,7 +25,7 @@ def _start(settings):  # type: ignore[no-untyped-def]
     return stop, thread, registry
 
 
-def test_restart_keeps_a_pending_on_delay(settings, fleet, pg_url, uid):  # type: ignore[no-untyped-def]
+def test_restart_keeps_a_pending_on_delay(settings, fleet, pg_url, uid):
     registry = fleet(40, seed=19)
     vessel = next(e for e in registry.equipment if e["category"] == "2000")
     gw = next(g for g in registry.gateways if g["id"] == vessel["gateway_id"])

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from psycopg_pool import ConnectionPool
 
 from api.app import create_app
 from safewatch.db import open_pool
@@ -37,7 +38,7 @@ def api_db() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def api_pool(api_db: str) -> Iterator[object]:
+def api_pool(api_db: str) -> Iterator[ConnectionPool]:
     # As production runs it: the API's own database role (safewatch/schema/roles.py), not the owner.
     pool = open_pool(process_url(api_db, "api"), min_size=1, max_size=4)
     yield pool
@@ -45,14 +46,14 @@ def api_pool(api_db: str) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def app(api_db: str, api_pool: object):  # type: ignore[no-untyped-def]
+def app(api_db: str, api_pool: ConnectionPool):
     settings = Settings(db=DbSettings(url=process_url(api_db, "api")),
-                        api=ApiSettings(jwt_secret=SECRET, max_body_bytes=256 * 1024))  # type: ignore[arg-type]
-    return create_app(settings, registry=CollectorRegistry(), pool=api_pool)  # type: ignore[arg-type]
+                        api=ApiSettings(jwt_secret=SECRET, max_body_bytes=256 * 1024))
+    return create_app(settings, registry=CollectorRegistry(), pool=api_pool)
 
 
 @pytest.fixture(scope="session")
-def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(app) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c
 

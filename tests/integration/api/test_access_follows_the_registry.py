@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
+from psycopg_pool import ConnectionPool
 
 from api.app import create_app
 from api.auth.revocation import TTL_S
@@ -30,10 +31,10 @@ PASSWORD = "a-long-test-password"
 
 
 @pytest.fixture
-def client(api_db: str, api_pool: object) -> Iterator[TestClient]:
+def client(api_db: str, api_pool: ConnectionPool) -> Iterator[TestClient]:
     """An API of this test's own (its login throttle and identity cache start empty)."""
-    settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
-    with TestClient(create_app(settings, registry=CollectorRegistry(), pool=api_pool)) as c:  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret=SECRET))
+    with TestClient(create_app(settings, registry=CollectorRegistry(), pool=api_pool)) as c:
         yield c
 
 
@@ -109,7 +110,7 @@ def own_db() -> Iterator[str]:
 
 
 def test_the_last_active_administrator_cannot_be_demoted(own_db: str) -> None:
-    settings = Settings(db=DbSettings(url=own_db), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=own_db), api=ApiSettings(jwt_secret=SECRET))
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
         only, only_h = _person(own_db, "administrator", "150000")
         refused = client.patch(f"/api/v1/users/{only}", json={"role": "region_inspector"}, headers=only_h)

@@ -27,6 +27,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
+from safewatch.db import one_row
 from tests.integration.api.conftest import Caller, Registered, elevator_body, make_uscc, next_serial
 
 
@@ -222,17 +223,18 @@ def foreign(register: Callable[[str, str], Registered], as_user: Callable[[str, 
     victim = as_user("banner_inspector", "150102")
     marker = f"MATRIX-SENTINEL-{next_serial()}"
     with psycopg.connect(api_db) as conn:
-        alert_id = conn.execute(INSERT_ALERT, (marker + "-alert", reg.code)).fetchone()[0]
-        dead_letter_id = conn.execute(INSERT_DEAD_LETTER, (f"se/v1/150100/{reg.gateway_id}/telemetry", reg.gateway_id,
-                                                           reg.code, marker + "-dead-letter", b"{}")).fetchone()[0]
-        contact_id = conn.execute(INSERT_CONTACT, (marker + "-contact",)).fetchone()[0]
-        policy_id = conn.execute(INSERT_POLICY).fetchone()[0]
+        alert_id = one_row(conn.execute(INSERT_ALERT, (marker + "-alert", reg.code)))[0]
+        dead_letter_id = one_row(conn.execute(INSERT_DEAD_LETTER, (f"se/v1/150100/{reg.gateway_id}/telemetry",
+                                                                   reg.gateway_id, reg.code, marker + "-dead-letter",
+                                                                   b"{}")))[0]
+        contact_id = one_row(conn.execute(INSERT_CONTACT, (marker + "-contact",)))[0]
+        policy_id = one_row(conn.execute(INSERT_POLICY))[0]
     return Foreign(reg, victim.username, alert_id, dead_letter_id, contact_id, policy_id,
                    "elevator.passenger_trapped",
                    (reg.code, reg.uscc, reg.unit_name, reg.gateway_id, victim.username, marker))
 
 
-def app_routes(app: Any) -> Iterator[tuple[str, str]]:
+def app_routes(app: Any) -> Iterator[tuple[str, str | None]]:
     """(method, path template) of every route the app serves, HEAD aside."""
     for route in iter_route_contexts(app.routes):
         for method in sorted(route.methods or ()):
@@ -296,7 +298,7 @@ def test_route_denies_or_filters_foreign_callers(client: TestClient, as_user: Ca
     if expect.kind == "region_only":
         # Region-level callers may change these, so they go last, on a policy that exists for the others.
         with psycopg.connect(api_db) as conn:
-            foreign = replace(foreign, policy_id=conn.execute(INSERT_POLICY).fetchone()[0])
+            foreign = replace(foreign, policy_id=one_row(conn.execute(INSERT_POLICY))[0])
         callers = tuple(sorted(CALLERS, key=lambda c: c[1] in REGION_LEVEL))
     violations: dict[str, str] = {}
     for role, division in callers:

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from safewatch.db import one_row
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from tests.integration.api.conftest import Registered
 from tests.services import Caller
@@ -37,11 +38,11 @@ def alerts(register: Callable[[str, str], Registered], api_db: str) -> Iterator[
     with psycopg.connect(api_db) as conn:
         for name, (banner, league) in places.items():
             code = register(banner, league).code
-            ids[name] = conn.execute(INSERT_ALERT, ("event.passenger_trapped", league, OPENED, OPENED,
-                                                    code)).fetchone()[0]
+            ids[name] = one_row(conn.execute(INSERT_ALERT, ("event.passenger_trapped", league, OPENED, OPENED,
+                                                            code)))[0]
         other = register("150102", "150100").code
-        ids["not_trapped"] = conn.execute(INSERT_ALERT, ("event.door_open_fault", "150100", OPENED, OPENED,
-                                                         other)).fetchone()[0]
+        ids["not_trapped"] = one_row(conn.execute(INSERT_ALERT, ("event.door_open_fault", "150100", OPENED, OPENED,
+                                                                 other)))[0]
     yield ids
     with psycopg.connect(api_db) as conn:
         conn.execute(CLEAR_SETTINGS)
@@ -72,7 +73,8 @@ def test_default_deadlines_30_min_in_city_districts_60_elsewhere(
     by_id = {a["id"]: a["arrival_deadline_at"] for a in listed["items"]}
     assert datetime.fromisoformat(by_id[alerts["district"]]) == OPENED + timedelta(minutes=30)
     console = _emergency(client, region)
-    assert datetime.fromisoformat(console[alerts["xilingol"]]) == OPENED + timedelta(minutes=60)
+    xilingol = console[alerts["xilingol"]]
+    assert xilingol is not None and datetime.fromisoformat(xilingol) == OPENED + timedelta(minutes=60)
     assert console[alerts["not_trapped"]] is None
     # Where each value comes from.
     district = client.get("/api/v1/divisions/150102/response", headers=region.headers).json()

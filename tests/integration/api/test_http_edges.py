@@ -29,7 +29,7 @@ def test_requests_are_counted_by_route_template(api_db, api_pool):
     from fastapi.testclient import TestClient
 
     registry = CollectorRegistry()
-    settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret="s" * 32))  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret="s" * 32))
     with TestClient(create_app(settings, registry=registry, pool=api_pool)) as c:
         c.get("/api/v1/equipment/310015000201900001")
         c.get("/api/v1/equipment/310015000201900002")

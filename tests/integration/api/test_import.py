@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from openpyxl import Workbook, load_workbook
 
 from safewatch.cli import main as cli
+from safewatch.db import one_row
 from safewatch.registry.importing import COLUMNS, import_equipment
 from tests.integration.api.conftest import Caller, Registered
 
@@ -31,7 +32,7 @@ def elevator_rows(reg: Registered, prefix: str, n: int, start: int = 0) -> list[
 
 def count(url: str, query: str, prefix: str) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute(query, (prefix + "%",)).fetchone()[0]
+        return one_row(conn.execute(query, (prefix + "%",)))[0]
 
 
 def test_100k_rows_import_in_one_transaction(api_db: str, register: Callable[..., Registered], client: TestClient,
@@ -152,7 +153,7 @@ def test_xlsx_export_and_import(client: TestClient, register: Callable[..., Regi
     rows = list(sheet.iter_rows(values_only=True))
     assert list(rows[0]) == list(COLUMNS) and any(row[0] == reg.code for row in rows[1:])
     book = Workbook()
-    ws = book.active
+    ws = book.worksheets[0]  # the one a new workbook has (its active sheet)
     ws.append(["code", "unit_uscc", "banner_code", "rated_pressure", "rated_evaporation", "safety_valve_low",
                "safety_valve_high", "manufactured_on"])
     ws.append([f"1100150982019{reg.code[-5:]}", reg.uscc, reg.banner, 1.25, 4, 1.3, 1.325, "2019-01-01"])

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from safewatch.db import one_row
 from tests.integration.api.conftest import Caller, Registered, elevator_body, make_uscc, next_serial
 
 Register = Callable[[str, str], Registered]
@@ -21,7 +22,7 @@ def fresh_code(prefix: str = "3110150") -> str:
     return f"{prefix}{n % 100:02d}2020{n:05d}"
 
 
-def detail(r) -> list[tuple[tuple[object, ...], str]]:  # type: ignore[no-untyped-def]
+def detail(r) -> list[tuple[tuple[object, ...], str]]:
     return [(tuple(d["loc"]), d["msg"]) for d in r.json()["detail"]]
 
 
@@ -49,7 +50,7 @@ def test_bad_input_names_the_field_and_writes_nothing(client: TestClient, regist
     assert r.status_code == status, r.text
     assert any(got == loc and why in msg for got, msg in detail(r)), r.json()
     with psycopg.connect(api_db) as conn:
-        assert conn.execute(COUNT_EQUIPMENT, (str(body["code"]).upper(),)).fetchone()[0] == 0
+        assert one_row(conn.execute(COUNT_EQUIPMENT, (str(body["code"]).upper(),)))[0] == 0
 
 
 def test_duplicate_code_is_a_conflict(client: TestClient, register: Register, as_user: AsUser, api_db: str) -> None:
@@ -60,7 +61,7 @@ def test_duplicate_code_is_a_conflict(client: TestClient, register: Register, as
     assert r.status_code == 409
     assert detail(r) == [(("body", "code"), f"equipment {reg.code} is already registered")]
     with psycopg.connect(api_db) as conn:
-        assert conn.execute(COUNT_AUDIT, (reg.code,)).fetchone()[0] == 1  # only its creation
+        assert one_row(conn.execute(COUNT_AUDIT, (reg.code,)))[0] == 1  # only its creation
 
 
 def test_malformed_json_and_oversized_bodies(client: TestClient, as_user: AsUser) -> None:
@@ -207,7 +208,7 @@ def test_units_gateways_and_users_lifecycle(client: TestClient, as_user: AsUser,
     second = client.post(f"/api/v1/gateways/{gateway_id}/credentials", headers=clerk.headers).json()["mqtt_password"]
     assert first != second
     with psycopg.connect(api_db) as conn:
-        stored = conn.execute("SELECT password_hash FROM gateways WHERE id = %s", (gateway_id,)).fetchone()[0]
+        stored = one_row(conn.execute("SELECT password_hash FROM gateways WHERE id = %s", (gateway_id,)))[0]
         trail = [r[0] for r in conn.execute(
             "SELECT action FROM registry_audit WHERE key IN (%s, %s) ORDER BY id", (uscc, gateway_id))]
     from safewatch.registry.broker import verify_mosquitto_hash

@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
+from safewatch.db import one_row
 from safewatch.settings import ApiSettings, DbSettings, Settings
 from tests.integration.api.conftest import SECRET, Caller, Registered
-from tests.integration.api.test_openapi_fuzz import LOGOUT, STREAMS
+from tests.integration.api.test_openapi_fuzz import LOGOUT, STREAMS, operation_or_raise
 
 NUL, SURROGATE = "\x00", "\ud800"
 INSERT_ALERT = """
@@ -82,7 +83,7 @@ def with_text(bad: str) -> list[Probe]:
 def alert_and_code(register: Callable[[str, str], Registered], api_db: str) -> tuple[int, str]:
     reg = register("150102", "150100")
     with psycopg.connect(api_db) as conn:
-        return conn.execute(INSERT_ALERT, (reg.code,)).fetchone()[0], reg.code
+        return one_row(conn.execute(INSERT_ALERT, (reg.code,)))[0], reg.code
 
 
 def send(client: TestClient, probe: Probe, headers: dict[str, str], alert: int, code: str) -> Any:
@@ -171,14 +172,14 @@ def test_every_string_input_of_every_operation_refuses_nul(app: Any, client: Tes
 
 def test_a_data_error_escaping_a_route_is_a_422_not_a_500(api_db: str, api_pool: Any) -> None:
     """The last safety net: whatever a route lets through to PostgreSQL and PostgreSQL refuses is the caller's."""
-    app_settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    app_settings = Settings(db=DbSettings(url=api_db), api=ApiSettings(jwt_secret=SECRET))
     app = create_app(app_settings, registry=CollectorRegistry(), pool=api_pool)
 
     @app.get("/probe/{n}")
     def probe(n: int, request: Request) -> dict[str, str]:
         text = "a\x00" if n == 0 else "\ud800"  # made inside the route: the edge rule never saw it
         with request.app.state.pool.connection() as conn:
-            return {"echo": conn.execute("SELECT %s::text", (text,)).fetchone()[0]}
+            return {"echo": one_row(conn.execute("SELECT %s::text", (text,)))[0]}
 
     with TestClient(app) as client:
         for n in (0, 1):
@@ -246,6 +247,6 @@ def test_fuzzed_requests_with_nul_get_422_never_500(app: Any, as_user: Callable[
     wrong: dict[str, str] = {}
     sent = Counter[str]()
     for result in schema.get_all_operations():
-        fuzz(result.ok(), headers, wrong, sent)
+        fuzz(operation_or_raise(result), headers, wrong, sent)
     assert sent["with NUL"] > 150, sent  # the fuzz really reached the strings
     assert not wrong, "\n".join(f"{op}: {why}" for op, why in wrong.items())

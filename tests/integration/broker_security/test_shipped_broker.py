@@ -14,6 +14,7 @@ import itertools
 import queue
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -105,9 +106,9 @@ def clients() -> Iterator[list[Client]]:
 
 
 def connect(clients: list[Client], broker: PrivateBroker, username: str | None, password: str | None = None, *,
-            gateway: bool, **kwargs: object) -> Client:
+            gateway: bool, **kwargs: Any) -> Client:
     c = Client(broker, username, password if password is not None else PASSWORDS.get(username or "", ""),
-               gateway=gateway, **kwargs)  # type: ignore[arg-type]
+               gateway=gateway, **kwargs)
     clients.append(c)
     return c
 

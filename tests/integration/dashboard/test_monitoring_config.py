@@ -29,6 +29,7 @@ from alerts.metrics import AlertMetrics
 from alerts.notifier_worker import NotifierMetrics
 from api.app import create_app
 from ingest.metrics import IngestMetrics
+from safewatch.db import one_row
 from safewatch.demo import free_port
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
@@ -68,8 +69,8 @@ def test_every_fleet_dashboard_query_runs_and_counts_what_is_stored(fleet_db):
     with psycopg.connect(fleet_db) as conn:
         insert_registry(conn, registry)
         code = registry.equipment[0]["code"]
-        metric = conn.execute("SELECT m.key FROM metrics m JOIN equipment e ON e.category = m.category "
-                              "WHERE e.code = %s ORDER BY m.id LIMIT 1", (code,)).fetchone()[0]
+        metric = one_row(conn.execute("SELECT m.key FROM metrics m JOIN equipment e ON e.category = m.category "
+                                      "WHERE e.code = %s ORDER BY m.id LIMIT 1", (code,)))[0]
     # As Grafana runs them: its read-only database role (safewatch/schema/roles.py).
     with psycopg.connect(process_url(fleet_db, "grafana")) as conn:
         results = {}

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from api.app import create_app
 from bench.ingest.instances import MOSQUITTO, PrivateBroker
+from safewatch.db import one_row
 from safewatch.registry.broker import mosquitto_hash
 from safewatch.settings import ApiSettings, DbSettings, Settings
 from tests.integration.broker_security.test_shipped_broker import Client
@@ -58,14 +59,14 @@ def test_the_first_administrator_logs_in_and_a_restart_changes_nothing(fresh_db:
     # A restart with another password in .env neither resets the password nor makes a second administrator.
     again = one_shot("api.auth.bootstrap", env={**env, "FIRST_ADMIN_PASSWORD": "another-long-password"})
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr
-    settings = Settings(db=DbSettings(url=fresh_db), api=ApiSettings(jwt_secret="s" * 32))  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=fresh_db), api=ApiSettings(jwt_secret="s" * 32))
     with TestClient(create_app(settings, registry=CollectorRegistry())) as client:
         r = client.post("/api/v1/auth/token", data={"username": "chief", "password": ADMIN_PASSWORD})
         assert r.status_code == 200, r.text
         me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"}).json()
         assert (me["role"], me["division_code"]) == ("administrator", "150000")
     with psycopg.connect(fresh_db) as conn:
-        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 1
+        assert one_row(conn.execute("SELECT count(*) FROM users"))[0] == 1
 
 
 def test_a_weak_or_missing_first_password_is_refused_with_what_to_do(fresh_db: str) -> None:

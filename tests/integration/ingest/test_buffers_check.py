@@ -16,7 +16,7 @@ LARGEST_TEST_FLEET = 20_000
 
 
 @pytest.fixture
-def empty_url():  # type: ignore[no-untyped-def]
+def empty_url():
     url = create_database(storage="plain")
     yield url
     drop_database(url)
@@ -46,5 +46,5 @@ def test_a_registry_past_the_buffers_is_warned_of_with_the_setting_to_make(empty
     assert advice is not None and f"{fleet:,} equipment" in advice
     [record] = caplog.records
     assert record.levelno == logging.WARNING and record.getMessage() == advice
-    assert record.equipment == fleet and record.shared_buffers == buffers  # type: ignore[attr-defined]
-    assert record.wanted_bytes == wanted_buffers(fleet) > buffers  # type: ignore[attr-defined]
+    assert record.equipment == fleet and record.shared_buffers == buffers
+    assert record.wanted_bytes == wanted_buffers(fleet) > buffers

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from ingest.worker import run as run_ingest
 from safewatch.cli import main as cli
 from safewatch.contract import Kind, build_topic
+from safewatch.db import one_row
 from safewatch.mqtt import connect_publisher
 from tests.waiting import wait_until
 
@@ -22,7 +23,7 @@ SELECT %s, category, variety, unit_id, banner_code, rated, status, gateway_id FR
 COUNT_READINGS_OF = "SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id WHERE e.code = %s"
 
 
-def _publish(settings, uid, messages) -> None:  # type: ignore[no-untyped-def]
+def _publish(settings, uid, messages) -> None:
     client = connect_publisher(settings.mqtt, client_id=f"dl-{uid}")
     for info in [client.publish(t, p, qos=1) for t, p in messages]:
         info.wait_for_publish(10)
@@ -87,7 +88,7 @@ def test_dead_letters_listed_in_scope_and_reprocessed_once_fixed(settings, fleet
     assert done["outcomes"] == [{"id": retry[0]["id"], "result": "stored", "readings_stored": 2, "reasons": []}]
     assert done["skipped"] == [unknown_id]
     with psycopg.connect(pg_url) as c:
-        assert c.execute(COUNT_READINGS_OF, (unknown_code,)).fetchone()[0] == 2
+        assert one_row(c.execute(COUNT_READINGS_OF, (unknown_code,)))[0] == 2
 
     # The CLI: fix the binding the other way round, then re-process the second dead letter by id.
     with psycopg.connect(pg_url) as c:
@@ -99,4 +100,4 @@ def test_dead_letters_listed_in_scope_and_reprocessed_once_fixed(settings, fleet
     listed = CliRunner().invoke(cli, ["deadletters", "list", "--all", "--gateway", other["id"]], env=env)
     assert listed.exit_code == 0 and f"{unbound_id}\t" in listed.output and "[stored]" in listed.output
     with psycopg.connect(pg_url) as c:
-        assert c.execute(COUNT_READINGS_OF, (eq["code"],)).fetchone()[0] == 1
+        assert one_row(c.execute(COUNT_READINGS_OF, (eq["code"],)))[0] == 1

@@ -16,6 +16,7 @@ from bench.fuzz.mutations import Fleet, expected, stream
 from bench.ingest.publisher import RawPublisher
 from ingest.batching import RawMessage
 from ingest.worker import run as run_ingest
+from safewatch.db import one_row
 from tests.waiting import wait_until
 
 COUNT_READINGS = "SELECT count(*) FROM readings r JOIN equipment e ON e.id = r.equipment_id WHERE e.gateway_id LIKE %s"
@@ -52,12 +53,12 @@ def test_a_mutated_stream_through_the_ingest(settings, fleet, running, pg_url, u
 
     def marker_stored() -> bool:
         with psycopg.connect(pg_url) as c:
-            return bool(c.execute(MARKER, (code,)).fetchone()[0])
+            return bool(one_row(c.execute(MARKER, (code,)))[0])
 
     def stored() -> tuple[int, int, set[bytes]]:
         with psycopg.connect(pg_url) as c:
-            return (c.execute(COUNT_READINGS, (f"t{uid}-%",)).fetchone()[0],
-                    c.execute(COUNT_EVENTS, (f"t{uid}-%",)).fetchone()[0],
+            return (one_row(c.execute(COUNT_READINGS, (f"t{uid}-%",)))[0],
+                    one_row(c.execute(COUNT_EVENTS, (f"t{uid}-%",)))[0],
                     {bytes(r[0]) for r in c.execute(DEAD_LETTER_KEYS, (f"se/v1/%/t{uid}-%",)).fetchall()})
 
     wait_until(marker_stored, bool, timeout=120, what="the marker stored")

@@ -16,6 +16,7 @@ import pytest
 
 from ingest.worker import run as run_ingest
 from safewatch.contract import MAX_JSON_DEPTH, Kind, build_topic
+from safewatch.db import one_row
 from safewatch.mqtt import connect_publisher
 from tests.waiting import wait_until
 
@@ -28,7 +29,7 @@ SELECT ev.details FROM events ev JOIN equipment e ON e.id = ev.equipment_id WHER
 STATUS_OF = "SELECT state FROM gateway_status WHERE gateway_id = %s"
 
 
-def _publish(settings, uid, messages, *, retain: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _publish(settings, uid, messages, *, retain: bool = False) -> None:
     client = connect_publisher(settings.mqtt, client_id=f"poison-{uid}")
     for info in [client.publish(t, p, qos=1, retain=retain) for t, p in messages]:
         info.wait_for_publish(10)
@@ -36,19 +37,19 @@ def _publish(settings, uid, messages, *, retain: bool = False) -> None:  # type:
     client.loop_stop()
 
 
-def _query(pg_url: str, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
+def _query(pg_url: str, sql: str, *args: object) -> list[tuple]:
     with psycopg.connect(pg_url) as c:
         return c.execute(sql, args).fetchall()
 
 
-def _settled(metrics) -> None:  # type: ignore[no-untyped-def]
+def _settled(metrics) -> None:
     """Wait until nothing received is queued or unacknowledged: everything received is committed."""
     wait_until(lambda: (metrics.get_sample_value("safewatch_ingest_unacked_messages"),
                         metrics.get_sample_value("safewatch_ingest_queue_depth")), lambda v: v == (0, 0),
                what="everything received committed and acknowledged")
 
 
-def _an_elevator(registry):  # type: ignore[no-untyped-def]
+def _an_elevator(registry):
     eq = next(e for e in registry.equipment if e["category"] == "3000")
     gw = next(g for g in registry.gateways if g["id"] == eq["gateway_id"])
     return eq, gw
@@ -210,7 +211,7 @@ def test_gateway_status_order_on_the_database(conn, uid):
 
     def apply(state: str, ts_ms: int | None, heard_ms: int) -> str:
         write_batch(conn, Batch(statuses=[StatusRow(gw, state, ts_ms, heard_ms)]))
-        return conn.execute(STATUS_OF, (gw,)).fetchone()[0]
+        return one_row(conn.execute(STATUS_OF, (gw,)))[0]
 
     assert apply("online", t - 20_000, t) == "online"  # the gateway's clock 20 s behind ours
     assert apply("offline", None, t + 1_000) == "offline"  # its last will, placed by arrival

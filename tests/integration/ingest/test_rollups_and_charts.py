@@ -12,6 +12,7 @@ from ingest.batching import Batch, ReadingRow, Readings
 from ingest.rollups import drop_old_partitions, refresh_rollups
 from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS_BY_KEY
+from safewatch.db import one_row
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import DemoRegistry, demo_registry, insert_registry
 from safewatch.schema.layout import READING_TABLES, RETENTION
@@ -21,10 +22,10 @@ SPEED = METRICS_BY_KEY["speed"].id
 
 
 @pytest.fixture(params=STORAGES)
-def storage_url(request):  # type: ignore[no-untyped-def]
+def storage_url(request):
     url = create_database(storage=request.param)
     with psycopg.connect(url) as c:
-        chosen = c.execute("SELECT value FROM safewatch_meta WHERE key = 'storage'").fetchone()[0]
+        chosen = one_row(c.execute("SELECT value FROM safewatch_meta WHERE key = 'storage'"))[0]
     if chosen != request.param:
         drop_database(url)
         pytest.skip(f"TimescaleDB is not available on this server (got {chosen} storage)")
@@ -48,7 +49,7 @@ def _an_elevator(url: str, *, seed: int, prefix: str) -> tuple[DemoRegistry, dic
     with psycopg.connect(url) as c:
         insert_registry(c, registry)
         eq = next(e for e in registry.equipment if e["category"] == "3000")
-        eq_id = c.execute("SELECT id FROM equipment WHERE code = %s", (eq["code"],)).fetchone()[0]
+        eq_id = one_row(c.execute("SELECT id FROM equipment WHERE code = %s", (eq["code"],)))[0]
     return registry, eq, eq_id
 
 
@@ -67,8 +68,8 @@ def test_charts_pick_the_resolution_and_rollups_are_exact(storage_url, api_as, r
     with psycopg.connect(storage_url) as c:
         plain = prepare(c)
         assert plain is (storage == "plain")
-        assert write_batch(c, Batch(readings=rows), mark_rollups=plain) == len(rows)
-        assert write_batch(c, Batch(readings=rows[:3]), mark_rollups=plain) == 0  # idempotent
+        assert write_batch(c, Batch(readings=Readings.of(rows)), mark_rollups=plain) == len(rows)
+        assert write_batch(c, Batch(readings=Readings.of(rows[:3])), mark_rollups=plain) == 0  # idempotent
         _refresh(c, storage, datetime.now(UTC) + timedelta(seconds=30))  # the writer has left every minute
         got = c.execute("SELECT bucket, avg, min, max, n FROM readings_1m WHERE equipment_id = %s AND bucket < %s "
                         "ORDER BY bucket", (eq_id, now - timedelta(minutes=30))).fetchall()
@@ -112,21 +113,21 @@ def test_a_minute_is_refreshed_once_its_writers_leave_it() -> None:
         with psycopg.connect(url) as c:
             registry = demo_registry(parse_divisions(shipped_divisions_text()), 5, seed=6, gateway_prefix="settle")
             insert_registry(c, registry)
-            eq_id = c.execute("SELECT min(id) FROM equipment").fetchone()[0]
+            eq_id = one_row(c.execute("SELECT min(id) FROM equipment"))[0]
             assert prepare(c) is True
             minute = (datetime.now(UTC) - timedelta(minutes=10)).replace(second=0, microsecond=0)
             start = int(minute.timestamp() * 1000)
 
             def write(i: int) -> None:
                 row = ReadingRow(eq_id, SPEED, start + i * 1000, float(i))
-                write_batch(c, Batch(readings=[row]), mark_rollups=True)
+                write_batch(c, Batch(readings=Readings.of([row])), mark_rollups=True)
 
             def rolled() -> tuple[int, float] | None:
                 return c.execute("SELECT n, max FROM readings_1m WHERE equipment_id = %s AND bucket = %s",
                                  (eq_id, minute)).fetchone()
 
             write(0)
-            marked = c.execute("SELECT max(marked_at) FROM rollup_dirty").fetchone()[0]
+            marked = one_row(c.execute("SELECT max(marked_at) FROM rollup_dirty"))[0]
             assert refresh_rollups(c, marked + timedelta(seconds=5)) == 0  # a writer was there a moment ago
             assert rolled() is None
             write(1)
@@ -136,7 +137,7 @@ def test_a_minute_is_refreshed_once_its_writers_leave_it() -> None:
             write(2)
             c.execute("UPDATE rollup_dirty SET first_marked_at = first_marked_at - interval '3 minutes'")
             c.commit()
-            marked = c.execute("SELECT max(marked_at) FROM rollup_dirty").fetchone()[0]
+            marked = one_row(c.execute("SELECT max(marked_at) FROM rollup_dirty"))[0]
             assert refresh_rollups(c, marked + timedelta(seconds=5)) == 1
             assert rolled() == (3, 2.0)
     finally:
@@ -159,7 +160,7 @@ def test_an_hour_gains_each_new_minute_and_is_reaggregated_when_one_is_redone() 
             def write(minute: int, values: list[float]) -> None:
                 rows = [ReadingRow(eq_id, SPEED, start + minute * 60_000 + i * 1000, v + eq_id)
                         for eq_id in ids for i, v in enumerate(values)]
-                write_batch(c, Batch(readings=rows), mark_rollups=True)
+                write_batch(c, Batch(readings=Readings.of(rows)), mark_rollups=True)
 
             def refresh() -> int:
                 return refresh_rollups(c, datetime.now(UTC) + timedelta(minutes=5))
@@ -259,11 +260,12 @@ def test_past_retention_readings_and_minutes_go_and_the_hours_still_chart(storag
         plain = prepare(c)
         with c.transaction():  # TimescaleDB: a no-op
             c.execute("SELECT safewatch_ensure_partitions(%s, %s)", (old.date(), old.date()))
-        assert write_batch(c, Batch(readings=rows), mark_rollups=plain) == len(rows)
+        assert write_batch(c, Batch(readings=Readings.of(rows)), mark_rollups=plain) == len(rows)
         _refresh(c, storage, now + timedelta(seconds=30))
         _apply_retention(c, storage)
-        kept = {resolution: c.execute(f"SELECT count(*) FROM {resolution} WHERE equipment_id = %s AND {column} < %s",
-                                      (eq_id, now - RETENTION)).fetchone()[0]
+        kept = {resolution: one_row(c.execute(f"SELECT count(*) FROM {resolution} "
+                                              f"WHERE equipment_id = %s AND {column} < %s",
+                                              (eq_id, now - RETENTION)))[0]
                 for resolution, column in (("readings", "time"), ("readings_1m", "bucket"), ("readings_1h", "bucket"))}
         assert kept == {"readings": 0, "readings_1m": 0, "readings_1h": 1}
 

@@ -16,7 +16,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from safewatch.mqtt import Delivery, Subscriber, connect_publisher
-from safewatch.mqtt_socket import BufferedClient
+from safewatch.mqtt_socket import BufferedClient, BufferedSocket
 from safewatch.settings import Settings
 from tests.integration.mqtt.deliveries import take
 
@@ -76,7 +76,7 @@ def _puback_packets(client: paho.Client) -> Iterator[list[bytes]]:
             queued.append(bytes(packet))
         return real(command, packet, *args, **kwargs)
 
-    client._packet_queue = spy  # type: ignore[method-assign]
+    client._packet_queue = spy  # type: ignore[method-assign]  # a spy on paho's queue, this client only
     try:
         yield queued
     finally:
@@ -136,7 +136,7 @@ def test_acks_of_a_lost_connection_are_not_sent_and_the_redelivered_copies_are(s
     with session.subscriber() as sub:
         before = take(sub, MESSAGES)
         sock = sub._client._sock
-        assert sock is not None
+        assert isinstance(sock, BufferedSocket | socket.socket)
         sock.shutdown(socket.SHUT_RDWR)  # the connection is lost; paho reconnects the session
         again = take(sub, MESSAGES)  # the broker redelivers everything unacknowledged
         assert [d.payload for d in again] == payloads

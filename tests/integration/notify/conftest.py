@@ -30,6 +30,7 @@ from alerts.engine.step import ClearAlert, RaiseAlert
 from alerts.notifier_worker import run as run_notifier
 from alerts.store import EquipmentInfo, apply_effects
 from safewatch.contract import Severity
+from safewatch.db import one_row
 from safewatch.settings import DbSettings, NotifierSettings, Settings
 from tests.services import create_database, drop_database, process_url
 
@@ -246,16 +247,16 @@ def make_site(url: str, banner: str, *, n: int = 1, category: str = "3000") -> S
     k = next(_serial)
     token = f"{time.time_ns() % 10**9:09d}{k:03d}"
     with psycopg.connect(url) as conn:
-        league = conn.execute(SELECT_PLACE, (banner,)).fetchone()[0]
+        league = one_row(conn.execute(SELECT_PLACE, (banner,)))[0]
         uscc = "91" + banner + token[-9:] + "X"
-        unit_id = conn.execute(INSERT_UNIT, (uscc, f"测试单位 {token}", banner)).fetchone()[0]
+        unit_id = one_row(conn.execute(INSERT_UNIT, (uscc, f"测试单位 {token}", banner)))[0]
         gw = f"ntest-{token}"
         conn.execute(INSERT_GATEWAY, (gw, league))
         infos = []
         for i in range(n):
             code = f"{category[0]}11015001{2020}{token[-5:]}{i:03d}"
-            eq_id = conn.execute(INSERT_EQUIPMENT, (code, category, category[0] + "110", unit_id, banner, gw,
-                                                    f"{banner} 测试路 {i} 号")).fetchone()[0]
+            eq_id = one_row(conn.execute(INSERT_EQUIPMENT, (code, category, category[0] + "110", unit_id, banner, gw,
+                                                            f"{banner} 测试路 {i} 号")))[0]
             infos.append(EquipmentInfo(eq_id, code, category, {}, banner, league, "in_use", gw))
     return Site(gw, infos)
 
@@ -292,7 +293,7 @@ def clear_condition(url: str, eq: EquipmentInfo, *, rule_key: str = "event.test"
 def acknowledge(url: str, alert_id: int, *, actor: str = "inspector-1") -> None:
     """What POST /api/v1/alerts/{id}/acknowledge does, with its SQL."""
     with psycopg.connect(url) as conn:
-        state, active, latched = conn.execute(SELECT_ALERT_STATUS, (alert_id,)).fetchone()
+        state, active, latched = one_row(conn.execute(SELECT_ALERT_STATUS, (alert_id,)))
         after = transition(AlarmStatus(AlarmState(state), active, latched), Action.ACKNOWLEDGE)
         conn.execute(UPDATE_ALERT_STATE, {"id": alert_id, "state": str(after.state), "active": after.active})
         conn.execute(INSERT_TRANSITION, (alert_id, state, str(after.state), actor, "on my way"))
@@ -301,7 +302,7 @@ def acknowledge(url: str, alert_id: int, *, actor: str = "inspector-1") -> None:
 def add_contact(url: str, division: str, name: str, channels: list[tuple[str, str, str | None]], *,
                 kind: str = "duty_officer", categories: list[str] | None = None, min_severity: str = "warning") -> int:
     with psycopg.connect(url) as conn:
-        cid = conn.execute(INSERT_CONTACT, (division, name, kind, categories, min_severity)).fetchone()[0]
+        cid = one_row(conn.execute(INSERT_CONTACT, (division, name, kind, categories, min_severity)))[0]
         for channel, address, template in channels:
             conn.execute(INSERT_CHANNEL, (cid, channel, address, template))
     return cid

@@ -21,13 +21,13 @@ SECRET = "test-secret-for-the-escalation-api"
 
 @pytest.fixture(scope="module")
 def client(notify_url: str) -> Iterator[TestClient]:
-    settings = Settings(db=DbSettings(url=notify_url), api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+    settings = Settings(db=DbSettings(url=notify_url), api=ApiSettings(jwt_secret=SECRET))
     with TestClient(create_app(settings, registry=CollectorRegistry())) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def auth(notify_url: str):  # type: ignore[no-untyped-def]
+def auth(notify_url: str):
     def headers(role: str, division: str) -> dict[str, str]:
         username = f"{role}-{division}"
         with psycopg.connect(notify_url) as conn:
@@ -38,7 +38,7 @@ def auth(notify_url: str):  # type: ignore[no-untyped-def]
     return headers
 
 
-def _policy(client, auth, severity):  # type: ignore[no-untyped-def]
+def _policy(client, auth, severity):
     rows = client.get("/api/v1/escalation-policies", headers=auth("banner_inspector", "150102")).json()
     return next(p for p in rows if p["severity"] == severity and p["category"] is None)
 

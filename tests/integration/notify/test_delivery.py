@@ -99,8 +99,9 @@ def test_an_sms_gateway_is_a_webhook_with_a_template(notify_url, sink, notifier)
 
 def test_email_reaches_a_real_smtp_server(notify_url, nsettings, notifier):
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import Envelope
 
-    received: queue.Queue[object] = queue.Queue()
+    received: queue.Queue[Envelope] = queue.Queue()
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
@@ -118,6 +119,7 @@ def test_email_reaches_a_real_smtp_server(notify_url, nsettings, notifier):
         notifier(settings).start()
         alert_id = open_alert(notify_url, site.equipment[0], severity="major", rule_key="boiler.overpressure")
         envelope = received.get(timeout=15)
+        assert isinstance(envelope.content, bytes)  # as received: aiosmtpd decodes nothing by default
         mail = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert envelope.rcpt_tos == ["inspector@example.cn"]
         assert "boiler.overpressure" in mail["Subject"]

@@ -28,7 +28,7 @@ SECRET = "test-secret-for-the-notification-stream"
 def api(notify_url: str) -> Iterator[str]:
     port = free_port()
     settings = Settings(db=DbSettings(url=process_url(notify_url, "api")),  # the API's own role, as in production
-                        api=ApiSettings(jwt_secret=SECRET))  # type: ignore[arg-type]
+                        api=ApiSettings(jwt_secret=SECRET))
     server = uvicorn.Server(uvicorn.Config(create_app(settings, registry=CollectorRegistry()), host="127.0.0.1",
                                            port=port, log_config=None, access_log=False,
                                            timeout_graceful_shutdown=1))

@@ -17,9 +17,10 @@ import pytest
 
 from alerts.engine.step import RaiseAlert, event_effect
 from alerts.store import apply_effects, load_equipment_by_codes
-from ingest.batching import Batch, ReadingRow
+from ingest.batching import Batch, ReadingRow, Readings
 from ingest.writer import prepare, write_batch
 from safewatch.contract import METRICS, Severity
+from safewatch.db import one_row
 from tests.system.browser.conftest import PASSWORD, Site, log_in, screenshot
 from tests.waiting import wait_until
 
@@ -65,8 +66,8 @@ def test_league_inspector_sees_only_their_league(site, new_page):
     assert len(codes) == 1 + 9  # 包头市 and its 9 banners
     # The equipment tile counts only this league's registry.
     with psycopg.connect(site.db_url) as conn:
-        expected = conn.execute("SELECT count(*) FROM equipment e JOIN divisions d ON d.code = e.banner_code "
-                                "WHERE d.league_code = '150200'").fetchone()[0]
+        expected = one_row(conn.execute("SELECT count(*) FROM equipment e JOIN divisions d ON d.code = e.banner_code "
+                                        "WHERE d.league_code = '150200'"))[0]
     playwright_expect(page.locator("[data-tile=equipment] .v")).to_have_text(f"{expected:,}")
     # The map draws only this league's cells: one league, one outline.
     assert page.locator("#map polygon.hull").count() == 1
@@ -183,9 +184,9 @@ def test_the_stream_survives_losing_its_database_connection(site, new_page):
     page.click("#nav a[data-page=alerts]")
     page.wait_for_selector("body[data-stream-ready='1']")
     with psycopg.connect(site.db_url, autocommit=True) as conn:
-        killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                              "WHERE application_name = 'safewatch-dashboard-hub' AND datname = current_database()"
-                              ).fetchone()[0]
+        killed = one_row(conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                      "WHERE application_name = 'safewatch-dashboard-hub' "
+                                      "AND datname = current_database()"))[0]
     assert killed >= 1
     # The hub reconnects and LISTENs again; the page is told (ready) and refetches, then live alerts flow again.
     page.wait_for_selector("body[data-stream-ready='2']", timeout=20_000)
@@ -195,8 +196,8 @@ def test_the_stream_survives_losing_its_database_connection(site, new_page):
 
 def _climb_due(site: Site, alert_id: int) -> object:
     with psycopg.connect(site.db_url) as conn:
-        row = conn.execute("SELECT min(due_at) FROM escalation_timers WHERE alert_id = %s AND kind = 'climb' "
-                           "AND fired_at IS NULL AND cancelled_at IS NULL", (alert_id,)).fetchone()
+        row = one_row(conn.execute("SELECT min(due_at) FROM escalation_timers WHERE alert_id = %s AND kind = 'climb' "
+                                   "AND fired_at IS NULL AND cancelled_at IS NULL", (alert_id,)))
     return row[0]
 
 
@@ -205,12 +206,12 @@ def test_equipment_emergency_kpi_pages_in_both_languages(site, new_page):
     elevator = next(e for e in site.registry.equipment if e["category"] == "3000")
     with psycopg.connect(site.db_url) as conn:
         # Readings of the last minutes: live values and the last-hour chart come from them.
-        eq_id, category = conn.execute("SELECT id, category FROM equipment WHERE code = %s",
-                                       (eq["code"],)).fetchone()
+        eq_id, category = one_row(conn.execute("SELECT id, category FROM equipment WHERE code = %s",
+                                               (eq["code"],)))
         now_ms = int(time.time() * 1000)
         prepare(conn)
-        write_batch(conn, Batch(readings=[ReadingRow(eq_id, m.id, now_ms - g * 60_000, 1.0 + g / 100.0)
-                                          for m in METRICS if m.category == category for g in range(6)]))
+        write_batch(conn, Batch(readings=Readings.of([ReadingRow(eq_id, m.id, now_ms - g * 60_000, 1.0 + g / 100.0)
+                                          for m in METRICS if m.category == category for g in range(6)])))
         # An on-duty emergency team where the elevator stands.
         conn.execute("INSERT INTO contacts (division_code, name, kind) VALUES (%s, %s, 'emergency_team')",
                      (elevator["banner_code"], "96333 救援队 rescue team"))

@@ -27,7 +27,8 @@ def test_the_first_bad_string_of_a_body_is_located() -> None:
     body = {"ok": "fine", "rated": {"floors": 3, f"k{NUL}": 1}, "list": ["a", {"deep": [SURROGATE]}]}
     assert find_unstorable(body, ["body"]) == (["body", "rated", f"k{NUL}"], "has a key that contains U+0000 "
                                                "(NUL), which cannot be stored")
-    assert find_unstorable(body["list"], ["body", "list"])[0] == ["body", "list", 1, "deep", 0]
+    found = find_unstorable(body["list"], ["body", "list"])
+    assert found is not None and found[0] == ["body", "list", 1, "deep", 0]
     deep: Any = "x"
     for _ in range(50_000):  # no recursion limit to exhaust
         deep = [deep]

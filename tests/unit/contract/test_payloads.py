@@ -163,12 +163,13 @@ _SPOILS: dict[str, tuple[str, object]] = {
 
 def _gateway_batch(n: int, message_ts: object, spoils: list[tuple[int, str]]) -> dict[str, object]:
     """``n`` entries of one instant (on the message, or on each entry when ``message_ts`` is None), spoiled."""
-    entries: list[object] = [{"equipment": f"1100151232018{i:05d}", "values": {"drum_pressure": 1.0 + i / 10,
-                                                                              "drum_level": -12.5}}
-                             for i in range(n)]
+    built: list[dict[str, object]] = [{"equipment": f"1100151232018{i:05d}",
+                                       "values": {"drum_pressure": 1.0 + i / 10, "drum_level": -12.5}}
+                                      for i in range(n)]
     if message_ts is None:
-        for entry in entries:
-            entry["ts"] = NOW  # type: ignore[index]
+        for one in built:
+            one["ts"] = NOW
+    entries: list[object] = list(built)  # a spoil may replace an entry by anything
     for index, name in spoils:
         field, value = _SPOILS[name]
         entry = entries[index % n]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ def _by_hand(rows: list[tuple[int, int, int, float]]) -> bytes:
 
 def test_rows_are_packed_as_postgresql_reads_them():
     ts_ms = [PG_EPOCH_MS, PG_EPOCH_MS - 1, 1_795_593_600_123]
-    columns = [("timestamptz", timestamptz_from_ms(ts_ms)), ("int4", [1, 2_000_000_000, 7]),
+    columns: list[tuple[str, Sequence[float] | np.ndarray]] = [
+               ("timestamptz", timestamptz_from_ms(ts_ms)), ("int4", [1, 2_000_000_000, 7]),
                ("int2", [1, 32_000, 40]), ("float8", [0.5, -12, 1e300])]  # an int among the floats
     assert pack(columns) == _by_hand([(0, 1, 1, 0.5), (-1000, 2_000_000_000, 32_000, -12.0),
                                       ((1_795_593_600_123 - PG_EPOCH_MS) * 1000, 7, 40, 1e300)])

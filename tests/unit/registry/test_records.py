@@ -19,12 +19,12 @@ from safewatch.registry.records import (
 )
 
 USCC = "91110000600037341L"
-BOILER = {"code": "110015123201500001", "unit_uscc": USCC, "banner_code": "150102",
+BOILER: dict[str, Any] = {"code": "110015123201500001", "unit_uscc": USCC, "banner_code": "150102",
           "rated": {"rated_pressure": 1.25, "rated_evaporation": 4, "safety_valve_low": 1.3,
                     "safety_valve_high": 1.325}}
 VESSEL = {"code": "217015123201500001", "unit_uscc": USCC, "banner_code": "150102",
           "rated": {"design_pressure": 0.8, "design_temperature": 60, "volume": 1, "safety_valve_set": 0.77}}
-ELEVATOR = {"code": "311015123201500001", "unit_uscc": USCC, "banner_code": "150102",
+ELEVATOR: dict[str, Any] = {"code": "311015123201500001", "unit_uscc": USCC, "banner_code": "150102",
             "rated": {"rated_speed": 1.75, "rated_load": 1000, "floors": 18}}
 
 

@@ -132,7 +132,10 @@ def test_sensor_faults_drift_freeze_and_spike_the_named_reading_only():
     ):
         faults = {kind: Fault("x", kind, start, end, metric="drum_pressure", magnitude=0.1 if kind == "sensor_drift"
                               else 0.5)}
-        faulty, _ = simulate(BoilerModel(BOILER, random.Random(7)), lambda s, f=faults: f, 4200)
+        def injected(_s: float, f: dict[str, Fault] = faults) -> dict[str, Fault]:
+            return f
+
+        faulty, _ = simulate(BoilerModel(BOILER, random.Random(7)), injected, 4200)
         clean, _ = simulate(BoilerModel(BOILER, random.Random(7)), lambda s: set(), 4200)
         xs = [v["drum_pressure"] for s, v in faulty if 600 <= s < 4200]
         assert check(xs, clean[61][1]["drum_pressure"]), kind

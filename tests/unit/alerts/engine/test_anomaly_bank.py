@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from dataclasses import replace
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -26,9 +28,11 @@ def series(seed: int, n: int) -> np.ndarray:
     x[2 * n // 3: 2 * n // 3 + 20] = 12.0
     return x
 
+K = TypeVar("K", bound=Hashable)  # whatever keys the caller gives its detectors
+
 
 def run_both(config: AnomalyConfig, streams: dict[str, np.ndarray], step_s: float,
-             metrics_of: dict[str, tuple[str, ...]]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+             metrics_of: dict[K, tuple[str, ...]]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     """The same readings through reference EquipmentDetectors and one FleetDetector, instant by instant."""
     reference = {key: EquipmentDetector(metrics, config) for key, metrics in metrics_of.items()}
     fleet = FleetDetector(config)

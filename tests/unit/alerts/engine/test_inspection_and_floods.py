@@ -16,7 +16,7 @@ RULES = [r for r in INSPECTION_RULES if r.category is Category.ELEVATOR]
 NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)  # already 26 Nov in Inner Mongolia (UTC+8)
 
 
-def facts(**kw) -> RegistryFacts:  # type: ignore[no-untyped-def]
+def facts(**kw) -> RegistryFacts:
     base = {"equipment_id": 1, "status": "in_use", "next_inspection_on": date(2027, 1, 1),
             "registration_no": "梯11蒙A00001(24)", "commissioned_on": date(2024, 6, 1)}
     return RegistryFacts(**{**base, **kw})
@@ -44,8 +44,10 @@ def test_raised_once_and_cleared_when_resolved() -> None:
 
 def test_registration_expired_or_never_made() -> None:
     [e] = registry_effects(facts(registration_expires_on=date(2026, 11, 1)), RULES, set(), NOW)
+    assert isinstance(e, RaiseAlert)
     assert e.rule_key == REGISTRATION_KEY and "expired on 2026-11-01" in e.message
     [e] = registry_effects(facts(registration_no=None, commissioned_on=date(2026, 10, 1)), RULES, set(), NOW)
+    assert isinstance(e, RaiseAlert)
     assert "not registered within 30 days" in e.message
     assert registry_effects(facts(registration_no=None, commissioned_on=date(2026, 11, 1)), RULES, set(), NOW) == []
 

@@ -15,6 +15,7 @@ from alerts.engine.rules import Change, Condition, Direction, Limit, Rule, RuleK
 from alerts.engine.step import (
     SENSOR_FAULT_KEYS,
     WINDOW_BUCKETS,
+    Bucket,
     ClearAlert,
     EquipmentState,
     RaiseAlert,
@@ -39,7 +40,7 @@ ELEVATOR = {"rated_speed": 1.5}
 T0 = 1_764_000_000_000
 
 
-def feed(rules, rated, series, state=None):  # type: ignore[no-untyped-def]
+def feed(rules, rated, series, state=None):
     """Run (metric, ts, value) readings one at a time, as batches of one; return state and effects."""
     state = state or EquipmentState(detector=new_detector(rules, ENGINE_ANOMALY))
     effects = []
@@ -49,7 +50,7 @@ def feed(rules, rated, series, state=None):  # type: ignore[no-untyped-def]
     return state, effects
 
 
-def keys(effects, kind=RaiseAlert):  # type: ignore[no-untyped-def]
+def keys(effects, kind=RaiseAlert):
     return [e.rule_key for e in effects if isinstance(e, kind)]
 
 
@@ -132,14 +133,16 @@ def test_silence_and_gateway_last_will() -> None:
     state, effects = check_silence(1, rated, rules, state, T0 + 10_000)
     assert effects == []
     state, effects = check_silence(1, rated, rules, state, T0 + 20_000)
-    assert keys(effects) == ["no_data.silent"] and effects[0].suppressed_by is None
+    assert keys(effects) == ["no_data.silent"] and isinstance(effects[0], RaiseAlert)
+    assert effects[0].suppressed_by is None
     state, effects = step(1, rated, rules, state, [("vessel_pressure", T0 + 21_000, 0.6)])
     assert keys(effects, ClearAlert) == ["no_data.silent"]
     # The last will says offline at once; silence after that is covered by it (suppressed by design).
     state, effects = status_effects(1, rules, state, online=False, ts_ms=T0 + 22_000)
     assert keys(effects) == ["no_data.gateway_offline"]
     state, effects = check_silence(1, rated, rules, state, T0 + 60_000)
-    assert effects[0].rule_key == "no_data.silent" and effects[0].suppressed_by == "no_data.gateway_offline"
+    assert isinstance(effects[0], RaiseAlert) and effects[0].rule_key == "no_data.silent"
+    assert effects[0].suppressed_by == "no_data.gateway_offline"
     state, effects = status_effects(1, rules, state, online=True, ts_ms=T0 + 61_000)
     # Back online: the offline alert clears and the still-silent child is annunciated.
     assert [(type(e).__name__, e.rule_key, getattr(e, "suppressed_by", None)) for e in effects] == [
@@ -181,7 +184,7 @@ def test_high_high_covers_high_on_the_same_reading() -> None:
 def test_latched_event_covers_its_child_and_repeats_change_nothing() -> None:
     rules = ELEVATOR_RULES
     state, effects = event_effects(1, rules, EquipmentState(), event_type="overspeed", active=True, ts_ms=T0)
-    assert effects[0].latched and effects[0].severity is Severity.CRITICAL
+    assert isinstance(effects[0], RaiseAlert) and effects[0].latched and effects[0].severity is Severity.CRITICAL
     state, effects = event_effects(1, rules, state, event_type="overspeed", active=True, ts_ms=T0 + 1)
     assert effects == []
     state, effects = step(1, ELEVATOR, rules, state, [("speed", T0 + 1000, 1.9)])
@@ -252,7 +255,7 @@ def test_saved_state_continues_exactly() -> None:
                40 + rng.gauss(0, 0.3)) for i in range(500)]
     rules = VESSEL_RULES
 
-    def run(state, part):  # type: ignore[no-untyped-def]
+    def run(state, part):
         out = []
         for ts, p, t in part:
             state, new = step(1, {"design_pressure": 0.8, "safety_valve_set": 0.776}, rules, state,
@@ -318,7 +321,8 @@ def test_window_rules_decide_each_reading_as_evaluate_does(kind, direction, limi
         ts += gap_s * 1000
         value += tenths / 10
         readings.append(("drum_level", ts, value))
-    expected, cond, buckets = [], Condition(), ()
+    expected, cond = [], Condition()
+    buckets: tuple[Bucket, ...] = ()
     changes: list[int] = []
     for _, t, v in readings:
         buckets = push_window(buckets, v, t, 6000)
@@ -350,11 +354,11 @@ _CASES = {  # rules (windows shortened to seconds, so random walks cover them), 
     "boiler": (BOILER_RULES, BOILER), "vessel": (VESSEL_RULES, _VESSEL), "elevator": (ELEVATOR_RULES, ELEVATOR)}
 
 
-def _short_windows(rules):  # type: ignore[no-untyped-def]
+def _short_windows(rules):
     return tuple(replace(r, window_s=6.0) if r.window_s else r for r in rules)
 
 
-def _near_limits(table):  # type: ignore[no-untyped-def]
+def _near_limits(table):
     """Per metric with rules: values on, just inside and just past each of its limits."""
     points: dict[str, list[float]] = {}
     for metric, checks in table.checked:
