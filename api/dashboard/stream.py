@@ -40,7 +40,7 @@ def covers(scope: str, place: Mapping[str, Any]) -> bool:
 
 def alert_event(place: Mapping[str, Any]) -> dict[str, Any]:
     """What a browser is told about a changed alert: enough to update counts, not the whole row."""
-    keys = ("id", "severity", "state", "active", "level", "rule_key", "division_code", "league_code")
+    keys = ("id", "severity", "world", "state", "active", "level", "rule_key", "division_code", "league_code")
     return {k: place[k] for k in keys}
 
 

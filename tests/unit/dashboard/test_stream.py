@@ -6,7 +6,7 @@ import asyncio
 
 from api.dashboard.stream import QUEUE_LIMIT, Subscription, alert_event, covers, parse_alert_ids
 
-PLACE = {"id": 7, "severity": "critical", "state": "active_unack", "active": True, "level": "banner",
+PLACE = {"id": 7, "severity": "critical", "world": "hazard", "state": "active_unack", "active": True, "level": "banner",
          "rule_key": "event.passenger_trapped", "division_code": "150202", "league_code": "150200",
          "region_code": "150000"}
 
