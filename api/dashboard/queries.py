@@ -109,7 +109,7 @@ SELECT time, type, active, details FROM events WHERE equipment_id = %(equipment_
 # Where a notified alert belongs: the SSE hub delivers it only to subscribers whose jurisdiction holds it.
 SELECT_ALERT_PLACE = """
 SELECT a.id, a.severity, a.world, a.state, a.active, a.level, a.rule_key, a.division_code, d.league_code,
-       d.region_code
+       d.region_code, a.committed_at AS learned_at
 FROM alerts a JOIN divisions d ON d.code = a.division_code
 WHERE a.id = ANY(%(ids)s::bigint[])
 """

@@ -8,7 +8,7 @@ from api.dashboard.stream import QUEUE_LIMIT, Subscription, alert_event, covers,
 
 PLACE = {"id": 7, "severity": "critical", "world": "hazard", "state": "active_unack", "active": True, "level": "banner",
          "rule_key": "event.passenger_trapped", "division_code": "150202", "league_code": "150200",
-         "region_code": "150000"}
+         "region_code": "150000", "learned_at": "2026-12-08T00:00:00+00:00"}
 
 
 def test_an_alert_reaches_its_banner_league_and_region_only():
