@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--criticals", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--storage", choices=["plain", "timescale"], default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
     args = parser.parse_args()
 
     admin_url = os.environ.get("SAFEWATCH_BENCH_DB_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -116,8 +117,11 @@ def main() -> None:
                       f"rows {len(rows):>4}  criticals among them {criticals}")
         print(brief())
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if args.keep:
+            print(f"database kept: {url}")
+        else:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

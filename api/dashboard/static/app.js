@@ -415,7 +415,10 @@ function renderMap({ cells: raw, alerts }) {
   for (const a of [...alerts].sort((p, q) => RANK[q.severity] - RANK[p.severity])) {
     parts.push(`<a href="#/equipment/${encodeURIComponent(a.equipment_code)}"><circle class="alert" data-map-alert="${a.id}" cx="${x(a.lon)}" cy="${y(a.lat)}" r="5" fill="var(--${a.severity})"><title>${esc(t(a.severity))} · ${esc(a.equipment_code)}</title></circle></a>`);
   }
-  box.innerHTML = `<svg viewBox="0 0 ${W} ${H.toFixed(0)}" role="img" aria-label="${esc(t("map"))}">${parts.join("")}</svg>`;
+  // The map draws at most 2,000 open hazards, the most severe first; say so when there are more.
+  const capped = (S.overview.map_alerts_total || 0) > alerts.length
+    ? `<p class="note" data-map-capped>${esc(t("map_capped").replace("{n}", alerts.length.toLocaleString()).replace("{m}", S.overview.map_alerts_total.toLocaleString()))}</p>` : "";
+  box.innerHTML = `<svg viewBox="0 0 ${W} ${H.toFixed(0)}" role="img" aria-label="${esc(t("map"))}">${parts.join("")}</svg>${capped}`;
 }
 
 // ---------- alert feed ----------
@@ -717,7 +720,8 @@ async function renderEquipmentDetail(code) {
     <div class="panel" id="eq-charts"><h3>${esc(t("charts"))}</h3><div class="tabs">${RANGES.map(r =>
       `<button type="button" data-range="${r}" class="${r === S.chartRange ? "active" : ""}">${esc(t("last_" + r))}</button>`).join(" ")}</div>
       <div id="eq-chart-body">${seriesToCharts(series)}</div></div>
-    <div class="panel" id="eq-alerts"><h3>${esc(t("alert_history"))}</h3><table><thead><tr><th>${esc(t("severity"))}</th>
+    <div class="panel" id="eq-alerts"><h3>${esc(t("alert_history"))} <span class="note showing" data-shown="${hist.items.length}" data-total="${hist.total}">${esc(
+      t("showing").replace("{n}", hist.items.length.toLocaleString()).replace("{m}", hist.total.toLocaleString()))}</span></h3><table><thead><tr><th>${esc(t("severity"))}</th>
       <th>${esc(t("opened"))}</th><th>${esc(t("message"))}</th><th>${esc(t("state"))}</th><th>${esc(t("st_normal"))}</th></tr></thead>
       <tbody>${hrows || `<tr><td colspan="5" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody></table>
       ${erows ? `<h3 style="margin-top:.8rem">${esc(t("events"))}</h3><table><tbody>${erows}</tbody></table>` : ""}</div></div>`;
