@@ -34,24 +34,29 @@ _FILTERS = f"""{IN_SCOPE}
   AND (%(rule)s::text IS NULL OR a.rule_key = %(rule)s)
   AND (%(assignee)s::text IS NULL OR a.assignee = %(assignee)s)
   AND (%(world)s::text IS NULL OR a.world = %(world)s)"""
-SELECT_ALERT_PAGE_BY_PRIORITY = f"""
-SELECT {_COLUMNS}, {SEVERITY_RANK} AS severity_rank, {ACKNOWLEDGED} AS acknowledged {_FROM}
-WHERE {_FILTERS} AND (%(severity)s::text IS NULL OR a.severity = %(severity)s)
-  AND (%(after_rank)s::int IS NULL
+# A page is chosen from alerts and divisions alone (walking alerts_open_priority_idx), then joined with the
+# registry for its rows only: with equipment in the choosing join the planner at times hashed the whole
+# registry (200,000 rows: 230 ms instead of 2 ms, docs/decisions/alert-feed.md).
+_PAGE = f"""
+SELECT {_COLUMNS}, p.severity_rank, p.acknowledged
+FROM (SELECT a.id, {SEVERITY_RANK} AS severity_rank, {ACKNOWLEDGED} AS acknowledged
+      FROM alerts a JOIN divisions d ON d.code = a.division_code
+      WHERE {_FILTERS} AND (%(severity)s::text IS NULL OR a.severity = %(severity)s) AND {{after}}
+      ORDER BY {{order}} LIMIT %(limit)s) p
+JOIN alerts a ON a.id = p.id JOIN equipment e ON e.id = a.equipment_id JOIN divisions d ON d.code = a.division_code
+ORDER BY {{outer_order}}
+"""
+SELECT_ALERT_PAGE_BY_PRIORITY = _PAGE.format(
+    after=f"""(%(after_rank)s::int IS NULL
        OR ({SEVERITY_RANK}, {ACKNOWLEDGED}) > (%(after_rank)s::int, %(after_acked)s::boolean)
        OR (({SEVERITY_RANK}, {ACKNOWLEDGED}) = (%(after_rank)s::int, %(after_acked)s::boolean)
-           AND (a.opened_at, a.id) < (%(after_opened)s::timestamptz, %(after_id)s::bigint)))
-ORDER BY {SEVERITY_RANK}, {ACKNOWLEDGED}, a.opened_at DESC, a.id DESC
-LIMIT %(limit)s
-"""
-SELECT_ALERT_PAGE_BY_TIME = f"""
-SELECT {_COLUMNS} {_FROM}
-WHERE {_FILTERS} AND (%(severity)s::text IS NULL OR a.severity = %(severity)s)
-  AND (%(after_opened)s::timestamptz IS NULL
-       OR (a.opened_at, a.id) < (%(after_opened)s::timestamptz, %(after_id)s::bigint))
-ORDER BY a.opened_at DESC, a.id DESC
-LIMIT %(limit)s
-"""
+           AND (a.opened_at, a.id) < (%(after_opened)s::timestamptz, %(after_id)s::bigint)))""",
+    order=f"{SEVERITY_RANK}, {ACKNOWLEDGED}, a.opened_at DESC, a.id DESC",
+    outer_order="p.severity_rank, p.acknowledged, a.opened_at DESC, a.id DESC")
+SELECT_ALERT_PAGE_BY_TIME = _PAGE.format(
+    after="""(%(after_opened)s::timestamptz IS NULL
+       OR (a.opened_at, a.id) < (%(after_opened)s::timestamptz, %(after_id)s::bigint))""",
+    order="a.opened_at DESC, a.id DESC", outer_order="a.opened_at DESC, a.id DESC")
 # No join with equipment (the filters name it by a sub-select): counting thousands of open alerts must not
 # scan the whole registry (200,000 rows: 124 ms with the join, docs/decisions/alert-feed.md).
 SELECT_ALERT_TOTALS = f"""
