@@ -127,8 +127,10 @@ def emergency_alerts(conn: psycopg.Connection, *, scope: str, after: list[Any] |
                      limit: int) -> list[dict[str, Any]]:
     """One page of the console after the key ``after`` ([not trapped, severity rank, acknowledged, opened_at, id])."""
     names = ("after_not_trapped", "after_rank", "after_acked", "after_opened", "after_id")
+    # Not prepared: the optional cursor needs its value at planning time (see api/alerts/queries.py).
     return conn.execute(SELECT_EMERGENCY, {"scope": scope, "trapped": TRAPPED_RULE_KEY, "limit": limit,
-                                           **dict(zip(names, after or [None] * 5, strict=True))}).fetchall()
+                                           **dict(zip(names, after or [None] * 5, strict=True))},
+                        prepare=False).fetchall()
 
 
 def emergency_totals(conn: psycopg.Connection, *, scope: str) -> list[dict[str, Any]]:
