@@ -434,6 +434,7 @@ $("#alert-filters").addEventListener("input", e => { if (e.target.name === "q") 
 // The server sorts (most severe, then unacknowledged, then newest) and pages; the page shows the totals of
 // the whole list, so nothing dangerous can sit unseen behind a cap. A refresh reloads as many rows as are shown.
 const FEED_PAGE = 100;
+const CRITICAL_BOARD = 500;   // open criticals on the board above the feed; beyond it, the board says "N of M"
 function alertQuery(f, limit) {
   const qs = new URLSearchParams({ limit: String(limit), world: "hazard", sort: f.sort === "time" ? "time" : "priority" });
   if (f.open) qs.set("open", "true");
@@ -449,8 +450,13 @@ async function renderAlerts(more = false) {
   if (key !== S.alertsKey) { S.alertsKey = key; S.alertsShown = FEED_PAGE; }
   const qs = alertQuery(f, more ? FEED_PAGE : Math.min(1000, S.alertsShown || FEED_PAGE));
   if (more && S.alertsCursor) qs.set("cursor", S.alertsCursor);
-  const [page, next] = await Promise.all([api("/api/v1/alerts?" + qs), api("/api/v1/dashboard/escalations")]);
+  // The critical board: every open critical hazard (of the chosen division), whatever the other filters say.
+  const cq = new URLSearchParams({ open: "true", world: "hazard", severity: "critical", limit: String(CRITICAL_BOARD) });
+  if (f.division) cq.set("division", f.division);
+  const [page, next, criticals] = await Promise.all([api("/api/v1/alerts?" + qs), api("/api/v1/dashboard/escalations"),
+    more ? Promise.resolve(S.criticals) : api("/api/v1/alerts?" + cq)]);
   if (seq !== S.alertsSeq) return;
+  S.criticals = criticals;
   const climbs = Object.fromEntries(next.map(n => [n.alert_id, n]));
   const items = page.items.map(a => ({ ...a, ...(climbs[a.id] || {}) }));
   S.alerts = more ? S.alerts.concat(items) : items;
@@ -461,6 +467,28 @@ async function renderAlerts(more = false) {
   const details = [...S.expanded].filter(id => S.alerts.some(a => a.id === id));
   await Promise.all(details.map(loadAlertDetail));
 }
+// Every open critical at a glance, above the feed, unacknowledged first: one compact chip each (where, how
+// long), so a screen holds dozens of them. A chip opens its row in the feed (or the equipment).
+function drawCriticalBoard() {
+  const board = $("#critical-board"), c = S.criticals;
+  if (!c || !c.total) { board.innerHTML = ""; board.classList.add("hidden"); return; }
+  board.classList.remove("hidden");
+  board.setAttribute("aria-label", t("critical_board"));
+  const head = `<div class="board-head"><strong>${esc(t("critical"))} ${c.total.toLocaleString()}</strong>
+    <span class="note">${esc(t("unacknowledged"))} ${c.unacknowledged.toLocaleString()}${c.items.length < c.total
+      ? " · " + esc(t("showing").replace("{n}", c.items.length.toLocaleString()).replace("{m}", c.total.toLocaleString())) : ""}</span></div>`;
+  board.innerHTML = head + `<div class="chips">${c.items.map(a => `<button type="button" class="crit-chip ${unacked(a.state) ? "unack" : ""}"
+    data-crit="${a.id}" data-code="${esc(a.equipment_code)}" title="${esc(a.message)}">${a.rule_key === TRAPPED_RULE ? `<b>${esc(t("trapped"))}</b> ` : ""}${esc(divName(a.division_code))}
+    <span class="clock" data-since="${esc(a.opened_at)}"></span></button>`).join("")}</div>`;
+}
+$("#critical-board").addEventListener("click", e => {
+  const chip = e.target.closest("[data-crit]");
+  if (!chip) return;
+  const row = $(`#alert-table tr[data-alert="${chip.dataset.crit}"]`);
+  if (!row) { location.hash = "#/equipment/" + encodeURIComponent(chip.dataset.code); return; }
+  row.scrollIntoView({ block: "center" });
+  row.querySelector("button")?.focus();
+});
 // Totals per severity (always all four), unacknowledged, and "showing N of M".
 function totalsBar(page, shown) {
   const chipsHtml = SEVERITIES.map(s => `<span class="total-chip ${page.totals[s] ? s : "zero"}" data-total="${s}">${esc(t(s))} <b>${page.totals[s].toLocaleString()}</b></span>`).join("");
@@ -515,6 +543,7 @@ function drawAlerts() {
   });
   const focus = typingIn("#alert-table .detail-grid");
   $("#alert-table").innerHTML = head + `<tbody>${rows || `<tr><td colspan="9" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody>`;
+  drawCriticalBoard();
   if (S.alertsPage) {
     $("#alert-totals").innerHTML = totalsBar(S.alertsPage, S.alerts.length) + (f.q ? ` <span class="note">${esc(t("search_loaded"))}</span>` : "");
     const more = $("#alert-more");

@@ -44,6 +44,7 @@ window.I18N = {
     due_on: "到期日", days_overdue: "超期天数", "rule_inspection.overdue": "定期检验超期", "rule_registration.expired": "使用登记逾期",
     no_supervision: "没有待办监管事项", open_matters: "待办", oldest_due: "最早到期", sup_by_division: "各辖区待办",
     alarm_enable: "开启声音与通知", mute: "静音", unmute: "取消静音", alarm_title: "新危急告警",
+    critical_board: "危急告警一览",
     map_capped: "地图显示最严重的 {n} 条告警，共 {m} 条",
   },
   en: {
@@ -99,6 +100,7 @@ window.I18N = {
     "rule_registration.expired": "Use registration overdue", no_supervision: "No open supervision matters",
     open_matters: "Open", oldest_due: "Oldest due", sup_by_division: "Per division",
     alarm_enable: "Enable sound & notifications", mute: "Mute", unmute: "Unmute", alarm_title: "New critical alert",
+    critical_board: "Every open critical",
     map_capped: "The map shows the {n} most severe of {m} open alerts",
   },
 };

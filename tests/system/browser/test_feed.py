@@ -92,11 +92,16 @@ def test_a_feed_of_5000_open_alerts_shows_every_critical_on_its_first_screen(sit
     # Unacknowledged first within a severity.
     states = page.eval_on_selector_all("#alert-table tr.alert-row td.state", "cells => cells.map(c => c.dataset.state)")
     assert states[:CRITICALS] == sorted(states[:CRITICALS], key=lambda s: s != "active_unack")
-    # The totals and the first critical are on the first screen, without scrolling.
-    height = page.viewport_size["height"]
-    for locator in (page.locator("#alert-totals"), page.locator("#alert-table tr.alert-row").first):
-        box = locator.bounding_box()
-        assert box is not None and box["y"] + box["height"] <= height
+    # The first screen, without scrolling: the board holds every critical, then the totals and the first row.
+    chips = page.locator("#critical-board [data-crit]")
+    playwright_expect(chips).to_have_count(CRITICALS)
+    assert {int(i) for i in chips.evaluate_all("cs => cs.map(c => c.dataset.crit)")} == seeded_criticals
+    playwright_expect(page.locator("#critical-board .board-head")).to_contain_text(f"危急 {CRITICALS}")
+    # Measured in one go (a live refresh may redraw the board between two calls).
+    bottoms = page.evaluate("""() => [...document.querySelectorAll('#critical-board [data-crit]'),
+        document.querySelector('#alert-totals'), document.querySelector('#alert-table tr.alert-row')]
+        .map(el => el.getBoundingClientRect().bottom)""")
+    assert len(bottoms) == CRITICALS + 2 and max(bottoms) <= page.viewport_size["height"], bottoms
     screenshot(page, "20-feed-5000-zh")
     # The next page comes from the server, in the same order.
     page.click("#alert-more")
