@@ -24,6 +24,7 @@ from api.alerts.models import (
     AlertRead,
     AssignBody,
     CommentBody,
+    DivisionWorkload,
     NoteRead,
     OverrideBody,
     OverrideRead,
@@ -206,7 +207,8 @@ def supervision(conn: Conn, user: CurrentUser,
         next_cursor = encode_key("due", [due, last["id"]])
     divisions = supervision_by_division(conn, **filters)
     return SupervisionPage(items=[SupervisionItem(**r) for r in rows], next_cursor=next_cursor,
-                           total=sum(d["open"] for d in divisions), by_division=divisions)
+                           total=sum(d["open"] for d in divisions),
+                           by_division=[DivisionWorkload(**d) for d in divisions])
 
 
 @router.get("/{alert_id}", response_model=AlertDetail)
