@@ -147,6 +147,7 @@ const TRAPPED_RULE = "event.passenger_trapped";
 const ALARM_RECENT_MS = 10 * 60 * 1000;
 const Alarm = {
   ctx: null, ringing: new Map(), notes: new Map(), known: new Map(), repeat: null, flash: null, flashOn: false,
+  // The repeat period: 30 s unless this browser sets sw_alarm_repeat_ms (the browser tests use 1 s).
   ticks: 0, sounds: 0, repeatMs: +(localStorage.getItem("sw_alarm_repeat_ms") || 30000),
 };
 S.muted = sessionStorage.getItem("sw_mute") === "1";
