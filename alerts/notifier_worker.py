@@ -38,6 +38,7 @@ from alerts.escalation import (
     PolicyError,
     Timer,
     TimerKind,
+    World,
     divisions_to_notify,
     group_key,
     next_escalation,
@@ -85,13 +86,18 @@ SELECT extract(epoch FROM min(due_at) - clock_timestamp()) FROM escalation_timer
 WHERE fired_at IS NULL AND cancelled_at IS NULL
 """
 SELECT_NOW = "SELECT clock_timestamp()"
+# Hazards and supervision matters escalate on policies of their own (migration 045).
 SELECT_POLICIES = """
-SELECT severity, category, open_levels, max_level, banner_ack_s, league_ack_s, renotify_s FROM escalation_policies
+SELECT 'hazard' AS world, severity, category, open_levels, max_level, banner_ack_s, league_ack_s, renotify_s
+FROM escalation_policies
+UNION ALL
+SELECT 'supervision', severity, category, open_levels, max_level, banner_ack_s, league_ack_s, renotify_s
+FROM supervision_escalation_policies
 """
 SELECT_NOTIFY_PARENT = "SELECT division_code FROM division_routing WHERE also_notify_parent"
 # The alert row is locked so an acknowledgement cannot slip between this decision and its commit.
 SELECT_ALERT_FOR_ESCALATION = """
-SELECT a.id, a.severity, a.state, a.level, a.closed_at IS NOT NULL AS closed, a.division_code, a.league_code,
+SELECT a.id, a.severity, a.world, a.state, a.level, a.closed_at IS NOT NULL AS closed, a.division_code, a.league_code,
        coalesce(d.region_code, d.league_code, d.code) AS region_code, a.rule_key, a.message, a.metric, a.value,
        a.limit_value, a.active, a.opened_at, a.cleared_at, a.closed_at, e.id AS equipment_id, e.code AS equipment_code,
        e.category, e.gateway_id, e.unit_id, u.name AS unit_name, e.address,
@@ -143,10 +149,13 @@ class NotifierMetrics:
 
 # -- timers -------------------------------------------------------------------------------------
 
-def _policy(row: tuple[Any, ...]) -> EscalationPolicy:
-    severity, category, open_levels, max_level, banner_ack_s, league_ack_s, renotify_s = row
-    return EscalationPolicy(severity, category, frozenset(Level(x) for x in open_levels), Level(max_level),
-                            banner_ack_s, league_ack_s, renotify_s)
+def _policies(rows: list[tuple[Any, ...]]) -> dict[World, list[EscalationPolicy]]:
+    by_world: dict[World, list[EscalationPolicy]] = {world: [] for world in World}
+    for world, severity, category, open_levels, max_level, banner_ack_s, league_ack_s, renotify_s in rows:
+        by_world[World(world)].append(EscalationPolicy(
+            severity, category, frozenset(Level(x) for x in open_levels), Level(max_level), banner_ack_s,
+            league_ack_s, renotify_s))
+    return by_world
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -220,7 +229,7 @@ def fire_due_timers(conn: psycopg.Connection, settings: Settings, metrics: Notif
             timers = conn.execute(CLAIM_DUE_TIMERS, (settings.notifier.batch,)).fetchall()
             if not timers:
                 return fired
-            policies = [_policy(r) for r in conn.execute(SELECT_POLICIES)]
+            policies = _policies(conn.execute(SELECT_POLICIES).fetchall())
             notify_parent = frozenset(r[0] for r in conn.execute(SELECT_NOTIFY_PARENT))
             now_row = conn.execute(SELECT_NOW).fetchone()
             assert now_row is not None
@@ -237,7 +246,7 @@ def fire_due_timers(conn: psycopg.Connection, settings: Settings, metrics: Notif
                                  acknowledged=alert["state"] not in UNACKNOWLEDGED, closed=alert["closed"],
                                  notified=frozenset(Level(x) for x in alert["notified"]))
                 try:
-                    policy = select_policy(policies, alert["severity"], alert["category"])
+                    policy = select_policy(policies[World(alert["world"])], alert["severity"], alert["category"])
                 except PolicyError as exc:
                     log.error("no escalation policy; timer dropped", extra={"alert_id": alert_id, "error": str(exc)})
                     conn.execute(MARK_FIRED, (f"failed: {exc}", timer_id))

@@ -7,7 +7,7 @@ Everything here takes plain data and an explicit ``now`` and returns plain data;
 from alerts.escalation.decisions import Decision, NextTimer, Timer, TimerKind, next_escalation
 from alerts.escalation.delivery import retry_delay
 from alerts.escalation.grouping import Placement, PlacementKind, group_key, place_notification
-from alerts.escalation.policy import AlertView, EscalationPolicy, Level, PolicyError, select_policy
+from alerts.escalation.policy import AlertView, EscalationPolicy, Level, PolicyError, World, select_policy
 from alerts.escalation.responses import time_at_levels
 from alerts.escalation.routing import ContactView, Place, divisions_to_notify, wants
 
@@ -24,6 +24,7 @@ __all__ = [
     "PolicyError",
     "Timer",
     "TimerKind",
+    "World",
     "divisions_to_notify",
     "group_key",
     "next_escalation",

@@ -23,6 +23,18 @@ class Level(StrEnum):
         return _ORDER[self.rank + 1] if self.rank + 1 < len(_ORDER) else None
 
 
+class World(StrEnum):
+    """Which world an alert belongs to (``alerts.world``, decided by its rule kind in migration 045).
+
+    危险 hazards (telemetry, events, anomalies, offline) reach the feed and the emergency console and
+    escalate in minutes; 监管事项 supervision matters (inspection overdue, registration) go to a worklist
+    and escalate on their own slow policies (``supervision_escalation_policies``).
+    """
+
+    HAZARD = "hazard"
+    SUPERVISION = "supervision"
+
+
 _ORDER = (Level.BANNER, Level.LEAGUE, Level.REGION)
 _RANK = {level: i for i, level in enumerate(_ORDER)}
 SEVERITIES = ("critical", "major", "minor", "warning")  # most severe first

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -13,6 +13,7 @@ class AlertRead(BaseModel):
     category: str
     rule_key: str
     kind: str
+    world: str = Field(description="hazard (feed, emergency console) or supervision (the worklist)")
     severity: str
     state: str
     active: bool
@@ -58,9 +59,45 @@ class AlertDetail(AlertRead):
     comments: list[NoteRead]  # comments and assignments, oldest first
 
 
+class SeverityTotals(BaseModel):
+    critical: int = 0
+    major: int = 0
+    minor: int = 0
+    warning: int = 0
+
+
 class AlertPage(BaseModel):
+    """One page of the feed, and what the whole list holds: a page never hides how many there are."""
+
     items: list[AlertRead]
     next_cursor: str | None
+    total: int = Field(description="alerts matching every filter (the page shows len(items) of them)")
+    unacknowledged: int = Field(description="of total, not yet acknowledged")
+    totals: SeverityTotals = Field(description="per severity, under every filter except severity")
+
+
+class SupervisionItem(AlertRead):
+    due_on: date | None = Field(description="when the matter fell due (inspection date, registration deadline)")
+    days_overdue: int | None = Field(description="days past due_on today in Asia/Shanghai")
+    address: str | None
+    unit_name: str | None
+    unit_phone: str | None
+
+
+class DivisionWorkload(BaseModel):
+    division_code: str
+    open: int
+    unacknowledged: int
+    oldest_due_on: date | None
+
+
+class SupervisionPage(BaseModel):
+    """The supervision worklist (overdue inspections, registrations): longest overdue first."""
+
+    items: list[SupervisionItem]
+    next_cursor: str | None
+    total: int
+    by_division: list[DivisionWorkload] = Field(description="open matters per banner of the jurisdiction")
 
 
 class AlertActionBody(BaseModel):

@@ -8,7 +8,7 @@ kept in ``alert_notes``. The rule catalogue and per-equipment overrides live und
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Response
@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Query, Response
 from alerts.engine.defaults import DEFAULT_RULES
 from alerts.engine.lifecycle import Action, AlarmState, AlarmStatus, InvalidTransition, transition
 from alerts.engine.rules import Limit, Rule
+from api.alerts.cursors import decode_key, encode_key
 from api.alerts.models import (
     AlertActionBody,
     AlertDetail,
@@ -23,11 +24,15 @@ from api.alerts.models import (
     AlertRead,
     AssignBody,
     CommentBody,
+    DivisionWorkload,
     NoteRead,
     OverrideBody,
     OverrideRead,
     RuleRead,
+    SeverityTotals,
     ShelveBody,
+    SupervisionItem,
+    SupervisionPage,
     TransitionRead,
 )
 from api.alerts.queries import (
@@ -41,16 +46,18 @@ from api.alerts.queries import (
     UPDATE_ALERT_STATE,
     UPDATE_ASSIGNEE,
     UPSERT_OVERRIDE,
+    alert_totals,
     get_alert,
     get_equipment_in_scope,
     list_alerts,
     list_overrides,
+    list_supervision,
     notes_of,
+    supervision_by_division,
     transitions_of,
 )
 from api.deps import HANDLE_ALERTS, Conn, CurrentUser, require
 from api.errors import Conflict, NotFound, Unprocessable
-from api.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
@@ -142,6 +149,9 @@ def delete_override(equipment_code: EquipmentCode, rule_key: RuleKey, conn: Conn
 
 # ------------------------------------------------------------------ alerts
 
+SORT_KEYS = {"priority": 4, "time": 2}  # values in each order's cursor
+
+
 @router.get("", response_model=AlertPage)
 def list_(conn: Conn, user: CurrentUser,
           division: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
@@ -152,13 +162,53 @@ def list_(conn: Conn, user: CurrentUser,
           kind: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$", description="rule kind")] = None,
           rule: Annotated[str | None, Query(max_length=100)] = None,
           assignee: Annotated[str | None, Query(max_length=100)] = None,
-          cursor: Annotated[str | None, Query(max_length=64)] = None,
+          world: Annotated[Literal["hazard", "supervision"] | None, Query(
+              description="hazard: the feed's alerts; supervision: overdue inspections, registrations")] = None,
+          sort: Annotated[Literal["priority", "time"], Query(
+              description="priority: most severe, then unacknowledged, then newest; time: newest first")] = "priority",
+          cursor: Annotated[str | None, Query(max_length=200)] = None,
           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AlertPage:
-    rows = list_alerts(conn, scope=user.division_code, division=division, severity=severity, state=state, open=open,
-                       equipment=equipment, kind=kind, rule=rule, assignee=assignee, before=decode_cursor(cursor),
-                       limit=limit)
-    items = [AlertRead(**r) for r in rows]
-    return AlertPage(items=items, next_cursor=encode_cursor(items[-1].id) if len(items) == limit else None)
+    """Alerts in your jurisdiction, sorted and paged on the server, with the totals of the whole list."""
+    filters = {"scope": user.division_code, "division": division, "state": state, "open": open,
+               "equipment": equipment, "kind": kind, "rule": rule, "assignee": assignee, "world": world}
+    after = decode_key(cursor, sort, SORT_KEYS[sort]) or [None] * SORT_KEYS[sort]
+    keys = ("after_rank", "after_acked", "after_opened", "after_id") if sort == "priority" else (
+        "after_opened", "after_id")
+    rows = list_alerts(conn, by_priority=sort == "priority", **filters, severity=severity, limit=limit,
+                       **dict(zip(keys, after, strict=True)))
+    next_cursor = None
+    if len(rows) == limit:
+        last = rows[-1]
+        key = [last["opened_at"].isoformat(), last["id"]]
+        next_cursor = encode_key(sort, [last["severity_rank"], last["acknowledged"], *key] if sort == "priority"
+                                 else key)
+    counts = alert_totals(conn, **filters)
+    counted = [c for c in counts if severity is None or c["severity"] == severity]
+    return AlertPage(items=[AlertRead(**r) for r in rows], next_cursor=next_cursor,
+                     total=sum(c["n"] for c in counted), unacknowledged=sum(c["unacknowledged"] for c in counted),
+                     totals=SeverityTotals(**{c["severity"]: c["n"] for c in counts}))
+
+
+@router.get("/supervision", response_model=SupervisionPage)
+def supervision(conn: Conn, user: CurrentUser,
+                division: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
+                rule: Annotated[str | None, Query(max_length=100)] = None,
+                cursor: Annotated[str | None, Query(max_length=200)] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> SupervisionPage:
+    """The supervision worklist: open overdue inspections and registrations, with due dates, longest overdue
+    first, and how many each banner of your jurisdiction holds. These never reach the emergency console."""
+    filters = {"scope": user.division_code, "division": division, "rule": rule}
+    after = decode_key(cursor, "due", 2) or [None, None]
+    rows = list_supervision(conn, **filters, after_due=after[0], after_id=after[1], limit=limit)
+    next_cursor = None
+    if len(rows) == limit:
+        last = rows[-1]
+        due = last["due_on"].isoformat() if last["due_on"] is not None else "infinity"
+        next_cursor = encode_key("due", [due, last["id"]])
+    divisions = supervision_by_division(conn, **filters)
+    return SupervisionPage(items=[SupervisionItem(**r) for r in rows], next_cursor=next_cursor,
+                           total=sum(d["open"] for d in divisions),
+                           by_division=[DivisionWorkload(**d) for d in divisions])
 
 
 @router.get("/{alert_id}", response_model=AlertDetail)

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from api.alerts.models import SeverityTotals
 from api.divisions.models import DivisionRead
 
 
@@ -22,7 +23,8 @@ class OverviewRead(BaseModel):
     divisions: list[DivisionRead]
     cells: list[tuple[float, float, str, int, int]] = Field(
         description="map cells of 0.1°: [lat, lon, league_code, equipment, offline]")
-    alerts: list[MapAlert]
+    alerts: list[MapAlert] = Field(description="open hazards on the map, most severe first (at most 2000)")
+    map_alerts_total: int = Field(0, description="open hazards with a position: alerts holds the first 2000")
     registry_age_s: float = Field(description="age of the equipment/online/overdue counts (alerts are live)")
 
 
@@ -53,6 +55,17 @@ class EmergencyAlert(BaseModel):
     next_level: str | None
     # Trapped passengers only: when the maintenance unit must have arrived (the division's response clock).
     arrival_deadline_at: datetime | None = None
+
+
+class EmergencyPage(BaseModel):
+    """One page of the emergency console and what the whole console holds."""
+
+    items: list[EmergencyAlert]
+    next_cursor: str | None
+    total: int
+    unacknowledged: int
+    trapped: int
+    totals: SeverityTotals
 
 
 class NextEscalation(BaseModel):

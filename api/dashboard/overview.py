@@ -43,7 +43,7 @@ FROM divisions d WHERE {IN_SCOPE} ORDER BY d.code
 SELECT_OPEN_ALERT_COUNTS = f"""
 SELECT a.division_code, a.severity, count(*) AS n
 FROM alerts a JOIN divisions d ON d.code = a.division_code
-WHERE a.closed_at IS NULL AND {IN_SCOPE}
+WHERE a.closed_at IS NULL AND a.world = 'hazard' AND {IN_SCOPE}
 GROUP BY 1, 2
 """
 

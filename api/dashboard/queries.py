@@ -11,19 +11,22 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import DictRow
 
+from api.alerts.queries import ACKNOWLEDGED, SEVERITY_RANK
 from api.deps import IN_SCOPE
 from api.divisions.arrival import ARRIVAL_DEADLINE_AT, TRAPPED_RULE_KEY
 from safewatch.schema.layout import READING_TABLES, ReadingTable
 
-# Open alerts are few (hundreds); they are drawn one by one on top of the cells.
+# Open hazards, drawn one by one on top of the cells: the most severe first, so a cap never drops a
+# critical; the overview says how many there are (map_alerts_total) beside how many it draws.
+MAP_ALERTS_LIMIT = 2000
 SELECT_MAP_ALERTS = f"""
-SELECT a.id, a.severity, e.lat, e.lon, e.code AS equipment_code
+SELECT a.id, a.severity, e.lat, e.lon, e.code AS equipment_code, count(*) OVER () AS total
 FROM alerts a
 JOIN equipment e ON e.id = a.equipment_id
 JOIN divisions d ON d.code = a.division_code
-WHERE {IN_SCOPE} AND a.closed_at IS NULL AND e.lat IS NOT NULL AND e.lon IS NOT NULL
-ORDER BY a.id DESC
-LIMIT 2000
+WHERE {IN_SCOPE} AND a.closed_at IS NULL AND a.world = 'hazard' AND e.lat IS NOT NULL AND e.lon IS NOT NULL
+ORDER BY {SEVERITY_RANK}, a.id DESC
+LIMIT {MAP_ALERTS_LIMIT}
 """
 
 # The escalation notifier's next pending climb of alert a (migration 020): when and to which level.
@@ -39,24 +42,37 @@ JOIN LATERAL ({NEXT_CLIMB}) nx ON true
 WHERE {IN_SCOPE} AND a.closed_at IS NULL
 """
 
-# Escalated (above banner level) or critical, open; trapped passengers first, then by severity, then
-# the longest-waiting first (their response clock has run the longest).
+# Open hazards (never supervision matters) that are critical or escalated above banner level: trapped
+# passengers first, then by severity, then unacknowledged, then the longest-waiting first (their response
+# clock has run the longest). Paged on that key; the totals count the whole console.
+EMERGENCY_WHERE = f"""{IN_SCOPE} AND a.closed_at IS NULL AND a.world = 'hazard'
+  AND (a.severity = 'critical' OR a.level <> 'banner')"""
+EMERGENCY_KEY = f"(a.rule_key <> %(trapped)s, {SEVERITY_RANK}, {ACKNOWLEDGED}, a.opened_at, a.id)"
 SELECT_EMERGENCY = f"""
 SELECT a.id, e.code AS equipment_code, e.category, a.rule_key, a.severity, a.state, a.active, a.latched,
        a.level, a.division_code, d.name AS division_name, d.name_en AS division_name_en, a.league_code,
        a.message, a.opened_at, e.address, e.lat, e.lon, u.name AS unit_name, u.safety_manager,
        u.phone AS unit_phone, (a.rule_key = %(trapped)s) AS trapped
-       , nx.due_at AS next_escalation_at, nx.level AS next_level, {ARRIVAL_DEADLINE_AT} AS arrival_deadline_at
+       , nx.due_at AS next_escalation_at, nx.level AS next_level, {ARRIVAL_DEADLINE_AT} AS arrival_deadline_at,
+       {SEVERITY_RANK} AS severity_rank, {ACKNOWLEDGED} AS acknowledged
 FROM alerts a
 JOIN equipment e ON e.id = a.equipment_id
 JOIN divisions d ON d.code = a.division_code
 LEFT JOIN units u ON u.id = e.unit_id
 LEFT JOIN LATERAL ({NEXT_CLIMB}) nx ON true
-WHERE {IN_SCOPE} AND a.closed_at IS NULL AND (a.severity = 'critical' OR a.level <> 'banner')
-ORDER BY (a.rule_key = %(trapped)s) DESC,
-         array_position(ARRAY['critical', 'major', 'minor', 'warning'], a.severity),
-         a.opened_at
+WHERE {EMERGENCY_WHERE}
+  AND (%(after_id)s::bigint IS NULL OR {EMERGENCY_KEY} > (%(after_not_trapped)s::boolean, %(after_rank)s::int,
+                                                          %(after_acked)s::boolean, %(after_opened)s::timestamptz,
+                                                          %(after_id)s::bigint))
+ORDER BY {EMERGENCY_KEY}
 LIMIT %(limit)s
+"""
+SELECT_EMERGENCY_TOTALS = f"""
+SELECT a.severity, count(*) AS n, count(*) FILTER (WHERE NOT {ACKNOWLEDGED}) AS unacknowledged,
+       count(*) FILTER (WHERE a.rule_key = %(trapped)s) AS trapped
+FROM alerts a JOIN divisions d ON d.code = a.division_code
+WHERE {EMERGENCY_WHERE}
+GROUP BY a.severity
 """
 
 # The latest value of each metric of one equipment within the last day, from its category's table:
@@ -93,7 +109,8 @@ SELECT time, type, active, details FROM events WHERE equipment_id = %(equipment_
 
 # Where a notified alert belongs: the SSE hub delivers it only to subscribers whose jurisdiction holds it.
 SELECT_ALERT_PLACE = """
-SELECT a.id, a.severity, a.state, a.active, a.level, a.rule_key, a.division_code, d.league_code, d.region_code
+SELECT a.id, a.severity, a.world, a.state, a.active, a.level, a.rule_key, a.division_code, d.league_code,
+       d.region_code, a.committed_at AS learned_at
 FROM alerts a JOIN divisions d ON d.code = a.division_code
 WHERE a.id = ANY(%(ids)s::bigint[])
 """
@@ -107,8 +124,18 @@ def next_escalations(conn: psycopg.Connection[DictRow], *, scope: str) -> list[d
     return conn.execute(SELECT_NEXT_ESCALATIONS, {"scope": scope}).fetchall()
 
 
-def emergency_alerts(conn: psycopg.Connection[DictRow], *, scope: str, limit: int) -> list[dict[str, Any]]:
-    return conn.execute(SELECT_EMERGENCY, {"scope": scope, "trapped": TRAPPED_RULE_KEY, "limit": limit}).fetchall()
+def emergency_alerts(conn: psycopg.Connection[DictRow], *, scope: str, after: list[Any] | None,
+                     limit: int) -> list[dict[str, Any]]:
+    """One page of the console after the key ``after`` ([not trapped, severity rank, acknowledged, opened_at, id])."""
+    names = ("after_not_trapped", "after_rank", "after_acked", "after_opened", "after_id")
+    # Not prepared: the optional cursor needs its value at planning time (see api/alerts/queries.py).
+    return conn.execute(SELECT_EMERGENCY, {"scope": scope, "trapped": TRAPPED_RULE_KEY, "limit": limit,
+                                           **dict(zip(names, after or [None] * 5, strict=True))},
+                        prepare=False).fetchall()
+
+
+def emergency_totals(conn: psycopg.Connection[DictRow], *, scope: str) -> list[dict[str, Any]]:
+    return conn.execute(SELECT_EMERGENCY_TOTALS, {"scope": scope, "trapped": TRAPPED_RULE_KEY}).fetchall()
 
 
 def equipment_in_scope(conn: psycopg.Connection[DictRow], *, scope: str, code: str) -> tuple[int, str] | None:

@@ -16,8 +16,11 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sse_starlette import EventSourceResponse
 
+from api.alerts.cursors import decode_key, encode_key
+from api.alerts.models import SeverityTotals
 from api.dashboard.models import (
     EmergencyAlert,
+    EmergencyPage,
     EquipmentEvent,
     EquipmentLive,
     LatestValue,
@@ -27,6 +30,7 @@ from api.dashboard.models import (
 from api.dashboard.overview import RegistryCounts, divisions_in_scope, fold_overview, open_alert_counts
 from api.dashboard.queries import (
     emergency_alerts,
+    emergency_totals,
     equipment_in_scope,
     latest_values,
     map_alerts,
@@ -86,17 +90,36 @@ def overview(request: Request, conn: Conn, user: CurrentUser) -> Response:
     registry = counts.get(request.app.state.pool)
     body = fold_overview(divisions_in_scope(conn, scope=user.division_code), registry,
                          open_alert_counts(conn, scope=user.division_code))
-    body["alerts"] = map_alerts(conn, scope=user.division_code)
+    alerts = map_alerts(conn, scope=user.division_code)
+    body["map_alerts_total"] = alerts[0].pop("total") if alerts else 0
+    for a in alerts[1:]:
+        del a["total"]
+    body["alerts"] = alerts
     body["registry_age_s"] = round(counts.age_s, 1)
     # Thousands of cells: serialised directly (the shape is the documented OverviewRead).
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@router.get("/api/v1/dashboard/emergency", response_model=list[EmergencyAlert])
-def emergency(conn: Conn, user: CurrentUser,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[EmergencyAlert]:
-    """Open alerts that are critical or escalated above banner level: trapped passengers first."""
-    return [EmergencyAlert(**r) for r in emergency_alerts(conn, scope=user.division_code, limit=limit)]
+@router.get("/api/v1/dashboard/emergency", response_model=EmergencyPage)
+def emergency(conn: Conn, user: CurrentUser, cursor: Annotated[str | None, Query(max_length=200)] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> EmergencyPage:
+    """Open hazards that are critical or escalated above banner level: trapped passengers first, then most
+    severe, unacknowledged, longest waiting; paged, with the totals of the whole console.
+
+    Supervision matters (overdue inspections, registrations) never appear here: see /api/v1/alerts/supervision.
+    """
+    after = decode_key(cursor, "emergency", 5)
+    rows = emergency_alerts(conn, scope=user.division_code, after=after, limit=limit)
+    next_cursor = None
+    if len(rows) == limit:
+        last = rows[-1]
+        next_cursor = encode_key("emergency", [not last["trapped"], last["severity_rank"], last["acknowledged"],
+                                               last["opened_at"].isoformat(), last["id"]])
+    counts = emergency_totals(conn, scope=user.division_code)
+    return EmergencyPage(items=[EmergencyAlert(**r) for r in rows], next_cursor=next_cursor,
+                         total=sum(c["n"] for c in counts), unacknowledged=sum(c["unacknowledged"] for c in counts),
+                         trapped=sum(c["trapped"] for c in counts),
+                         totals=SeverityTotals(**{c["severity"]: c["n"] for c in counts}))
 
 
 @router.get("/api/v1/dashboard/escalations", response_model=list[NextEscalation])

@@ -39,8 +39,10 @@ def covers(scope: str, place: Mapping[str, Any]) -> bool:
 
 
 def alert_event(place: Mapping[str, Any]) -> dict[str, Any]:
-    """What a browser is told about a changed alert: enough to update counts, not the whole row."""
-    keys = ("id", "severity", "state", "active", "level", "rule_key", "division_code", "league_code")
+    """What a browser is told about a changed alert: enough to update counts and to sound a new critical
+    (``learned_at``: when the system learned of it, not the device's timestamp), not the whole row."""
+    keys = ("id", "severity", "world", "state", "active", "level", "rule_key", "division_code", "league_code",
+            "learned_at")
     return {k: place[k] for k in keys}
 
 

@@ -60,10 +60,11 @@ setInterval(tick, 1000);
 // ---------- language ----------
 function applyI18n() {
   document.documentElement.lang = S.lang === "en" ? "en" : "zh-CN";
-  document.title = "SafeWatch · " + t("app_title");
+  if (!Alarm.flashOn) document.title = baseTitle();
   document.querySelectorAll("[data-i18n]").forEach(el => { el.textContent = t(el.dataset.i18n); });
   $("#live").textContent = document.body.dataset.live === "1" ? t("live") : t("offline_poll");
   if (S.me) $("#who").textContent = `${S.me.username} · ${t("role_" + S.me.role)} · ${divName(S.me.division_code)}`;
+  updateAlarmButtons();
 }
 $("#lang").addEventListener("click", () => {
   S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("sw_lang", S.lang);
@@ -81,6 +82,7 @@ $("#login").addEventListener("submit", async e => {
 function logout() {
   sessionStorage.removeItem("sw_token"); S.token = null; S.me = null;
   if (S.events) { S.events.close(); S.events = null; }
+  [...Alarm.ringing.keys()].forEach(silence); Alarm.known.clear();
   ["#app", "#nav", "#logout", "#live"].forEach(s => $(s).classList.add("hidden"));
   $("#who").textContent = ""; $("#login").classList.remove("hidden");
 }
@@ -125,10 +127,136 @@ function fillSelects() {
   q.elements.division.innerHTML = divisionOptions(q.elements.division.value);
   const kd = $("#kpi-form").elements.division;
   kd.innerHTML = divisionOptions(kd.value);
+  const sf = $("#sup-filters").elements;
+  sf.division.innerHTML = divisionOptions(sf.division.value);
+  const rule = sf.rule.value;
+  sf.rule.innerHTML = `<option value="">${esc(t("all"))}</option>` + SUPERVISION_RULES.map(r =>
+    `<option value="${r}" ${r === rule ? "selected" : ""}>${esc(t("rule_" + r))}</option>`).join("");
   const cat = q.elements.category.value;
   q.elements.category.innerHTML = `<option value="">${esc(t("all"))}</option>` +
     ["1000", "2000", "3000"].map(c => `<option value="${c}" ${c === cat ? "selected" : ""}>${esc(t("cat_" + c))}</option>`).join("");
 }
+
+// ---------- alarms: heard at once ----------
+// Every new unacknowledged critical hazard and every trapped passenger sounds (WebAudio, no asset), shows a
+// browser notification, flashes the title and the tab icon, and is announced to screen readers; sound and
+// notification repeat until someone acknowledges it. Mute silences the sound for this browser session only.
+// "New": the system learned of it (learned_at, not the device's clock) less than ALARM_RECENT_MS before it
+// reached this page, or it came back unacknowledged after an acknowledgement.
+const TRAPPED_RULE = "event.passenger_trapped";
+const ALARM_RECENT_MS = 10 * 60 * 1000;
+const Alarm = {
+  ctx: null, ringing: new Map(), notes: new Map(), known: new Map(), repeat: null, flash: null, flashOn: false,
+  // The repeat period: 30 s unless this browser sets sw_alarm_repeat_ms (the browser tests use 1 s).
+  ticks: 0, sounds: 0, repeatMs: +(localStorage.getItem("sw_alarm_repeat_ms") || 30000),
+};
+S.muted = sessionStorage.getItem("sw_mute") === "1";
+const baseTitle = () => "SafeWatch · " + t("app_title");
+const unacked = state => state === "active_unack" || state === "returned_unack";
+const dangerous = a => a.world !== "supervision" && (a.severity === "critical" || a.rule_key === TRAPPED_RULE);
+function unlockAudio() {   // browsers start audio only from a user gesture
+  try {
+    Alarm.ctx ||= new (window.AudioContext || window.webkitAudioContext)();
+    if (Alarm.ctx.state === "suspended") Alarm.ctx.resume();
+  } catch { Alarm.ctx = null; }
+  updateAlarmButtons();
+}
+document.addEventListener("pointerdown", unlockAudio, true);
+document.addEventListener("keydown", unlockAudio, true);
+function playAlarm() {
+  if (S.muted || !Alarm.ctx) return;
+  // A high-priority burst in the manner of IEC 60601-1-8: two groups of pulses, alternating 880/660 Hz.
+  const c = Alarm.ctx, t0 = c.currentTime + 0.02;
+  [0, 0.2, 0.4, 0.9, 1.1].forEach((dt, i) => {
+    const o = c.createOscillator(), g = c.createGain();
+    o.type = "square"; o.frequency.value = i % 2 ? 660 : 880;
+    g.gain.setValueAtTime(0.0001, t0 + dt);
+    g.gain.exponentialRampToValueAtTime(0.25, t0 + dt + 0.02);
+    g.gain.exponentialRampToValueAtTime(0.0001, t0 + dt + 0.16);
+    o.connect(g).connect(c.destination); o.start(t0 + dt); o.stop(t0 + dt + 0.18);
+  });
+  document.body.dataset.alarmSounds = String(++Alarm.sounds);
+}
+function alarmText(a) {
+  const what = a.rule_key === TRAPPED_RULE ? t("trapped") : t(a.severity);
+  return [`${what} · ${divName(a.division_code)}`, `#${a.id} · ${t("lvl_" + a.level)} · ${t("st_" + a.state)}`];
+}
+function notify(a) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const [title, body] = alarmText(a);
+  Alarm.notes.get(a.id)?.close();
+  try {
+    const n = new Notification(title, { body, tag: "sw-alert-" + a.id, renotify: true, requireInteraction: true });
+    n.onclick = () => { window.focus(); location.hash = "#/alerts"; };
+    Alarm.notes.set(a.id, n);
+  } catch { /* some mobile browsers allow notifications from a service worker only */ }
+}
+function setFavicon(on) {
+  $("#favicon").href = on ? "data:image/svg+xml," + encodeURIComponent(
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#c0142b"/></svg>') : "data:,";
+}
+function flashTitle() {
+  Alarm.flashOn = !Alarm.flashOn;
+  document.title = Alarm.flashOn ? `⚠ (${Alarm.ringing.size}) ${t("alarm_title")}` : baseTitle();
+  setFavicon(Alarm.flashOn);
+}
+function repeatAlarm() {
+  document.body.dataset.alarmTicks = String(++Alarm.ticks);
+  playAlarm();
+  Alarm.ringing.forEach(notify);
+}
+function updateAlarm() {
+  const n = Alarm.ringing.size;
+  document.body.dataset.alarm = String(n);
+  if (n && !Alarm.repeat) {
+    Alarm.repeat = setInterval(repeatAlarm, Alarm.repeatMs);
+    Alarm.flash = setInterval(flashTitle, 1000);
+    flashTitle();
+  } else if (!n && Alarm.repeat) {
+    clearInterval(Alarm.repeat); clearInterval(Alarm.flash);
+    Alarm.repeat = Alarm.flash = null; Alarm.flashOn = false;
+    document.title = baseTitle(); setFavicon(false);
+  }
+  document.body.dataset.alarmRepeat = Alarm.repeat ? "on" : "off";
+}
+function ring(a) {
+  Alarm.ringing.set(a.id, a);
+  notify(a); playAlarm();
+  $("#announce").textContent = alarmText(a).join(" · ");
+  updateAlarm();
+}
+function silence(id) {
+  if (!Alarm.ringing.delete(id)) return;
+  Alarm.notes.get(id)?.close(); Alarm.notes.delete(id);
+  updateAlarm();
+}
+// Called for every alert event of the stream.
+function watchAlarm(a) {
+  const was = Alarm.known.get(a.id);
+  const now = unacked(a.state);
+  Alarm.known.set(a.id, now);
+  if (!dangerous(a) || !now) { silence(a.id); return; }
+  const fresh = was === undefined ? Date.now() - Date.parse(a.learned_at) < ALARM_RECENT_MS : was === false;
+  if (fresh && !Alarm.ringing.has(a.id)) ring(a);
+}
+function updateAlarmButtons() {
+  const canAsk = "Notification" in window && Notification.permission === "default";
+  $("#alarm-enable").classList.toggle("hidden", !S.me || (!canAsk && !!Alarm.ctx));
+  const mute = $("#mute");
+  mute.classList.toggle("hidden", !S.me);
+  mute.textContent = t(S.muted ? "unmute" : "mute");
+  mute.setAttribute("aria-pressed", String(S.muted));
+}
+$("#alarm-enable").addEventListener("click", async () => {
+  unlockAudio();
+  if ("Notification" in window && Notification.permission === "default") await Notification.requestPermission();
+  updateAlarmButtons();
+});
+$("#mute").addEventListener("click", () => {
+  S.muted = !S.muted;
+  sessionStorage.setItem("sw_mute", S.muted ? "1" : "0");
+  updateAlarmButtons();
+});
 
 // ---------- live updates (SSE) ----------
 function setLive(on) {
@@ -147,6 +275,7 @@ function connectLive() {
   es.addEventListener("alert", e => {
     const a = JSON.parse(e.data);
     S.lastEvent = a;
+    watchAlarm(a);
     if (S.page === "equipment" && S.arg) { refreshSoon(); return; }
     refreshSoon();
   });
@@ -170,7 +299,7 @@ function refreshSoon() {
 // ---------- routing ----------
 function route() {
   const [, page = "overview", ...rest] = location.hash.split("/");
-  S.page = ["overview", "alerts", "equipment", "emergency", "kpis"].includes(page) ? page : "overview";
+  S.page = ["overview", "alerts", "equipment", "emergency", "supervision", "kpis"].includes(page) ? page : "overview";
   S.arg = rest.length ? decodeURIComponent(rest.join("/")) : null;
   document.querySelectorAll("#nav a").forEach(a => a.classList.toggle("active", a.dataset.page === S.page));
   document.querySelectorAll("main > section").forEach(s => s.classList.toggle("hidden", s.id !== "page-" + S.page));
@@ -184,7 +313,7 @@ async function render(refresh = false) {
   try {
     if ((refresh && S.page === "overview") || !S.divisions.length) await loadDivisions();
     await ({ overview: renderOverview, alerts: renderAlerts, equipment: renderEquipment,
-             emergency: renderEmergency, kpis: renderKpis })[S.page]();
+             emergency: renderEmergency, supervision: renderSupervision, kpis: renderKpis })[S.page]();
     section.dataset.ready = "1";
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
@@ -287,7 +416,10 @@ function renderMap({ cells: raw, alerts }) {
   for (const a of [...alerts].sort((p, q) => RANK[q.severity] - RANK[p.severity])) {
     parts.push(`<a href="#/equipment/${encodeURIComponent(a.equipment_code)}"><circle class="alert" data-map-alert="${a.id}" cx="${x(a.lon)}" cy="${y(a.lat)}" r="5" fill="var(--${a.severity})"><title>${esc(t(a.severity))} · ${esc(a.equipment_code)}</title></circle></a>`);
   }
-  box.innerHTML = `<svg viewBox="0 0 ${W} ${H.toFixed(0)}" role="img" aria-label="${esc(t("map"))}">${parts.join("")}</svg>`;
+  // The map draws at most 2,000 open hazards, the most severe first; say so when there are more.
+  const capped = (S.overview.map_alerts_total || 0) > alerts.length
+    ? `<p class="note" data-map-capped>${esc(t("map_capped").replace("{n}", alerts.length.toLocaleString()).replace("{m}", S.overview.map_alerts_total.toLocaleString()))}</p>` : "";
+  box.innerHTML = `<svg viewBox="0 0 ${W} ${H.toFixed(0)}" role="img" aria-label="${esc(t("map"))}">${parts.join("")}</svg>${capped}`;
 }
 
 // ---------- alert feed ----------
@@ -300,21 +432,69 @@ $("#alert-filters").addEventListener("change", () => renderAlerts());
 $("#alert-filters").addEventListener("submit", e => e.preventDefault());
 $("#alert-filters").addEventListener("input", e => { if (e.target.name === "q") drawAlerts(); });
 
-async function renderAlerts() {
+// The server sorts (most severe, then unacknowledged, then newest) and pages; the page shows the totals of
+// the whole list, so nothing dangerous can sit unseen behind a cap. A refresh reloads as many rows as are shown.
+const FEED_PAGE = 100;
+const CRITICAL_BOARD = 500;   // open criticals on the board above the feed; beyond it, the board says "N of M"
+function alertQuery(f, limit) {
+  const qs = new URLSearchParams({ limit: String(limit), world: "hazard", sort: f.sort === "time" ? "time" : "priority" });
+  if (f.open) qs.set("open", "true");
+  for (const k of ["severity", "state", "division"]) if (f[k]) qs.set(k, f[k]);
+  return qs;
+}
+async function renderAlerts(more = false) {
   // Refreshes overlap (a live event, an action's own reload): only the latest started may draw, since
   // an older answer may predate the action just taken and would put stale rows back.
   const seq = S.alertsSeq = (S.alertsSeq || 0) + 1;
   const f = alertFilters();
-  const qs = new URLSearchParams({ limit: "500" });
-  if (f.open) qs.set("open", "true");
-  for (const k of ["severity", "state", "division"]) if (f[k]) qs.set(k, f[k]);
-  const [page, next] = await Promise.all([api("/api/v1/alerts?" + qs), api("/api/v1/dashboard/escalations")]);
+  const key = JSON.stringify(f);
+  if (key !== S.alertsKey) { S.alertsKey = key; S.alertsShown = FEED_PAGE; }
+  const qs = alertQuery(f, more ? FEED_PAGE : Math.min(1000, S.alertsShown || FEED_PAGE));
+  if (more && S.alertsCursor) qs.set("cursor", S.alertsCursor);
+  // The critical board: every open critical hazard (of the chosen division), whatever the other filters say.
+  const cq = new URLSearchParams({ open: "true", world: "hazard", severity: "critical", limit: String(CRITICAL_BOARD) });
+  if (f.division) cq.set("division", f.division);
+  const [page, next, criticals] = await Promise.all([api("/api/v1/alerts?" + qs), api("/api/v1/dashboard/escalations"),
+    more ? Promise.resolve(S.criticals) : api("/api/v1/alerts?" + cq)]);
   if (seq !== S.alertsSeq) return;
+  S.criticals = criticals;
   const climbs = Object.fromEntries(next.map(n => [n.alert_id, n]));
-  S.alerts = page.items.map(a => ({ ...a, ...(climbs[a.id] || {}) }));
+  const items = page.items.map(a => ({ ...a, ...(climbs[a.id] || {}) }));
+  S.alerts = more ? S.alerts.concat(items) : items;
+  S.alertsShown = Math.max(FEED_PAGE, S.alerts.length);
+  S.alertsCursor = page.next_cursor;
+  S.alertsPage = page;
   drawAlerts();
   const details = [...S.expanded].filter(id => S.alerts.some(a => a.id === id));
   await Promise.all(details.map(loadAlertDetail));
+}
+// Every open critical at a glance, above the feed, unacknowledged first: one compact chip each (where, how
+// long), so a screen holds dozens of them. A chip opens its row in the feed (or the equipment).
+function drawCriticalBoard() {
+  const board = $("#critical-board"), c = S.criticals;
+  if (!c || !c.total) { board.innerHTML = ""; board.classList.add("hidden"); return; }
+  board.classList.remove("hidden");
+  board.setAttribute("aria-label", t("critical_board"));
+  const head = `<div class="board-head"><strong>${esc(t("critical"))} ${c.total.toLocaleString()}</strong>
+    <span class="note">${esc(t("unacknowledged"))} ${c.unacknowledged.toLocaleString()}${c.items.length < c.total
+      ? " · " + esc(t("showing").replace("{n}", c.items.length.toLocaleString()).replace("{m}", c.total.toLocaleString())) : ""}</span></div>`;
+  board.innerHTML = head + `<div class="chips">${c.items.map(a => `<button type="button" class="crit-chip ${unacked(a.state) ? "unack" : ""}"
+    data-crit="${a.id}" data-code="${esc(a.equipment_code)}" title="${esc(a.message)}">${a.rule_key === TRAPPED_RULE ? `<b>${esc(t("trapped"))}</b> ` : ""}${esc(divName(a.division_code))}
+    <span class="clock" data-since="${esc(a.opened_at)}"></span></button>`).join("")}</div>`;
+}
+$("#critical-board").addEventListener("click", e => {
+  const chip = e.target.closest("[data-crit]");
+  if (!chip) return;
+  const row = $(`#alert-table tr[data-alert="${chip.dataset.crit}"]`);
+  if (!row) { location.hash = "#/equipment/" + encodeURIComponent(chip.dataset.code); return; }
+  row.scrollIntoView({ block: "center" });
+  row.querySelector("button")?.focus();
+});
+// Totals per severity (always all four), unacknowledged, and "showing N of M".
+function totalsBar(page, shown) {
+  const chipsHtml = SEVERITIES.map(s => `<span class="total-chip ${page.totals[s] ? s : "zero"}" data-total="${s}">${esc(t(s))} <b>${page.totals[s].toLocaleString()}</b></span>`).join("");
+  return `${chipsHtml}<span class="note" data-unack="${page.unacknowledged}">${esc(t("unacknowledged"))} ${page.unacknowledged.toLocaleString()}</span>
+    <span class="showing" data-shown="${shown}" data-total="${page.total}">${esc(t("showing").replace("{n}", shown.toLocaleString()).replace("{m}", page.total.toLocaleString()))}</span>`;
 }
 const canShelve = a => !a.latched && a.severity !== "critical" && ["active_unack", "active_ack", "returned_unack"].includes(a.state);
 const HANDLE_ALERTS = ["region_inspector", "league_inspector", "banner_inspector", "emergency_responder", "administrator"];
@@ -334,15 +514,17 @@ function nextEscalation(a) {
 }
 function drawAlerts() {
   const f = alertFilters();
-  let items = S.alerts;
+  let items = S.alerts;   // in the server's order
   if (f.q) items = items.filter(a => [a.equipment_code, a.message, a.rule_key, a.assignee, divName(a.division_code)]
     .some(v => String(v ?? "").toLowerCase().includes(f.q)));
-  const newest = (a, b) => Date.parse(b.opened_at) - Date.parse(a.opened_at);
-  items = [...items].sort(f.sort === "newest" ? newest : (a, b) => RANK[a.severity] - RANK[b.severity] || newest(a, b));
+  // Rows that were not there at the previous draw are highlighted for a while (not on the first draw).
+  const before = S.drawnAlerts;
+  S.drawnAlerts = new Set(S.alerts.map(a => a.id));
+  const isNew = a => before && !before.has(a.id);
   const head = `<thead><tr><th>${esc(t("severity"))}</th><th>${esc(t("since_open"))}</th><th>${esc(t("equipment"))}</th>
     <th>${esc(t("division"))}</th><th>${esc(t("message"))}</th><th>${esc(t("state"))}</th><th>${esc(t("level"))}</th>
     <th>${esc(t("next_escalation"))}</th><th>${esc(t("actions"))}</th></tr></thead>`;
-  const rows = items.map(a => `<tr class="alert-row ${a.state.endsWith("unack") ? "unack" : ""} ${a.closed_at ? "closed" : ""}" data-alert="${a.id}" data-severity="${a.severity}">
+  const rows = items.map(a => `<tr class="alert-row sev-row-${a.severity} ${a.state.endsWith("unack") ? "unack" : ""} ${a.closed_at ? "closed" : ""} ${isNew(a) ? "new" : ""}" data-alert="${a.id}" data-severity="${a.severity}">
     <td class="sev sev-${a.severity}">${esc(t(a.severity))}</td>
     <td class="clock" ${a.closed_at ? "" : `data-since="${esc(a.opened_at)}"`} title="${esc(fmtTime(a.opened_at))}">${a.closed_at ? esc(fmtTime(a.opened_at)) : ""}</td>
     <td><a href="#/equipment/${encodeURIComponent(a.equipment_code)}">${esc(a.equipment_code)}</a></td>
@@ -362,6 +544,12 @@ function drawAlerts() {
   });
   const focus = typingIn("#alert-table .detail-grid");
   $("#alert-table").innerHTML = head + `<tbody>${rows || `<tr><td colspan="9" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody>`;
+  drawCriticalBoard();
+  if (S.alertsPage) {
+    $("#alert-totals").innerHTML = totalsBar(S.alertsPage, S.alerts.length) + (f.q ? ` <span class="note">${esc(t("search_loaded"))}</span>` : "");
+    const more = $("#alert-more");
+    more.disabled = !S.alertsCursor; more.classList.toggle("hidden", !S.alertsCursor);
+  }
   for (const [id, el] of Object.entries(kept)) $(`tr[data-detail="${id}"] > td`)?.append(el);
   focus?.restore();
   S.expanded.forEach(id => { if (S.details?.[id]) fillDetail(id, S.details[id]); });
@@ -434,6 +622,7 @@ async function act(id, action, body = {}) {
     return false;
   }
 }
+$("#alert-more").addEventListener("click", () => renderAlerts(true));
 $("#alert-table").addEventListener("click", async e => {
   const more = e.target.closest("[data-more]");
   if (more) {
@@ -561,7 +750,8 @@ async function renderEquipmentDetail(code) {
     <div class="panel" id="eq-charts"><h3>${esc(t("charts"))}</h3><div class="tabs">${RANGES.map(r =>
       `<button type="button" data-range="${r}" class="${r === S.chartRange ? "active" : ""}">${esc(t("last_" + r))}</button>`).join(" ")}</div>
       <div id="eq-chart-body">${seriesToCharts(series)}</div></div>
-    <div class="panel" id="eq-alerts"><h3>${esc(t("alert_history"))}</h3><table><thead><tr><th>${esc(t("severity"))}</th>
+    <div class="panel" id="eq-alerts"><h3>${esc(t("alert_history"))} <span class="note showing" data-shown="${hist.items.length}" data-total="${hist.total}">${esc(
+      t("showing").replace("{n}", hist.items.length.toLocaleString()).replace("{m}", hist.total.toLocaleString()))}</span></h3><table><thead><tr><th>${esc(t("severity"))}</th>
       <th>${esc(t("opened"))}</th><th>${esc(t("message"))}</th><th>${esc(t("state"))}</th><th>${esc(t("st_normal"))}</th></tr></thead>
       <tbody>${hrows || `<tr><td colspan="5" class="note">${esc(t("no_alerts"))}</td></tr>`}</tbody></table>
       ${erows ? `<h3 style="margin-top:.8rem">${esc(t("events"))}</h3><table><tbody>${erows}</tbody></table>` : ""}</div></div>`;
@@ -577,8 +767,22 @@ $("#eq-detail").addEventListener("click", async e => {
 setInterval(() => { if (S.me && S.page === "equipment" && S.arg) refreshSoon(); }, 15000);
 
 // ---------- emergency console ----------
-async function renderEmergency() {
-  const [items, contacts] = await Promise.all([api("/api/v1/dashboard/emergency"), api("/api/v1/contacts?on_duty=true")]);
+// Paged like the feed: trapped passengers, then most severe, unacknowledged, longest waiting; the totals say
+// how many the whole console holds and "load more" fetches the next page.
+async function renderEmergency(more = false) {
+  const seq = S.emSeq = (S.emSeq || 0) + 1;
+  const qs = new URLSearchParams({ limit: String(more ? FEED_PAGE : Math.min(1000, S.emShown || FEED_PAGE)) });
+  if (more && S.emCursor) qs.set("cursor", S.emCursor);
+  const [page, contacts] = await Promise.all([api("/api/v1/dashboard/emergency?" + qs), api("/api/v1/contacts?on_duty=true")]);
+  if (seq !== S.emSeq) return;
+  S.emItems = more ? (S.emItems || []).concat(page.items) : page.items;
+  S.emShown = Math.max(FEED_PAGE, S.emItems.length);
+  S.emCursor = page.next_cursor;
+  const items = S.emItems;
+  $("#emergency-totals").innerHTML = totalsBar(page, items.length) +
+    ` <span class="total-chip ${page.trapped ? "critical" : "zero"}" data-total="trapped">${esc(t("trapped"))} <b>${page.trapped}</b></span>`;
+  const moreBtn = $("#emergency-more");
+  moreBtn.disabled = !S.emCursor; moreBtn.classList.toggle("hidden", !S.emCursor);
   const byDivision = {};
   for (const c of contacts) (byDivision[c.division_code] ||= []).push(c);
   const cards = items.map(a => {
@@ -587,7 +791,7 @@ async function renderEmergency() {
     const people = tiers.flatMap(code => (byDivision[code] || []).map(c => `<div class="contact" data-contact="${c.id}">
       ${esc(divName(code))} · ${esc(t("kind_" + c.kind))} · <strong>${esc(c.name)}</strong>${(c.channels || []).map(ch =>
         ` · ${esc(ch.channel)} ${esc(ch.address)}`).join("")}</div>`)).join("");
-    return `<div class="card ${a.trapped ? "trapped" : ""} ${a.severity}" data-emergency="${a.id}" data-trapped="${a.trapped ? 1 : 0}">
+    return `<div class="card ${a.trapped ? "trapped" : ""} ${a.severity} ${a.state.endsWith("unack") ? "unack" : ""}" data-emergency="${a.id}" data-trapped="${a.trapped ? 1 : 0}">
       <h4><span>${a.trapped ? `<span class="badge">${esc(t("trapped"))}</span>` : ""}${a.level !== "banner" ? `<span class="badge esc">${esc(t("escalated"))} · ${esc(t("lvl_" + a.level))}</span>` : ""}
         <span class="sev sev-${a.severity}">${esc(t(a.severity))}</span> <span class="note">${esc(t("st_" + a.state))}</span></span><span class="note">#${a.id}</span></h4>
       <div>${esc(a.message)}</div>
@@ -603,12 +807,61 @@ async function renderEmergency() {
   });
   $("#emergency-cards").innerHTML = cards.join("") || `<div class="panel note">${esc(t("no_emergency"))}</div>`;
 }
+$("#emergency-more").addEventListener("click", () => renderEmergency(true));
 $("#emergency-cards").addEventListener("click", async e => {
   const b = e.target.closest("[data-act]");
   if (!b) return;
   b.disabled = true;
   await act(b.dataset.id, b.dataset.act);
   renderEmergency();
+});
+
+// ---------- supervision worklist ----------
+// Overdue inspections and registrations: paperwork with due dates, kept apart from the hazards (they never
+// reach the feed or the emergency console, and escalate on their own slow policy).
+const SUPERVISION_RULES = ["inspection.overdue", "registration.expired"];
+$("#sup-filters").addEventListener("change", () => renderSupervision());
+async function renderSupervision(more = false) {
+  const seq = S.supSeq = (S.supSeq || 0) + 1;
+  const f = $("#sup-filters").elements;
+  const qs = new URLSearchParams({ limit: String(more ? FEED_PAGE : Math.min(1000, S.supShown || FEED_PAGE)) });
+  if (f.division.value) qs.set("division", f.division.value);
+  if (f.rule.value) qs.set("rule", f.rule.value);
+  if (more && S.supCursor) qs.set("cursor", S.supCursor);
+  const page = await api("/api/v1/alerts/supervision?" + qs);
+  if (seq !== S.supSeq) return;
+  S.supItems = more ? (S.supItems || []).concat(page.items) : page.items;
+  S.supShown = Math.max(FEED_PAGE, S.supItems.length);
+  S.supCursor = page.next_cursor;
+  const rows = S.supItems.map(a => `<tr class="alert-row ${a.state.endsWith("unack") ? "unack-quiet" : ""}" data-supervision="${a.id}">
+    <td class="clock">${esc(a.due_on || "")}</td>
+    <td class="num ${a.days_overdue > 0 ? "bad" : ""}">${a.days_overdue ?? ""}</td>
+    <td>${esc(t("rule_" + a.rule_key))}</td>
+    <td><a href="#/equipment/${encodeURIComponent(a.equipment_code)}">${esc(a.equipment_code)}</a></td>
+    <td>${esc(divName(a.division_code))}</td><td>${esc(a.unit_name)} ${a.unit_phone ? `<a href="tel:${esc(a.unit_phone)}">${esc(a.unit_phone)}</a>` : ""}</td>
+    <td class="state" data-state="${a.state}">${esc(t("st_" + a.state))}</td><td>${esc(t("lvl_" + a.level))}</td>
+    <td class="actions">${actionsFor(a).replace(/<button type="button" data-more[^>]*>.*?<\/button>/, "")}</td></tr>`).join("");
+  $("#sup-table").innerHTML = `<thead><tr><th>${esc(t("due_on"))}</th><th class="num">${esc(t("days_overdue"))}</th>
+    <th>${esc(t("rule"))}</th><th>${esc(t("equipment"))}</th><th>${esc(t("division"))}</th><th>${esc(t("unit"))}</th>
+    <th>${esc(t("state"))}</th><th>${esc(t("level"))}</th><th>${esc(t("actions"))}</th></tr></thead>
+    <tbody>${rows || `<tr><td colspan="9" class="note">${esc(t("no_supervision"))}</td></tr>`}</tbody>`;
+  const shown = S.supItems.length;
+  $("#sup-totals").innerHTML = `<span class="showing" data-shown="${shown}" data-total="${page.total}">${esc(
+    t("showing").replace("{n}", shown.toLocaleString()).replace("{m}", page.total.toLocaleString()))}</span>`;
+  const moreBtn = $("#sup-more");
+  moreBtn.disabled = !S.supCursor; moreBtn.classList.toggle("hidden", !S.supCursor);
+  $("#sup-divisions").innerHTML = `<thead><tr><th>${esc(t("division"))}</th><th class="num">${esc(t("open_matters"))}</th>
+    <th class="num">${esc(t("unacknowledged"))}</th><th>${esc(t("oldest_due"))}</th></tr></thead><tbody>${page.by_division.map(d =>
+    `<tr data-sup-division="${esc(d.division_code)}"><td>${esc(divName(d.division_code))}</td><td class="num">${d.open}</td>
+     <td class="num">${d.unacknowledged}</td><td>${esc(d.oldest_due_on || "")}</td></tr>`).join("")}</tbody>`;
+}
+$("#sup-more").addEventListener("click", () => renderSupervision(true));
+$("#sup-table").addEventListener("click", async e => {
+  const b = e.target.closest("[data-act]");
+  if (!b) return;
+  b.disabled = true;
+  await act(b.dataset.id, b.dataset.act);
+  renderSupervision();
 });
 
 // ---------- KPIs ----------

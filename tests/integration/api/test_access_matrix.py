@@ -141,6 +141,7 @@ MATRIX: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/users/{username}/retire"): DENIED(lambda f: {"reason": "matrix probe"}),
     # alerts (issue 6)
     ("GET", "/api/v1/alerts"): FILTERED(),
+    ("GET", "/api/v1/alerts/supervision"): FILTERED(),
     ("GET", "/api/v1/alerts/{alert_id}"): DENIED(),
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): DENIED(ALERT_REASON),
     ("POST", "/api/v1/alerts/{alert_id}/reset"): DENIED(ALERT_REASON),

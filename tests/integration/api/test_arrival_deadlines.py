@@ -58,7 +58,7 @@ def _deadline(client: TestClient, caller: Caller, alert_id: int) -> datetime | N
 def _emergency(client: TestClient, caller: Caller) -> dict[int, str | None]:
     r = client.get("/api/v1/dashboard/emergency", headers=caller.headers, params={"limit": 1000})
     assert r.status_code == 200, r.text
-    return {a["id"]: a["arrival_deadline_at"] for a in r.json()}
+    return {a["id"]: a["arrival_deadline_at"] for a in r.json()["items"]}
 
 
 def test_default_deadlines_30_min_in_city_districts_60_elsewhere(

@@ -6,9 +6,9 @@ import asyncio
 
 from api.dashboard.stream import QUEUE_LIMIT, Subscription, alert_event, covers, parse_alert_ids
 
-PLACE = {"id": 7, "severity": "critical", "state": "active_unack", "active": True, "level": "banner",
+PLACE = {"id": 7, "severity": "critical", "world": "hazard", "state": "active_unack", "active": True, "level": "banner",
          "rule_key": "event.passenger_trapped", "division_code": "150202", "league_code": "150200",
-         "region_code": "150000"}
+         "region_code": "150000", "learned_at": "2026-12-08T00:00:00+00:00"}
 
 
 def test_an_alert_reaches_its_banner_league_and_region_only():

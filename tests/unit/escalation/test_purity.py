@@ -25,6 +25,6 @@ def test_the_core_imports_nothing_that_does_io():
 def test_public_names():
     assert alerts.escalation.__all__ == [
         "AlertView", "ContactView", "Decision", "EscalationPolicy", "Level", "NextTimer", "Place", "Placement",
-        "PlacementKind", "PolicyError", "Timer", "TimerKind", "divisions_to_notify", "group_key", "next_escalation",
-        "place_notification", "retry_delay", "select_policy", "time_at_levels", "wants",
+        "PlacementKind", "PolicyError", "Timer", "TimerKind", "World", "divisions_to_notify", "group_key",
+        "next_escalation", "place_notification", "retry_delay", "select_policy", "time_at_levels", "wants",
     ]
