@@ -73,7 +73,8 @@ ACCESS: dict[str, dict[str, str]] = {
     },
     "notifier": {
         "safewatch_meta": R, "equipment": R, "divisions": R, "units": R, "gateways": R, "metrics": R,
-        "escalation_policies": R, "division_routing": R, "contacts": R, "contact_channels": R,
+        "escalation_policies": R, "supervision_escalation_policies": R, "division_routing": R,
+        "contacts": R, "contact_channels": R,
         "alerts": "SELECT, UPDATE", "alert_transitions": APPEND, "alert_escalations": APPEND,
         "escalation_timers": RW, "notification_alerts": RW, "outbox": RW, "outbox_attempts": APPEND,
     },
