@@ -61,11 +61,16 @@ def migrate(storage: str | None) -> None:
 
     from safewatch.db import ensure_database
     from safewatch.registry.divisions import load_divisions
+    from safewatch.schema.migrate import StorageMismatch
     from safewatch.schema.migrate import migrate as run_migrations
 
     settings = _settings("migrate")
     ensure_database(settings.db.url)
-    chosen = run_migrations(settings.db.url, storage=storage)
+    try:
+        chosen = run_migrations(settings.db.url, storage=storage)
+    except StorageMismatch as exc:
+        click.echo(f"not migrated: {exc}", err=True)
+        sys.exit(2)
     with psycopg.connect(settings.db.url) as conn:
         count = load_divisions(conn)
     click.echo(f"migrated ({chosen} storage); {count} divisions loaded")
