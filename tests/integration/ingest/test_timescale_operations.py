@@ -93,7 +93,7 @@ def _run_policies(conn: psycopg.Connection, proc: str) -> None:
 
 
 @only_timescale
-def test_a_failing_job_becomes_a_system_alert_and_a_metric_and_both_clear(timescale_url: str) -> None:
+def test_a_failing_job_becomes_a_system_alert_and_a_metric_and_both_clear(timescale_url: str, api_as) -> None:  # type: ignore[no-untyped-def]
     with psycopg.connect(timescale_url, autocommit=True) as c:
         c.execute(FAILING_PROC)
         job_id = c.execute("SELECT add_job('fails_on_purpose', interval '1 hour', initial_start => now())"
@@ -120,6 +120,11 @@ def test_a_failing_job_becomes_a_system_alert_and_a_metric_and_both_clear(timesc
         errors = c.execute("SELECT details FROM system_alerts WHERE source = %s AND key = 'other' "
                            "AND cleared_at IS NULL", (SOURCE,)).fetchone()[0]["jobs"]
         assert "failing on purpose" in next(j["error"] for j in errors if j["job_id"] == job_id)
+    # Those who run the deployment see it; a league's inspector does not.
+    shown = api_as("region_inspector", "150000", db_url=timescale_url).get("/api/v1/system/alerts")
+    assert shown.status_code == 200
+    assert any(a["source"] == SOURCE and a["key"] == "other" and str(job_id) in a["message"] for a in shown.json())
+    assert api_as("league_inspector", "150100", db_url=timescale_url).get("/api/v1/system/alerts").status_code == 403
 
     with psycopg.connect(timescale_url, autocommit=True) as c:
         c.execute("SELECT delete_job(%s)", (job_id,))
