@@ -263,13 +263,22 @@ class Housekeeping(threading.Thread):
         self._next_partitions = time.monotonic() + PARTITION_CHECK_S
 
     def timescale(self) -> None:
-        """Watch TimescaleDB's jobs; every LATE_ROLLUPS_S, roll up readings older than the policies reach."""
-        health = self._db.run("timescale jobs", lambda conn: check_timescale_jobs(conn, self._jobs, self._jobs_failing))
-        if health is not None:
-            self._jobs_failing = frozenset(health.alerts)
-        if time.monotonic() >= self._next_late_rollups:
-            self._db.run("late rollups", refresh_late_rollups)
-            self._next_late_rollups = time.monotonic() + LATE_ROLLUPS_S
+        """Watch TimescaleDB's jobs; every LATE_ROLLUPS_S, roll up readings older than the policies reach.
+
+        A refusal of the database's (say, a role without access to TimescaleDB's views) is logged and tried
+        again next tick: the upkeep thread must outlive it.
+        """
+        try:
+            health = self._db.run("timescale jobs",
+                                  lambda conn: check_timescale_jobs(conn, self._jobs, self._jobs_failing))
+            if health is not None:
+                self._jobs_failing = frozenset(health.alerts)
+            if time.monotonic() >= self._next_late_rollups:
+                self._next_late_rollups = time.monotonic() + LATE_ROLLUPS_S
+                self._db.run("late rollups", refresh_late_rollups)
+        except psycopg.Error as exc:
+            log.error("TimescaleDB upkeep failed; trying again next tick",
+                      extra={"error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"})
 
     def run(self) -> None:
         while not self._halt.wait(self._rollup_interval_s):
