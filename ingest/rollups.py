@@ -54,8 +54,8 @@ def drop_old_partitions(conn: psycopg.Connection, keep: timedelta = RETENTION) -
 def refresh_late_rollups(conn: psycopg.Connection, now: datetime | None = None) -> None:
     """TimescaleDB: fold readings written older than the policies' reach into the rollups, minutes first.
 
-    Runs outside a transaction (TimescaleDB refuses a refresh inside one); a refresh another session
-    holds the lock of is left to the next call.
+    Runs outside a transaction (TimescaleDB refuses a refresh inside one); an aggregate another session is
+    refreshing (its lock held, or a deadlock with a policy's job) is left to the next call.
     """
     now = now or datetime.now(UTC)
     start, end = now - RETENTION + RETENTION_MARGIN, now - POLICY_REACH
@@ -65,7 +65,7 @@ def refresh_late_rollups(conn: psycopg.Connection, now: datetime | None = None) 
         for aggregate in [t.minute for t in READING_TABLES] + [t.hour for t in READING_TABLES]:
             try:
                 conn.execute(REFRESH_AGGREGATE_SPAN, (aggregate, start, end))
-            except psycopg.errors.LockNotAvailable:
-                continue
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+                continue  # a concurrent refresh or policy holds it: the next call catches up
     finally:
         conn.autocommit = autocommit
