@@ -97,7 +97,7 @@ def job_health(failing: Iterable[FailingJob]) -> JobHealth:
             f"{_WHAT_STOPS[proc]}. Last error of job {first.job_id} ({first.hypertable or 'no table'}): "
             f"{first.error or 'none recorded'}. See SELECT * FROM timescaledb_information.job_errors "
             f"ORDER BY start_time DESC; fix the cause, then CALL run_job(<job_id>) to check "
-            f"(docs/deploying.md, \"TimescaleDB jobs\")")
+            f"(docs/deploying.md, \"TimescaleDB\")")
     return JobHealth(by_proc, alerts, jobs)
 
 

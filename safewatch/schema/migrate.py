@@ -62,9 +62,8 @@ def storage_mismatch_advice(*, have: str, asked: str) -> str | None:
     if asked == "timescale":
         return ("this database was first migrated with plain storage; `--storage timescale` does not convert it. "
                 "To move to TimescaleDB: create a new database on a server with TimescaleDB preloaded, run "
-                "`safewatch migrate --storage timescale` against it, copy the registry, alerts and readings "
-                "across (pg_dump --data-only of the plain tables, then INSERT … SELECT into the wide tables), "
-                "and point SAFEWATCH_DB__URL at it (docs/deploying.md, \"Storage\")")
+                "`safewatch migrate --storage timescale` against it, copy the data across, refresh the rollups "
+                "and point SAFEWATCH_DB__URL at it (the steps: docs/deploying.md, \"TimescaleDB\")")
     return ("this database was first migrated with TimescaleDB storage; it cannot be turned back into plain "
             "storage in place. Run `safewatch migrate` without --storage to bring it up to date")
 

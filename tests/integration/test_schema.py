@@ -40,6 +40,8 @@ def storage_db(request):
 def test_migrations_are_idempotent_and_recorded(storage_db):
     storage, url = storage_db
     assert migrate(url) == storage  # a database keeps the storage it was first migrated with
+    with pytest.raises(StorageMismatch, match="first migrated with"):  # and is not switched by asking
+        migrate(url, storage="plain" if storage == "timescale" else "timescale")
     with psycopg.connect(url) as c:
         versions = [r[0] for r in c.execute("SELECT version FROM schema_migrations ORDER BY version")]
         assert versions == sorted({m.version for m in available_migrations() if m.variant in (None, storage)})
