@@ -31,6 +31,7 @@ from api.policies.routes import router as policies_router
 from api.responses.routes import router as responses_router
 from api.storable import refuse_unstorable_text
 from api.stream.routes import router as stream_router
+from api.system.routes import router as system_router
 from api.telemetry.routes import router as telemetry_router
 from api.units.routes import router as units_router
 from api.users.routes import router as users_router
@@ -84,6 +85,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
         app.include_router(router)
     for router in (telemetry_router, deadletters_router):  # ingest (issue 5)
         app.include_router(router)
+    app.include_router(system_router)  # alerts about SafeWatch itself (issue 22)
     for router in (policies_router, contacts_router, responses_router, stream_router):  # escalation (issue 7)
         app.include_router(router)
 

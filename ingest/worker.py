@@ -28,7 +28,8 @@ from ingest.batching import Batch, RawMessage, bind, codes_of, decode, refused_b
 from ingest.buffers import check_buffers
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
-from ingest.rollups import drop_old_partitions, refresh_rollups
+from ingest.rollups import drop_old_partitions, refresh_late_rollups, refresh_rollups
+from ingest.timescale_jobs import JobMetrics, check_timescale_jobs
 from ingest.writer import Written, ensure_partitions, prepare, write_counted
 from safewatch.contract import Limits, device_filter, shared_filter
 from safewatch.db import connect
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PARTITION_CHECK_S = 3600.0
+LATE_ROLLUPS_S = 300.0  # TimescaleDB: how often readings older than the policies' reach are rolled up
 
 # Errors that some message of the batch caused, not the database's state: splitting the batch finds it.
 # Class 54 (program limit exceeded: an index row or a statement too large) is an OperationalError
@@ -124,7 +126,7 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
     cache = RegistryCache()
     # Upkeep has its own connection and thread: recomputing a minute of rollups reads every reading of
     # that minute (seconds, at full rate), and the batch loop must not stand still meanwhile.
-    housekeeping = Housekeeping(DatabaseLink(settings.db.url, stop, metrics), cfg.rollup_interval_s, stop)
+    housekeeping = Housekeeping(DatabaseLink(settings.db.url, stop, metrics), cfg.rollup_interval_s, stop, registry)
     housekeeping.partitions()  # before the first write: today's partition must exist
     for link in writers:  # connected (and prepared) before the first batch arrives
         link.run("connect", lambda conn: None)
@@ -241,13 +243,21 @@ class Committers:
 
 
 class Housekeeping(threading.Thread):
-    """Partitions, retention and (plain PostgreSQL) rollups, on a thread and connection of their own."""
+    """Partitions, retention and (plain PostgreSQL) rollups, on a thread and connection of their own.
 
-    def __init__(self, db: DatabaseLink, rollup_interval_s: float, stop: threading.Event) -> None:
+    On TimescaleDB, whose jobs do that upkeep, it watches them instead (ingest/timescale_jobs.py) and
+    rolls up the readings written older than their refresh policies reach (ingest/rollups.py).
+    """
+
+    def __init__(self, db: DatabaseLink, rollup_interval_s: float, stop: threading.Event,
+                 registry: CollectorRegistry = REGISTRY) -> None:
         super().__init__(name="ingest-housekeeping", daemon=True)
         self._db, self._halt = db, stop  # not `_stop`: threading.Thread has a method of that name
         self._rollup_interval_s = rollup_interval_s
         self._next_partitions = 0.0
+        self._next_late_rollups = 0.0
+        self._jobs = JobMetrics(registry)
+        self._jobs_failing: frozenset[str] = frozenset()
 
     def partitions(self) -> None:
         """Partitions ahead, retention, and (hourly, as the registry grows) whether the buffers still fit."""
@@ -258,12 +268,32 @@ class Housekeeping(threading.Thread):
             log.info("dropped reading partitions past retention", extra={"partitions": dropped})
         self._next_partitions = time.monotonic() + PARTITION_CHECK_S
 
+    def timescale(self) -> None:
+        """Watch TimescaleDB's jobs; every LATE_ROLLUPS_S, roll up readings older than the policies reach.
+
+        A refusal of the database's (say, a role without access to TimescaleDB's views) is logged and tried
+        again next tick: the upkeep thread must outlive it.
+        """
+        try:
+            health = self._db.run("timescale jobs",
+                                  lambda conn: check_timescale_jobs(conn, self._jobs, self._jobs_failing))
+            if health is not None:
+                self._jobs_failing = frozenset(health.alerts)
+            if time.monotonic() >= self._next_late_rollups:
+                self._next_late_rollups = time.monotonic() + LATE_ROLLUPS_S
+                self._db.run("late rollups", refresh_late_rollups)
+        except psycopg.Error as exc:
+            log.error("TimescaleDB upkeep failed; trying again next tick",
+                      extra={"error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"})
+
     def run(self) -> None:
         while not self._halt.wait(self._rollup_interval_s):
             if time.monotonic() >= self._next_partitions:
                 self.partitions()
             if self._db.plain:
                 self._db.run("rollups", refresh_rollups)
+            else:
+                self.timescale()
         if self._db.conn is not None:
             self._db.conn.close()
 

@@ -95,6 +95,7 @@ def migrate(storage: str | None, login_roles: bool) -> None:
 
     from safewatch.db import ensure_database
     from safewatch.registry.divisions import load_divisions
+    from safewatch.schema.migrate import StorageMismatch
     from safewatch.schema.migrate import migrate as run_migrations
     from safewatch.schema.roles import DB_PASSWORD_ENV_PREFIX, PROCESSES
 
@@ -105,7 +106,11 @@ def migrate(storage: str | None, login_roles: bool) -> None:
         raise click.UsageError(f"--login-roles: set {', '.join(DB_PASSWORD_ENV_PREFIX + m.upper() for m in missing)} "
                                "(scripts/make-env writes them to .env as DB_PASSWORD_<PROCESS>)")
     ensure_database(settings.db.url)
-    chosen = run_migrations(settings.db.url, storage=storage)
+    try:
+        chosen = run_migrations(settings.db.url, storage=storage)
+    except StorageMismatch as exc:
+        click.echo(f"not migrated: {exc}", err=True)
+        sys.exit(2)
     with psycopg.connect(settings.db.url) as conn:
         count = load_divisions(conn)
     click.echo(f"migrated ({chosen} storage); {count} divisions loaded")

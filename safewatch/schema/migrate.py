@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -51,6 +52,101 @@ WIDE_ROLLUPS = 32  # the migration that makes the wide tables' continuous aggreg
 POLICY_REACH = "8 days"  # how far back the continuous aggregates' refresh policies reach (schema 032)
 HOLDS_OLDER_READINGS = f"SELECT EXISTS (SELECT 1 FROM readings WHERE time < now() - interval '{POLICY_REACH}')"
 REFRESH_AGGREGATE = f"CALL refresh_continuous_aggregate(%s, NULL, now() - interval '{POLICY_REACH}')"
+
+
+class StorageMismatch(RuntimeError):
+    """Raised when a storage is asked of a database that was first migrated with the other one."""
+
+
+def storage_mismatch_advice(*, have: str, asked: str) -> str | None:
+    """Why migrating a database of storage ``have`` as ``asked`` is refused, and what to do; None if it is not."""
+    if asked == have:
+        return None
+    if asked == "timescale":
+        return ("this database was first migrated with plain storage; `--storage timescale` does not convert it. "
+                "To move to TimescaleDB: create a new database on a server with TimescaleDB preloaded, run "
+                "`safewatch migrate --storage timescale` against it, copy the data across, refresh the rollups "
+                "and point SAFEWATCH_DB__URL at it (the steps: docs/deploying.md, \"TimescaleDB\")")
+    return ("this database was first migrated with TimescaleDB storage; it cannot be turned back into plain "
+            "storage in place. Run `safewatch migrate` without --storage to bring it up to date")
+
+
+# Migrations that drop continuous aggregates, and which (TimescaleDB). A refresh of those aggregates
+# running meanwhile made the drop fail: "tuple concurrently deleted" (the drop deletes the job's
+# statistics row while the policy's worker updates it), or a deadlock (a manual refresh holding the
+# invalidation threshold's row and waiting for the aggregate the drop holds): 3 in 25 fresh databases
+# migrated under a concurrent refresh here. So the policies' jobs are deleted first, each in a
+# transaction of its own (which cancels a running one), the migration waits for their workers to
+# leave, and a drop that still meets a concurrent refresh is rolled back whole and tried again. Any
+# migration on TimescaleDB is tried again so (042, altering the aggregates while their policies run,
+# deadlocked once in 40 too): each is one transaction.
+DROPS_AGGREGATES = {30: ("readings_1m", "readings_1h")}
+SELECT_AGGREGATE_JOBS = """
+SELECT job_id, application_name FROM timescaledb_information.jobs WHERE hypertable_name = ANY (%s)
+"""
+DELETE_JOB = "SELECT delete_job(%s)"
+JOBS_RUNNING = """
+SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = ANY (%s)
+"""
+JOBS_LEAVE_S = 60.0
+ATTEMPTS = 8
+
+
+def _stop_aggregate_jobs(conn: psycopg.Connection, views: tuple[str, ...]) -> None:
+    """Delete the jobs of the continuous aggregates ``views`` and wait until none of them still runs."""
+    if not views:
+        return
+    jobs = conn.execute(SELECT_AGGREGATE_JOBS, (list(views),)).fetchall()
+    for job_id, _ in jobs:
+        with conn.transaction():
+            conn.execute(DELETE_JOB, (job_id,))
+    names = [name for _, name in jobs]
+    deadline = time.monotonic() + JOBS_LEAVE_S
+    for delay in backoff(initial_s=0.05, max_s=1.0):
+        if not names or one_row(conn.execute(JOBS_RUNNING, (names,)))[0] == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the jobs of {', '.join(views)} still run {JOBS_LEAVE_S:.0f} s after being deleted; "
+                               "stop them (SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE "
+                               "application_name LIKE '%Continuous Aggregate%') and run `safewatch migrate` again")
+        time.sleep(delay)
+
+
+def met_a_concurrent_refresh(exc: BaseException) -> bool:
+    """Whether ``exc`` is a catalog change of TimescaleDB's meeting a concurrent refresh (worth a retry)."""
+    if isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure):
+        return True
+    return isinstance(exc, psycopg.errors.InternalError_) and "concurrently" in str(exc)
+
+
+def _apply(conn: psycopg.Connection, migration: Migration) -> None:
+    """Apply one migration in its own transaction, recording it."""
+    with conn.transaction():
+        conn.execute(migration.sql)
+        conn.execute(RECORD_MIGRATION, (migration.version, migration.name, migration.variant))
+
+
+def _apply_on_timescale(conn: psycopg.Connection, migration: Migration) -> None:
+    """Apply a migration on TimescaleDB: the jobs of the aggregates it drops stopped first, tried again
+    while it meets a concurrent refresh."""
+    def apply() -> None:
+        _stop_aggregate_jobs(conn, DROPS_AGGREGATES.get(migration.version, ()))
+        _apply(conn, migration)
+    _retrying_concurrent_refresh(apply, step=f"migration {migration.version}")
+
+
+def _retrying_concurrent_refresh(action: Callable[[], None], *, step: str) -> None:
+    """Run ``action`` (one transaction of catalog changes), again while it meets TimescaleDB's own jobs."""
+    for attempt, delay in enumerate(backoff(initial_s=0.1, max_s=2.0), start=1):
+        try:
+            action()
+            return
+        except psycopg.Error as exc:
+            if not met_a_concurrent_refresh(exc) or attempt == ATTEMPTS:
+                raise
+            log.warning("a catalog change met a concurrent refresh of the continuous aggregates; trying again",
+                        extra={"step": step, "attempt": attempt, "error": str(exc).strip()[:300]})
+            time.sleep(delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +213,8 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
     """Bring the database at ``url`` up to date; return the storage in use.
 
     ``storage`` forces 'plain' or 'timescale' on a new database (tests run both); by default it is
-    detected. A database keeps the storage it was first migrated with. ``upto`` stops after that
+    detected. A database keeps the storage it was first migrated with: asking an existing database for
+    the other storage raises `StorageMismatch`, whose message says what to do. ``upto`` stops after that
     version (to upgrade a database step by step, or to test an upgrade from data of an older schema).
     Every full run then gives the process roles their grants again (safewatch/schema/roles.py), so a table
     made by a migration is covered as soon as it exists.
@@ -127,6 +224,8 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
         try:
             conn.execute(CREATE_BOOKKEEPING)
             row = conn.execute(SELECT_STORAGE).fetchone()
+            if row and storage and (advice := storage_mismatch_advice(have=row[0], asked=storage)):
+                raise StorageMismatch(advice)
             storage = row[0] if row else (storage or _detect_storage(conn))
             if storage == "timescale":
                 conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
@@ -138,9 +237,10 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
                     continue
                 if upto is not None and migration.version > upto:
                     break
-                with conn.transaction():
-                    conn.execute(migration.sql)
-                    conn.execute(RECORD_MIGRATION, (migration.version, migration.name, migration.variant))
+                if storage == "timescale":
+                    _apply_on_timescale(conn, migration)
+                else:
+                    _apply(conn, migration)
                 applied.add(migration.version)
                 newly.add(migration.version)
                 log.info("applied migration", extra={"version": migration.version, "migration": migration.name,
@@ -152,7 +252,10 @@ def migrate(url: str, *, storage: str | None = None, upto: int | None = None) ->
                     conn.execute(UPSERT_METRIC, (spec.id, spec.key, spec.unit, str(spec.category)))
             if upto is None:  # the grants name tables of the latest schema: only once it is all there
                 try:
-                    apply_grants(conn)
+                    if storage == "timescale":  # GRANT rewrites catalog rows TimescaleDB's jobs touch too
+                        _retrying_concurrent_refresh(lambda: apply_grants(conn), step="grants")
+                    else:
+                        apply_grants(conn)
                 except RolesUnavailable as exc:  # a developer's own PostgreSQL: the processes run as the owner
                     log.warning("process roles not granted; every process must connect as the owner: %s", exc)
         finally:

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import psycopg
 from psycopg import sql
 
+from safewatch.db import one_row
 from safewatch.schema.layout import READING_TABLES
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ ACCESS: dict[str, dict[str, str]] = {
         **dict.fromkeys(_READINGS, RW),  # COPY, and the upsert that fills gaps on a redelivery
         "events": APPEND, "gateway_status": RW, "dead_letters": RW,
         "rollup_dirty": RW,  # plain storage: the minutes a batch touched
+        "system_alerts": RW,  # the housekeeping's TimescaleDB job watch (schema 041)
     },
     "alerts": {
         "safewatch_meta": R, "equipment": R, "divisions": R, "units": R, "gateways": R, "metrics": R,
@@ -88,7 +90,7 @@ ACCESS: dict[str, dict[str, str]] = {
         "alerts": "SELECT, UPDATE", "alert_transitions": APPEND, "alert_notes": APPEND,
         "escalation_timers": RW,  # acknowledging writes a transition: the trigger runs as the API
         "alert_escalations": R, "alert_floods": R, "alert_responses": R, "division_routing": R,
-        "outbox": R, "notification_alerts": R,
+        "outbox": R, "notification_alerts": R, "system_alerts": R,
         # Re-processing a dead letter (POST /api/v1/deadletters/reprocess) runs the ingest's writer.
         **dict.fromkeys(_READINGS, RW), "dead_letters": RW, "rollup_dirty": RW,
     },
@@ -179,7 +181,7 @@ def apply_grants(conn: psycopg.Connection) -> None:
         for process, relations in ACCESS.items():
             role = sql.Identifier(group_role(process))
             for relation, privileges in relations.items():
-                if conn.execute(SELECT_RELATION, (relation,)).fetchone()[0] is None:  # type: ignore[index]
+                if one_row(conn.execute(SELECT_RELATION, (relation,)))[0] is None:
                     continue
                 conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), sql.Identifier(relation),
                                                                      role))

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from ingest.batching import METRIC_IDS, Batch, ReadingRow, Readings
 from ingest.rollups import drop_old_partitions
 from ingest.writer import ensure_partitions, prepare, write_batch
+from safewatch.cli import main as cli
 from safewatch.db import one_row, storage_of
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
 from safewatch.schema.layout import READING_TABLES, RETENTION
-from safewatch.schema.migrate import available_migrations, migrate
-from tests.services import STORAGES, create_database, drop_database
+from safewatch.schema.migrate import StorageMismatch, available_migrations, migrate
+from tests.services import NO_TIMESCALE, STORAGES, create_database, drop_database, timescale_available
+from tests.waiting import wait_until
 
 WIDE_READINGS = 30  # the first migration of the wide layout (030-032)
 ROLLUP_RETENTION = 35  # the 1-minute rollups in daily partitions
@@ -23,6 +27,7 @@ DAY_MS = 86_400_000
 READING_NAMES = tuple(t.name for t in READING_TABLES)
 MINUTE_ROWS = "SELECT bucket, equipment_id, metric_id, avg FROM readings_1m ORDER BY 1"
 NARROW_ROWS = "SELECT time, equipment_id, metric_id, value FROM readings ORDER BY 1, 2, 3"
+POLICIES_OF = "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name = ANY (%s)"
 
 
 @pytest.fixture(params=STORAGES)
@@ -35,6 +40,8 @@ def storage_db(request):
 def test_migrations_are_idempotent_and_recorded(storage_db):
     storage, url = storage_db
     assert migrate(url) == storage  # a database keeps the storage it was first migrated with
+    with pytest.raises(StorageMismatch, match="first migrated with"):  # and is not switched by asking
+        migrate(url, storage="plain" if storage == "timescale" else "timescale")
     with psycopg.connect(url) as c:
         versions = [r[0] for r in c.execute("SELECT version FROM schema_migrations ORDER BY version")]
         assert versions == sorted({m.version for m in available_migrations() if m.variant in (None, storage)})
@@ -176,5 +183,69 @@ def test_retention_also_empties_the_default_partitions_of_rows_past_it():
             held = [one_row(c.execute(f"SELECT count(*) FROM {name}_default"))[0]
                     for name in (*READING_NAMES, "readings_1m")]
             assert held == [1, 0, 0, 1]
+    finally:
+        drop_database(url)
+
+
+LOCK_THRESHOLDS = "SELECT * FROM _timescaledb_catalog.continuous_aggs_invalidation_threshold FOR UPDATE"
+MIGRATION_WAITING_ON_A_ROW = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND query LIKE '%%DROP MATERIALIZED VIEW readings_1h%%'
+  AND wait_event_type = 'Lock' AND wait_event = 'transactionid'
+"""
+
+
+@pytest.mark.skipif(not timescale_available(), reason=NO_TIMESCALE)
+def test_migration_030_survives_a_concurrent_refresh_of_the_aggregates_it_drops():
+    """Migration 030 drops schema 010's continuous aggregates. A refresh of them holding the invalidation
+    threshold's row and then reading the aggregate, as TimescaleDB's refresh does, deadlocked with the drop
+    (3 in 25 fresh databases failed so under a looping refresh): here the refresh's side is played step by
+    step, so the deadlock happens every time. The migration is rolled back whole and tried again."""
+    url = create_database(storage="timescale", upto=WIDE_READINGS - 1)
+    try:
+        with psycopg.connect(url, autocommit=True) as c:
+            assert {r[0] for r in c.execute(POLICIES_OF, (["readings_1m", "readings_1h"],))} == {
+                "policy_refresh_continuous_aggregate"}
+        outcome: list[BaseException | str] = []
+
+        def run_migrations() -> None:
+            try:
+                migrate(url)
+                outcome.append("migrated")
+            except BaseException as exc:  # handed to the test's thread
+                outcome.append(exc)
+
+        with psycopg.connect(url) as refresh:
+            refresh.execute(LOCK_THRESHOLDS)  # the refresh's first step: the threshold rows
+            migrating = threading.Thread(target=run_migrations)
+            migrating.start()
+            with psycopg.connect(url, autocommit=True) as observer:
+                wait_until(lambda: one_row(observer.execute(MIGRATION_WAITING_ON_A_ROW))[0], bool, timeout=60,
+                           what="migration 030 waiting for the threshold row")
+            refresh.execute("SELECT count(*) FROM readings_1h")  # its next: the aggregate the drop holds
+            refresh.commit()
+        migrating.join(timeout=120)
+        assert outcome == ["migrated"]
+        with psycopg.connect(url) as c:
+            assert one_row(c.execute("SELECT max(version) FROM schema_migrations"))[0] == max(
+                m.version for m in available_migrations())
+            assert c.execute(POLICIES_OF, (["readings_1m", "readings_1h"],)).fetchall() == []
+    finally:
+        drop_database(url)
+
+
+def test_timescale_storage_asked_of_a_plain_database_is_refused_with_what_to_do():
+    """`migrate --storage timescale` on a plain database printed "migrated (plain storage)" and exited 0."""
+    url = create_database(storage="plain")
+    try:
+        with pytest.raises(StorageMismatch, match=r"first migrated with plain storage.*does not convert it"):
+            migrate(url, storage="timescale")
+        result = CliRunner().invoke(cli, ["migrate", "--storage", "timescale"],
+                                    env={"SAFEWATCH_DB__URL": url, "SAFEWATCH_LOG_JSON": "true"})
+        assert result.exit_code == 2, result.output
+        assert "not migrated: this database was first migrated with plain storage" in result.output
+        assert "safewatch migrate --storage timescale" in result.output  # what to do, against a new database
+        assert "migrated (plain storage)" not in result.output
+        assert migrate(url, storage="plain") == "plain" and migrate(url) == "plain"  # the same storage: fine
     finally:
         drop_database(url)

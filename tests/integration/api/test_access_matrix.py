@@ -169,6 +169,7 @@ MATRIX: dict[tuple[str, str], Expect] = {
     ("POST", "/api/v1/deadletters/reprocess"): FILTERED(lambda f: {"ids": [f.dead_letter_id]}),
     # escalation and notification (issue 7)
     ("GET", "/api/v1/escalation-policies"): SHARED,
+    ("GET", "/api/v1/system/alerts"): REGION_ONLY(),
     ("POST", "/api/v1/escalation-policies"): REGION_ONLY(POLICY),
     ("PUT", "/api/v1/escalation-policies/{policy_id}"): REGION_ONLY(POLICY),
     ("DELETE", "/api/v1/escalation-policies/{policy_id}"): REGION_ONLY(),
