@@ -7,13 +7,9 @@
 - Partitions: create the daily partitions a week ahead.
 On TimescaleDB the SQL functions are no-ops, so the worker calls them without asking which storage.
 
-TimescaleDB only: readings older than the continuous aggregates' refresh policies reach (8 days), such
-as dead letters reprocessed weeks later, are recorded by TimescaleDB as invalidations that no policy
-ever refreshes, so their rollups stayed stale while plain storage recomputed them. `refresh_late_rollups`
-refreshes the aggregates from just inside retention up to where the policies start; TimescaleDB
-materialises only the invalidated buckets in that span, so with nothing late it reads next to nothing.
-The span stops short of retention: dropping a chunk past retention invalidates its span too, and
-refreshing that would delete the hourly rollups kept for good.
+TimescaleDB only: readings older than the continuous aggregates' refresh policies reach (8 days) are
+rolled up by the job `safewatch_refresh_late_rollups` (schema 043), run by TimescaleDB as the aggregates'
+owner; `refresh_late_rollups` runs the same procedure at once (tests, operators).
 """
 
 from __future__ import annotations
@@ -21,19 +17,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from safewatch.schema.layout import READING_TABLES, RETENTION
+from safewatch.schema.layout import RETENTION
 
 # Buckets are refreshed once this far behind the clock: the current minute is still filling.
 SETTLE = timedelta(seconds=5)
 
 REFRESH_ROLLUPS = "SELECT safewatch_refresh_rollups(%s)"
 DROP_OLD_PARTITIONS = "SELECT safewatch_drop_old_partitions(%s)"
-# TimescaleDB: how far back the continuous aggregates' policies refresh (schema 032), and the margin
-# kept from retention (a day: retention drops whole daily chunks once wholly past it).
-POLICY_REACH = timedelta(days=8)
-RETENTION_MARGIN = timedelta(days=1)
-REFRESH_AGGREGATE_SPAN = "CALL refresh_continuous_aggregate(%s, %s, %s)"
+REFRESH_LATE_ROLLUPS = "CALL safewatch_refresh_late_rollups(NULL, %s)"
 
 
 def refresh_rollups(conn: psycopg.Connection, now: datetime | None = None) -> int:
@@ -52,20 +45,11 @@ def drop_old_partitions(conn: psycopg.Connection, keep: timedelta = RETENTION) -
 
 
 def refresh_late_rollups(conn: psycopg.Connection, now: datetime | None = None) -> None:
-    """TimescaleDB: fold readings written older than the policies' reach into the rollups, minutes first.
-
-    Runs outside a transaction (TimescaleDB refuses a refresh inside one); an aggregate another session is
-    refreshing (its lock held, or a deadlock with a policy's job) is left to the next call.
-    """
-    now = now or datetime.now(UTC)
-    start, end = now - RETENTION + RETENTION_MARGIN, now - POLICY_REACH
+    """TimescaleDB: run the late-rollups job's procedure now, as its owner (schema 043), for the span
+    before ``now``. Runs outside a transaction: TimescaleDB refuses a refresh inside one."""
     autocommit = conn.autocommit
     conn.autocommit = True
     try:
-        for aggregate in [t.minute for t in READING_TABLES] + [t.hour for t in READING_TABLES]:
-            try:
-                conn.execute(REFRESH_AGGREGATE_SPAN, (aggregate, start, end))
-            except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
-                continue  # a concurrent refresh or policy holds it: the next call catches up
+        conn.execute(REFRESH_LATE_ROLLUPS, (Jsonb({"now": (now or datetime.now(UTC)).isoformat()}),))
     finally:
         conn.autocommit = autocommit

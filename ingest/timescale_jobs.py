@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "timescale_jobs"
 # The kinds of job our schema makes; any other (a job an operator added) is counted as 'other'.
-PROCS = ("policy_refresh_continuous_aggregate", "policy_compression", "policy_retention", "other")
+PROCS = ("policy_refresh_continuous_aggregate", "policy_compression", "policy_retention",
+         "safewatch_refresh_late_rollups", "other")
 
 # A job is failing when its last finished run failed; its newest error says why.
 SELECT_FAILING_JOBS = """
@@ -53,6 +54,7 @@ _WHAT_STOPS = {
     "policy_refresh_continuous_aggregate": "the 1-minute and 1-hour rollups stop (charts fall back to raw readings)",
     "policy_compression": "chunks stop being compressed (the disk fills about seven times faster)",
     "policy_retention": "old readings are no longer dropped (the disk fills)",
+    "safewatch_refresh_late_rollups": "readings older than 8 days (reprocessed dead letters) miss the rollups",
     "other": "a job outside SafeWatch's schema fails",
 }
 

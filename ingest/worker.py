@@ -28,7 +28,7 @@ from ingest.batching import Batch, RawMessage, bind, codes_of, decode, refused_b
 from ingest.buffers import check_buffers
 from ingest.metrics import IngestMetrics
 from ingest.registry_cache import RegistryCache
-from ingest.rollups import drop_old_partitions, refresh_late_rollups, refresh_rollups
+from ingest.rollups import drop_old_partitions, refresh_rollups
 from ingest.timescale_jobs import JobMetrics, check_timescale_jobs
 from ingest.writer import Written, ensure_partitions, prepare, write_counted
 from safewatch.contract import Limits, device_filter, shared_filter
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PARTITION_CHECK_S = 3600.0
-LATE_ROLLUPS_S = 300.0  # TimescaleDB: how often readings older than the policies' reach are rolled up
 
 # Errors that some message of the batch caused, not the database's state: splitting the batch finds it.
 # Class 54 (program limit exceeded: an index row or a statement too large) is an OperationalError
@@ -255,7 +254,6 @@ class Housekeeping(threading.Thread):
         self._db, self._halt = db, stop  # not `_stop`: threading.Thread has a method of that name
         self._rollup_interval_s = rollup_interval_s
         self._next_partitions = 0.0
-        self._next_late_rollups = 0.0
         self._jobs = JobMetrics(registry)
         self._jobs_failing: frozenset[str] = frozenset()
 
@@ -269,7 +267,7 @@ class Housekeeping(threading.Thread):
         self._next_partitions = time.monotonic() + PARTITION_CHECK_S
 
     def timescale(self) -> None:
-        """Watch TimescaleDB's jobs; every LATE_ROLLUPS_S, roll up readings older than the policies reach.
+        """Watch TimescaleDB's jobs (its policies and our late-rollups job, schema 043, do the upkeep there).
 
         A refusal of the database's (say, a role without access to TimescaleDB's views) is logged and tried
         again next tick: the upkeep thread must outlive it.
@@ -279,9 +277,6 @@ class Housekeeping(threading.Thread):
                                   lambda conn: check_timescale_jobs(conn, self._jobs, self._jobs_failing))
             if health is not None:
                 self._jobs_failing = frozenset(health.alerts)
-            if time.monotonic() >= self._next_late_rollups:
-                self._next_late_rollups = time.monotonic() + LATE_ROLLUPS_S
-                self._db.run("late rollups", refresh_late_rollups)
         except psycopg.Error as exc:
             log.error("TimescaleDB upkeep failed; trying again next tick",
                       extra={"error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"})

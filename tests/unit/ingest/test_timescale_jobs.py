@@ -20,7 +20,7 @@ def test_failing_jobs_are_counted_by_kind_and_each_failing_kind_says_what_stops_
     ]
     health = job_health(failing)
     assert health.by_proc == {"policy_refresh_continuous_aggregate": 2, "policy_compression": 0,
-                              "policy_retention": 0, "other": 1}
+                              "policy_retention": 0, "safewatch_refresh_late_rollups": 0, "other": 1}
     assert set(health.alerts) == {"policy_refresh_continuous_aggregate", "other"}
     refresh = health.alerts["policy_refresh_continuous_aggregate"]
     assert "2 TimescaleDB policy_refresh_continuous_aggregate job(s) failing (1001, 1002)" in refresh
