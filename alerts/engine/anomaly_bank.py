@@ -427,14 +427,23 @@ def _solve_rows(m: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _stream_rows(bank: DetectorBank, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values past its tables: floats (lo, span, steps, seen min/max, then each surprise's ring,
-    total, mean, var) and ints (n, quiet_until, bins, then each surprise's pos and count)."""
+    total, mean, var) and ints (n, quiet_until, bins, then each surprise's pos and count). The daily
+    surprise is left out when it is as new in every row (daily contexts off: it never moves), a third of it."""
     s, t = bank.seq, bank.tod
+    daily = not _untouched(t, rows)
     floats = np.hstack([bank.lo[rows, None], bank.span[rows, None], bank.step[rows], bank.seen_min[rows, None],
                         bank.seen_max[rows, None], s.ring[rows], s.total[rows, None], s.mean[rows, None],
-                        s.var[rows, None], t.ring[rows], t.total[rows, None], t.mean[rows, None], t.var[rows, None]])
+                        s.var[rows, None],
+                        *((t.ring[rows], t.total[rows, None], t.mean[rows, None], t.var[rows, None]) if daily else ())])
     ints = np.hstack([bank.n[rows, None], bank.quiet_until[rows, None], bank.bins[rows].reshape(len(rows), -1),
-                      s.pos[rows, None], s.count[rows, None], t.pos[rows, None], t.count[rows, None]])
+                      s.pos[rows, None], s.count[rows, None],
+                      *((t.pos[rows, None], t.count[rows, None]) if daily else ())])
     return floats, ints
+
+
+def _untouched(s: _SurpriseRows, rows: np.ndarray) -> bool:
+    """Whether the surprise of every row is as a new one's: all zero bits (so no -0.0 either)."""
+    return not any(np.any(a[rows].view(np.int64)) for a in (s.ring, s.total, s.mean, s.var, s.pos, s.count))
 
 
 def _cross_rows(bank: CrossBank, rows: np.ndarray) -> np.ndarray:
@@ -643,6 +652,8 @@ class FleetDetector:
         ints = np.frombuffer(int_bytes, dtype=np.int64)
         g, o, w = len(c.bins), c.max_order, c.avg_window
         fw, iw = 2 + g + 2 + 2 * (w + 3), 2 + g * o + 4
+        if floats.size == (fw - (w + 3)) * n and ints.size == (iw - 2) * n:  # the daily surprise as new (left out)
+            fw, iw = fw - (w + 3), iw - 2
         if len(tables) != width * n or floats.size != fw * n or ints.size != iw * n:
             raise ValueError("a checkpointed anomaly detector does not fit this engine's configuration")
         e = EquipmentDetector(metrics, c, cross=cross is not None)
@@ -655,7 +666,8 @@ class FleetDetector:
             d._grids = [(d._lo, step) for step in f[2:2 + g]]
             d._seen_min, d._seen_max = f[2 + g], f[3 + g]
             _load_surprise(d._seq, f[4 + g:4 + g + w + 3], i[2 + g * o:4 + g * o])
-            _load_surprise(d._tod, f[4 + g + w + 3:], i[4 + g * o:])
+            if len(f) > 4 + g + w + 3:
+                _load_surprise(d._tod, f[4 + g + w + 3:], i[4 + g * o:])
             d._n, d._quiet_until = i[0], i[1]
             d._bin_lists = [i[2 + v * o:2 + (v + 1) * o] for v in range(g)]
             d._sync_bins()
