@@ -10,8 +10,8 @@ of shape (b), where each equipment reports several times a checkpoint interval),
 (pack) and ``save_checkpoint`` (COPY + upsert into a database of its own on the shared PostgreSQL,
 committed). Printed per checkpoint and per equipment, the best of the repeats: the worker's CPU time to
 pack, the wall time to write, the CPU time PostgreSQL's backend spent writing (read from /proc: the
-server must run on this machine), the bytes handed over and the WAL the write generated. CPU times hold
-better than wall times on a machine other work loads.
+server must run on this machine), the bytes handed over and the WAL written meanwhile (server-wide: other
+databases' writes count too). CPU times and bytes hold better than wall times on a machine other work loads.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> None:
               f"pack {best['pack']:.2f} s CPU ({best['pack'] / n * 1e6:.0f} µs an equipment), "
               f"write {best['write']:.2f} s ({best['write'] / n * 1e6:.0f} µs an equipment; PostgreSQL's backend "
               f"{best['backend']:.2f} s CPU), {best['bytes'] / 2**20:.1f} MiB written "
-              f"({best['bytes'] / n:.0f} B an equipment), WAL {best['wal'] / 2**20:.1f} MiB")
+              f"({best['bytes'] / n:.0f} B an equipment), WAL {best['wal'] / 2**20:.1f} MiB (server-wide)")
     finally:
         with psycopg.connect(args.server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
