@@ -579,19 +579,19 @@ class FleetDetector:
         for k, cross_bank in self.cross_banks.items():
             mine = [i for i, (_, metrics, _, row) in enumerate(found) if row is not None and len(metrics) == k]
             if mine:
-                at = np.array([found[i][3] for i in mine], dtype=np.int64)
-                values = _cross_rows(cross_bank, at)
+                values = _cross_rows(cross_bank, np.array([found[i][3] for i in mine], dtype=np.int64))
                 width = values.shape[1] * 8
-                blob = values.tobytes()
+                cross_blob = values.tobytes()
                 for j, i in enumerate(mine):
-                    cross_bytes[i] = blob[j * width:(j + 1) * width]
+                    cross_bytes[i] = cross_blob[j * width:(j + 1) * width]
         out: dict[Hashable, BankedCheckpoint] = {}
         at = 0
         tables = bank.tables
         marks_bytes = self._marks_bytes
         for i, (key, metrics, streams, _) in enumerate(found):
             n = len(streams)
-            blob = mine_marks = None
+            blob: bytes | None = None
+            mine_marks: bytes | None = None
             mark = marks.get(i)
             if any(whole[at:at + n]) or (mark is not None and marks_bytes.get(key, 0) + len(mark) > n * table_width):
                 blob = tables[list(streams)].tobytes()
