@@ -124,23 +124,28 @@ JOIN equipment e ON e.id = s.equipment_id JOIN divisions d ON d.code = e.banner_
 WHERE {_IN_LEAGUES}
 """
 SELECT_CHECKPOINT = f"""
-SELECT s.equipment_id, s.packed, s.tables, s.state FROM alert_engine_state s
+SELECT s.equipment_id, s.packed, s.tables, s.table_marks, s.state FROM alert_engine_state s
 JOIN equipment e ON e.id = s.equipment_id JOIN divisions d ON d.code = e.banner_code
 WHERE {_IN_LEAGUES}
 """
 SELECT_SHARD_CHECKPOINT = "SELECT packed FROM alert_engine_shard WHERE shard = %(shard)s"
 CREATE_CHECKPOINT_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS alert_engine_state_in (equipment_id integer NOT NULL, packed bytea NOT NULL,
-                                                      tables bytea)
+                                                      tables bytea, table_marks bytea)
 ON COMMIT DELETE ROWS
 """
-COPY_CHECKPOINT = "COPY alert_engine_state_in (equipment_id, packed, tables) FROM STDIN (FORMAT BINARY)"
-# Detector tables are written only when they changed (NULL: the ones checkpointed before still hold).
+COPY_CHECKPOINT = "COPY alert_engine_state_in (equipment_id, packed, tables, table_marks) FROM STDIN (FORMAT BINARY)"
+# Detector tables are written whole only now and then (NULL: the ones written before still hold); the bytes
+# changed since are appended to table_marks, which whole tables reset.
 UPSERT_CHECKPOINT = """
-INSERT INTO alert_engine_state (equipment_id, packed, tables, state)
-SELECT equipment_id, packed, tables, NULL FROM alert_engine_state_in
+INSERT INTO alert_engine_state (equipment_id, packed, tables, table_marks, state)
+SELECT equipment_id, packed, tables, table_marks, NULL FROM alert_engine_state_in
 ON CONFLICT (equipment_id) DO UPDATE SET packed = EXCLUDED.packed,
-    tables = coalesce(EXCLUDED.tables, alert_engine_state.tables), state = NULL, saved_at = clock_timestamp()
+    tables = coalesce(EXCLUDED.tables, alert_engine_state.tables),
+    table_marks = CASE WHEN EXCLUDED.tables IS NOT NULL THEN NULL
+                       WHEN EXCLUDED.table_marks IS NULL THEN alert_engine_state.table_marks
+                       ELSE coalesce(alert_engine_state.table_marks, ''::bytea) || EXCLUDED.table_marks END,
+    state = NULL, saved_at = clock_timestamp()
 """
 UPSERT_SHARD_CHECKPOINT = """
 INSERT INTO alert_engine_shard (shard, packed) VALUES (%(shard)s, %(packed)s)
@@ -172,6 +177,11 @@ UPDATE alert_floods SET ended_at = timestamptz 'epoch' + %(ts_ms)s * interval '1
     peak_count = greatest(peak_count, %(peak)s)
 WHERE division_code = %(division)s AND ended_at IS NULL
 """
+
+
+# One equipment's checkpoint as written: its packed state, its detector's bit tables whole (None: the
+# ones written before hold) and the table bytes changed since (None: none), `FleetDetector.checkpoint`.
+PackedState = tuple[bytes, bytes | None, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,15 +372,16 @@ def shard_key(leagues: Iterable[str]) -> str:
 
 
 def load_checkpoint(conn: psycopg.Connection, leagues: list[str]
-                    ) -> tuple[dict[int, tuple[bytes, bytes | None]], dict[int, dict[str, Any]], bytes | None]:
-    """The shard's checkpoint: packed states (with their detector tables) by equipment, older plain
+                    ) -> tuple[dict[int, PackedState], dict[int, dict[str, Any]], bytes | None]:
+    """The shard's checkpoint: packed states (with their detector tables and marks) by equipment, older plain
     (jsonb) states of equipment never checkpointed, and the shard's own packed state (None before its
     first checkpoint)."""
-    packed: dict[int, tuple[bytes, bytes | None]] = {}
+    packed: dict[int, PackedState] = {}
     plain: dict[int, dict[str, Any]] = {}
-    for eq_id, data, tables, state in conn.execute(SELECT_CHECKPOINT, {"leagues": leagues}):
+    for eq_id, data, tables, marks, state in conn.execute(SELECT_CHECKPOINT, {"leagues": leagues}):
         if data is not None:
-            packed[eq_id] = (bytes(data), None if tables is None else bytes(tables))
+            packed[eq_id] = (bytes(data), None if tables is None else bytes(tables),
+                             None if marks is None else bytes(marks))
         elif state is not None:
             plain[eq_id] = state
     row = conn.execute(SELECT_SHARD_CHECKPOINT, {"shard": shard_key(leagues)}).fetchone()
@@ -378,15 +389,15 @@ def load_checkpoint(conn: psycopg.Connection, leagues: list[str]
 
 
 def save_checkpoint(conn: psycopg.Connection, *, leagues: list[str],
-                    equipment: dict[int, tuple[bytes, bytes | None]], shard: bytes) -> None:
+                    equipment: dict[int, PackedState], shard: bytes) -> None:
     """Write a checkpoint in the caller's transaction: the changed equipment (COPY, then one upsert) and
     the shard's state."""
     if equipment:
         conn.execute(CREATE_CHECKPOINT_STAGING)
         with conn.cursor() as cur, cur.copy(COPY_CHECKPOINT) as copy:
-            copy.set_types(["int4", "bytea", "bytea"])
-            for eq_id, (data, tables) in equipment.items():
-                copy.write_row((eq_id, data, tables))
+            copy.set_types(["int4", "bytea", "bytea", "bytea"])
+            for eq_id, (data, tables, marks) in equipment.items():
+                copy.write_row((eq_id, data, tables, marks))
         conn.execute(UPSERT_CHECKPOINT)
     conn.execute(UPSERT_SHARD_CHECKPOINT, {"shard": shard_key(leagues), "packed": shard})
 

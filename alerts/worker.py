@@ -58,6 +58,7 @@ from alerts.metrics import AlertMetrics
 from alerts.store import (
     Applied,
     EquipmentInfo,
+    PackedState,
     count_open_alerts,
     expire_shelves,
     load_active_conditions,
@@ -280,12 +281,13 @@ class Engine:
                 self.dirty.add(eq_id)
 
     # -- checkpoints ------------------------------------------------------------------------
-    def restore_checkpoint(self, equipment: Mapping[int, tuple[bytes, bytes | None]], shard: bytes | None,
+    def restore_checkpoint(self, equipment: Mapping[int, PackedState], shard: bytes | None,
                            marks: Mapping[int, Mapping[str, int]]) -> tuple[bytes, ...]:
-        """Continue exactly from a checkpoint (`checkpoint`: packed state and detector tables by equipment);
+        """Continue exactly from a checkpoint (`checkpoint`: packed state, detector tables and the marks
+        written since them, by equipment);
         return the fingerprints of the deliveries it covers. ``marks`` are the ordinals of the effects
         already written, by equipment: `restore_active` leaves those equipment to the replay too."""
-        for eq_id, (data, tables) in equipment.items():
+        for eq_id, (data, tables, table_marks) in equipment.items():
             if eq_id not in self.equipment:
                 continue
             try:
@@ -296,7 +298,7 @@ class Engine:
                 if saved.detector is not None:
                     self.detectors.adopt(eq_id, saved.detector)
                 elif saved.banked is not None:
-                    self.detectors.restore_banked(eq_id, saved.banked, tables or b"")
+                    self.detectors.restore_banked(eq_id, saved.banked, tables or b"", table_marks or b"")
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("checkpointed engine state unreadable; starting afresh",
                             extra={"equipment_id": eq_id, "error": str(exc)[:200]})
@@ -321,11 +323,11 @@ class Engine:
         self.dirty.clear()
         return covered
 
-    def checkpoint(self, covered: Sequence[bytes] = ()) -> tuple[dict[int, tuple[bytes, bytes | None]], bytes]:
-        """The states changed since the last checkpoint, packed (with their detectors' bit tables when those
-        changed), and the shard's state; forgets them as changed (the caller writes them, retrying until
-        they commit)."""
-        packed: dict[int, tuple[bytes, bytes | None]] = {}
+    def checkpoint(self, covered: Sequence[bytes] = ()) -> tuple[dict[int, PackedState], bytes]:
+        """The states changed since the last checkpoint, packed (with their detectors' bit tables whole or the
+        bytes of them changed, `FleetDetector.checkpoint`), and the shard's state; forgets them as changed
+        (the caller writes them, retrying until they commit)."""
+        packed: dict[int, PackedState] = {}
         detectors = self.detectors
         no_counts: dict[str, int] = {}
         dirty = sorted(self.dirty)
@@ -339,10 +341,10 @@ class Engine:
             emitted = self.emitted.get(eq_id, no_counts)
             found = banked.get(eq_id)
             if found is not None:
-                packed[eq_id] = (pack_equipment(state, emitted, banked=found[0]), found[1])
+                packed[eq_id] = (pack_equipment(state, emitted, banked=found.plain), found.tables, found.marks)
             else:
                 detector = detectors.export(eq_id) if eq_id in detectors else state.detector
-                packed[eq_id] = (pack_equipment(state, emitted, detector=detector), None)
+                packed[eq_id] = (pack_equipment(state, emitted, detector=detector), None, None)
         self.dirty.clear()
         return packed, pack_shard(ShardCheckpoint(self.watermark_ms, dict(self.floods), tuple(covered)))
 
@@ -718,13 +720,20 @@ def run(settings: Settings, *, stop: threading.Event | None = None,
             deliveries = sub.get_batch(cfg.batch_max_messages, cfg.batch_max_ms / 1000, max_bytes)
             if deliveries:
                 generation = max(d.generation for d in deliveries)
-                if progress.generation is not None and generation > progress.generation:
-                    # A new connection: the broker sends again all we had not acknowledged, so the engine
-                    # goes back to the checkpoint (what it evaluated since, it evaluates again).
-                    reloaded = _rewind(conn, engine, progress, sub, settings, stop)
-                    if reloaded is None:
+                if (progress.generation is not None and generation > progress.generation
+                        and (progress.pending or engine.dirty)):
+                    # A new connection: the broker sends again what we had not acknowledged. The engine has
+                    # evaluated it already, so it is checkpointed now and recognised when it comes again
+                    # (`skip_covered`). Going back to the last checkpoint to evaluate it again would be exact
+                    # only if the broker sent exactly that again; after its kill -9 it does not: its session
+                    # is a snapshot up to 5 s old, and what it lost the gateways send again after newer
+                    # messages, so an alert raised before the kill was never cleared.
+                    log.warning("broker reconnected with deliveries not yet checkpointed: checkpointing them",
+                                extra={"deliveries": len(progress.pending)})
+                    conn = _checkpoint(conn, engine, progress, sub, settings, checkpoints, stop,
+                                       carry=progress.last_covered)
+                    if conn is None:
                         break
-                    conn, engine, progress = reloaded
                 if progress.generation is None or generation > progress.generation:
                     progress.generation = generation
                     progress.resent = deque(progress.last_covered)
@@ -767,10 +776,13 @@ class CheckpointMetrics:
 
 
 def _checkpoint(conn: psycopg.Connection, engine: Engine, progress: _Progress, sub: Subscriber, settings: Settings,
-                metrics: CheckpointMetrics, stop: threading.Event, *, once: bool = False) -> psycopg.Connection | None:
-    """Write a checkpoint covering every pending delivery, then acknowledge them."""
+                metrics: CheckpointMetrics, stop: threading.Event, *, once: bool = False,
+                carry: Sequence[bytes] = ()) -> psycopg.Connection | None:
+    """Write a checkpoint covering every pending delivery, then acknowledge them. ``carry``: fingerprints of
+    deliveries covered before, to recognise them too (acknowledged on a connection now lost, the broker may
+    send them again)."""
     started = time.perf_counter()
-    covered = tuple(fingerprint(d) for d in progress.pending)
+    covered = (*carry, *(fingerprint(d) for d in progress.pending))
     packed, shard = engine.checkpoint(covered)
     leagues = settings.alerts.leagues
 
@@ -798,23 +810,6 @@ def _checkpoint(conn: psycopg.Connection, engine: Engine, progress: _Progress, s
     progress.last_covered = covered
     progress.last_checkpoint = time.monotonic()
     return conn
-
-
-def _rewind(conn: psycopg.Connection, engine: Engine, progress: _Progress, sub: Subscriber, settings: Settings,
-            stop: threading.Event) -> tuple[psycopg.Connection, Engine, _Progress] | None:
-    """After a reconnect: back to the last checkpoint, as after a restart (the pending deliveries come again)."""
-    if not progress.pending and not engine.dirty:
-        return conn, engine, progress
-    sub.ack(progress.pending)  # of the old connection: released, not acked
-    reconnected, loaded = _with_db(conn, settings, stop, lambda c: _load_engine(c, settings.alerts.leagues),
-                                   "reload the checkpoint")
-    if reconnected is None or loaded is None:
-        return None
-    new_engine, new_progress = loaded
-    new_progress.generation = progress.generation
-    log.warning("broker reconnected with deliveries not yet checkpointed: the engine went back to its checkpoint",
-                extra={"deliveries": len(progress.pending)})
-    return reconnected, new_engine, new_progress
 
 
 def _with_db(conn: psycopg.Connection, settings: Settings, stop: threading.Event,

@@ -115,9 +115,9 @@ class AlertSettings(BaseModel):
     # yet acknowledged fill half the inflight window below: a delivery is acknowledged only once a checkpoint
     # covers it, so a crash replays it from the broker (issue 21). A checkpoint writes every equipment heard
     # from since the last one whatever the number of its readings, so its cost per second falls with the
-    # interval (bench.alerts.checkpoint; figures in docs/performance.md); the window must
-    # hold the deliveries of an interval: MQTT's largest Receive Maximum, and the bytes of ~10 s of shape (b).
-    # 30 s, not 5: at 20,000 equipment a worker with 5 s checkpoints fell behind (docs/decisions/alert-checkpoints.md).
+    # interval (python -m bench.alerts.checkpoint); the window must hold the deliveries of an interval: MQTT's
+    # largest Receive Maximum, and the bytes of ~10 s of shape (b). 30 s, not 5: at 20,000 equipment a worker
+    # with 5 s checkpoints fell behind (docs/decisions/alert-checkpoints.md).
     checkpoint_s: float = Field(30.0, gt=0, le=60)
     max_inflight: int = Field(65535, ge=1, le=65535)
     max_inflight_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,6 +46,11 @@ from alerts.engine.anomaly import (
 __all__ = ["DetectorBank", "FleetDetector"]
 
 _MIN_ROWS = 256
+# A checkpoint's change to a stream's bit tables: a byte offset into the equipment's tables (its streams'
+# tables one after another, in metric order) and the bits to OR in there. Bits are only ever set, so the
+# marks of successive checkpoints apply in any order, and again, on top of the tables last written whole.
+TABLE_MARK = np.dtype([("at", "<u4"), ("bits", "u1")])
+_MARKED_CHUNKS = 1024  # changed table bytes are merged (deduplicated) past this many chunks
 
 # ``math``'s erfc and log over arrays, value by value (numpy's own may differ in the last bit).
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
@@ -158,7 +163,7 @@ class DetectorBank(_Rows):
     Rows are taken with `put` (a detector whose learning has ended) and given back with `get`.
     """
 
-    _arrays = ("tables", "bins", "lo", "span", "step", "seen_min", "seen_max", "n", "quiet_until", "tables_changed")
+    _arrays = ("tables", "bins", "lo", "span", "step", "seen_min", "seen_max", "n", "quiet_until", "tables_whole")
 
     def __init__(self, config: AnomalyConfig, capacity: int = _MIN_ROWS) -> None:
         super().__init__(capacity)
@@ -173,9 +178,11 @@ class DetectorBank(_Rows):
         self.seen_max = np.zeros(capacity)
         self.n = np.zeros(capacity, dtype=np.int64)
         self.quiet_until = np.zeros(capacity, dtype=np.int64)
-        # Rows whose bit tables changed since a checkpoint last took them: past learning most readings mark
-        # only contexts already seen, so a checkpoint writes a row's 3 KB of tables only now and then.
-        self.tables_changed = np.zeros(capacity, dtype=bool)
+        # Rows whose bit tables a checkpoint must write whole (a stream just put here); the others' changes
+        # are the bytes in ``marked`` (flat indices into ``tables``): past learning a reading marks a context
+        # never seen before only now and then, and then one byte of 3 KB changes.
+        self.tables_whole = np.zeros(capacity, dtype=bool)
+        self.marked: list[np.ndarray] = []
         self.seq = _SurpriseRows(c, capacity)
         self.tod = _SurpriseRows(c, capacity)
 
@@ -200,7 +207,7 @@ class DetectorBank(_Rows):
         self.seen_max[row] = detector._seen_max
         self.n[row] = detector._n
         self.quiet_until[row] = detector._quiet_until
-        self.tables_changed[row] = True
+        self.tables_whole[row] = True
         self.seq.put(row, detector._seq)
         self.tod.put(row, detector._tod)
         return row
@@ -264,13 +271,11 @@ class DetectorBank(_Rows):
         grid_seeds = 7919 * (np.arange(grids, dtype=np.uint64) + np.uint64(1))
         seed = np.broadcast_to(grid_seeds, first.shape)
         seq_novel = self._mark(first, seed, keys, c.max_order)
-        self.tables_changed[rows[seq_novel > 0]] = True
         seq = seq_novel / (grids * c.max_order)
         if daily and c.tod_order:
             tod = (((t + c.tod_offset_s) % _DAY_S) * c.tod_buckets / _DAY_S).astype(np.int64)
             seed = grid_seeds + (104729 * (tod + 1)).astype(np.uint64)[:, None]
             tod_novel = self._mark(first + c.max_order, seed, keys, c.tod_order)
-            self.tables_changed[rows[tod_novel > 0]] = True
             return seq, tod_novel / (grids * c.tod_order)
         return seq, np.zeros(len(rows))
 
@@ -288,10 +293,21 @@ class DetectorBank(_Rows):
             at = (tables + k) * width + (slot >> np.uint64(3)).astype(np.int64)
             bit = (one << (slot & np.uint64(7))).astype(np.uint8)
             byte = flat[at]
-            novel += (byte & bit) == 0
+            fresh = (byte & bit) == 0
+            novel += fresh
             flat[at] = byte | bit
+            if fresh.any():
+                self.marked.append(at[fresh])
+        if len(self.marked) > _MARKED_CHUNKS:  # bounded by the tables' size, checkpointed or not
+            self.marked = [np.unique(np.concatenate(self.marked))]
         counts: np.ndarray = novel.sum(axis=1)  # numpy's stubs type a reduction along an axis as Any
         return counts
+
+    def take_marked(self) -> np.ndarray:
+        """The flat indices of the table bytes changed since the last call, sorted, once each."""
+        marked = np.unique(np.concatenate(self.marked)) if self.marked else np.zeros(0, dtype=np.int64)
+        self.marked = []
+        return marked
 
 
 class CrossBank(_Rows):
@@ -412,14 +428,23 @@ def _solve_rows(m: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _stream_rows(bank: DetectorBank, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's values past its tables: floats (lo, span, steps, seen min/max, then each surprise's ring,
-    total, mean, var) and ints (n, quiet_until, bins, then each surprise's pos and count)."""
+    total, mean, var) and ints (n, quiet_until, bins, then each surprise's pos and count). The daily
+    surprise is left out when it is as new in every row (daily contexts off: it never moves), a third of it."""
     s, t = bank.seq, bank.tod
+    daily = not _untouched(t, rows)
     floats = np.hstack([bank.lo[rows, None], bank.span[rows, None], bank.step[rows], bank.seen_min[rows, None],
                         bank.seen_max[rows, None], s.ring[rows], s.total[rows, None], s.mean[rows, None],
-                        s.var[rows, None], t.ring[rows], t.total[rows, None], t.mean[rows, None], t.var[rows, None]])
+                        s.var[rows, None],
+                        *((t.ring[rows], t.total[rows, None], t.mean[rows, None], t.var[rows, None]) if daily else ())])
     ints = np.hstack([bank.n[rows, None], bank.quiet_until[rows, None], bank.bins[rows].reshape(len(rows), -1),
-                      s.pos[rows, None], s.count[rows, None], t.pos[rows, None], t.count[rows, None]])
+                      s.pos[rows, None], s.count[rows, None],
+                      *((t.pos[rows, None], t.count[rows, None]) if daily else ())])
     return floats, ints
+
+
+def _untouched(s: _SurpriseRows, rows: np.ndarray) -> bool:
+    """Whether the surprise of every row is as a new one's: all zero bits (so no -0.0 either)."""
+    return not any(np.any(a[rows].view(np.int64)) for a in (s.ring, s.total, s.mean, s.var, s.pos, s.count))
 
 
 def _cross_rows(bank: CrossBank, rows: np.ndarray) -> np.ndarray:
@@ -438,6 +463,14 @@ def _load_surprise(s: _Surprise, floats: Sequence[float], ints: Sequence[int]) -
     s.ring = [float(v) for v in floats[:w]]
     s.total, s.mean, s.var = float(floats[w]), float(floats[w + 1]), float(floats[w + 2])
     s.pos, s.count = int(ints[0]), int(ints[1])
+
+
+class BankedCheckpoint(NamedTuple):
+    """One equipment's banked detector as `FleetDetector.checkpoint` gives it."""
+
+    plain: list[Any]  # metrics, stream floats, stream ints, cross-metric floats (None: no term)
+    tables: bytes | None  # every stream's bit tables, whole (None: not written whole this time)
+    marks: bytes | None  # `TABLE_MARK` records of the bytes changed since the last checkpoint (None: none)
 
 
 class _Equipment:
@@ -460,6 +493,7 @@ class FleetDetector:
         self.bank = DetectorBank(self.config)
         self.cross_banks = {k: CrossBank(k, self.config) for k in (2, 3)}
         self._equipment: dict[Hashable, _Equipment] = {}
+        self._marks_bytes: dict[Hashable, int] = {}  # per key, its table marks checkpointed since its whole tables
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._equipment
@@ -496,6 +530,7 @@ class FleetDetector:
     def discard(self, key: Hashable) -> None:
         """Forget the detector of ``key`` (its bank rows go back to the free list)."""
         eq = self._equipment.pop(key, None)
+        self._marks_bytes.pop(key, None)
         if eq is not None:
             for s in eq.streams.values():
                 if isinstance(s, int):
@@ -518,62 +553,108 @@ class FleetDetector:
             return None
         return eq.metrics, rows, eq.cross
 
-    def checkpoint(self, keys: Sequence[Hashable]) -> dict[Hashable, tuple[list[Any], bytes | None]]:
+    def checkpoint(self, keys: Sequence[Hashable]) -> dict[Hashable, BankedCheckpoint]:
         """The detectors of ``keys`` whose every stream (and cross-metric term) is in the banks, as their rows'
         values in bytes (float64 and int64, exact), gathered from the arrays at once (the others: `export`
-        them). Each comes with the bytes of its streams' bit tables, in metric order, when any of them
-        changed since the last checkpoint (else None: the tables checkpointed before still hold).
-        `restore_banked` reverses it."""
+        them). Their bit tables come whole (in metric order) when a stream was just put in the bank or its
+        marks since the last whole write would outgrow them, else as the marks (`TABLE_MARK` records) of the
+        bytes changed since the last checkpoint, or not at all when none did. `restore_banked` reverses it."""
         found: list[tuple[Hashable, tuple[str, ...], tuple[int, ...], int | None]] = []
         for key in keys:
             banked = self.banked(key)
             if banked is not None:
                 found.append((key, *banked))
+        bank = self.bank
+        marked = bank.take_marked()  # every changed byte belongs to a key here: a scored equipment is dirty
         if not found:
             return {}
-        bank = self.bank
         rows = np.array([r for _, _, streams, _ in found for r in streams], dtype=np.int64)
         floats, ints = _stream_rows(bank, rows)
         fw, iw = floats.shape[1] * 8, ints.shape[1] * 8
         float_bytes, int_bytes = floats.tobytes(), ints.tobytes()
-        changed = bank.tables_changed[rows]
+        whole = bank.tables_whole[rows].tolist()
+        bank.tables_whole[rows] = False
         table_width = bank.tables.shape[1] * bank.tables.shape[2]
-        bank.tables_changed[rows] = False
+        marks = self._marks_of(found, rows, marked, table_width)
         cross_bytes: dict[int, bytes] = {}
         for k, cross_bank in self.cross_banks.items():
             mine = [i for i, (_, metrics, _, row) in enumerate(found) if row is not None and len(metrics) == k]
             if mine:
-                cross_at = np.array([found[i][3] for i in mine], dtype=np.int64)
-                values = _cross_rows(cross_bank, cross_at)
+                values = _cross_rows(cross_bank, np.array([found[i][3] for i in mine], dtype=np.int64))
                 width = values.shape[1] * 8
                 cross_blob = values.tobytes()
                 for j, i in enumerate(mine):
                     cross_bytes[i] = cross_blob[j * width:(j + 1) * width]
-        out: dict[Hashable, tuple[list[Any], bytes | None]] = {}
+        out: dict[Hashable, BankedCheckpoint] = {}
         at = 0
-        changed_list = changed.tolist()
         tables = bank.tables
+        marks_bytes = self._marks_bytes
         for i, (key, metrics, streams, _) in enumerate(found):
             n = len(streams)
             blob: bytes | None = None
-            if any(changed_list[at:at + n]):
+            mine_marks: bytes | None = None
+            mark = marks.get(i)
+            if any(whole[at:at + n]) or (mark is not None and marks_bytes.get(key, 0) + len(mark) > n * table_width):
                 blob = tables[list(streams)].tobytes()
-                assert len(blob) == n * table_width
-            out[key] = ([list(metrics), float_bytes[at * fw:(at + n) * fw], int_bytes[at * iw:(at + n) * iw],
-                         cross_bytes.get(i)], blob)
+                marks_bytes[key] = 0
+            elif mark is not None:
+                mine_marks = mark
+                marks_bytes[key] = marks_bytes.get(key, 0) + len(mark)
+            out[key] = BankedCheckpoint([list(metrics), float_bytes[at * fw:(at + n) * fw],
+                                         int_bytes[at * iw:(at + n) * iw], cross_bytes.get(i)], blob, mine_marks)
             at += n
         return out
 
-    def restore_banked(self, key: Hashable, plain: Sequence[Any], tables: bytes) -> None:
-        """Take over the detector `checkpoint` gave as ``plain`` and ``tables`` (ValueError when they do not fit)."""
+    def _marks_of(self, found: Sequence[tuple[Hashable, tuple[str, ...], tuple[int, ...], int | None]],
+                  rows: np.ndarray, marked: np.ndarray, table_width: int) -> dict[int, bytes]:
+        """The changed table bytes ``marked`` as `TABLE_MARK` records, by index in ``found`` (rows of a stream
+        released since are not among ``rows``: dropped)."""
+        if not len(marked):
+            return {}
+        owner = np.full(self.bank.capacity, -1, dtype=np.int64)  # bank row -> its position in ``rows``
+        owner[rows] = np.arange(len(rows))
+        row_of, offset = np.divmod(marked, table_width)
+        position = owner[row_of]
+        kept = position >= 0
+        marked, offset, position = marked[kept], offset[kept], position[kept]
+        counts = [len(streams) for _, _, streams, _ in found]
+        equipment_of = np.repeat(np.arange(len(found)), counts)  # position in ``rows`` -> index in ``found``
+        first = np.cumsum([0, *counts[:-1]])  # each equipment's first position in ``rows``
+        eq = equipment_of[position]
+        records = np.empty(len(marked), dtype=TABLE_MARK)
+        records["at"] = (position - first[eq]) * table_width + offset
+        records["bits"] = self.bank.tables.reshape(-1)[marked]
+        order = np.argsort(eq, kind="stable")
+        eq, records = eq[order], records[order]
+        bounds = np.flatnonzero(np.diff(eq)) + 1
+        starts = [0, *bounds.tolist()]
+        ends = [*bounds.tolist(), len(eq)]
+        data = records.tobytes()
+        size = TABLE_MARK.itemsize
+        return {int(eq[s]): data[s * size:e * size] for s, e in zip(starts, ends, strict=True)}
+
+    def restore_banked(self, key: Hashable, plain: Sequence[Any], tables: bytes, marks: bytes = b"") -> None:
+        """Take over the detector `checkpoint` gave as ``plain``, ``tables`` (last written whole) and ``marks``
+        (every checkpoint's since, in any order); ValueError when they do not fit."""
         metrics, float_bytes, int_bytes, cross = plain
         c = self.config
         width = c.tables * (c.table_slots // 8)
         n = len(metrics)
+        if marks:
+            if len(marks) % TABLE_MARK.itemsize:
+                raise ValueError("checkpointed table marks are cut short")
+            records = np.frombuffer(marks, dtype=TABLE_MARK)
+            if len(tables) != width * n or (len(records) and int(records["at"].max()) >= len(tables)):
+                raise ValueError("checkpointed table marks do not fit the tables")
+            merged = np.frombuffer(tables, dtype=np.uint8).copy()
+            np.bitwise_or.at(merged, records["at"].astype(np.int64), records["bits"])
+            tables = merged.tobytes()
         floats = np.frombuffer(float_bytes, dtype=np.float64)
         ints = np.frombuffer(int_bytes, dtype=np.int64)
         g, o, w = len(c.bins), c.max_order, c.avg_window
         fw, iw = 2 + g + 2 + 2 * (w + 3), 2 + g * o + 4
+        if floats.size == (fw - (w + 3)) * n and ints.size == (iw - 2) * n:  # the daily surprise as new (left out)
+            fw, iw = fw - (w + 3), iw - 2
         if len(tables) != width * n or floats.size != fw * n or ints.size != iw * n:
             raise ValueError("a checkpointed anomaly detector does not fit this engine's configuration")
         e = EquipmentDetector(metrics, c, cross=cross is not None)
@@ -586,7 +667,8 @@ class FleetDetector:
             d._grids = [(d._lo, step) for step in f[2:2 + g]]
             d._seen_min, d._seen_max = f[2 + g], f[3 + g]
             _load_surprise(d._seq, f[4 + g:4 + g + w + 3], i[2 + g * o:4 + g * o])
-            _load_surprise(d._tod, f[4 + g + w + 3:], i[4 + g * o:])
+            if len(f) > 4 + g + w + 3:
+                _load_surprise(d._tod, f[4 + g + w + 3:], i[4 + g * o:])
             d._n, d._quiet_until = i[0], i[1]
             d._bin_lists = [i[2 + v * o:2 + (v + 1) * o] for v in range(g)]
             d._sync_bins()
@@ -607,7 +689,8 @@ class FleetDetector:
             _load_surprise(e._cross.surprise, rest[1:w + 4], [int(rest[w + 4]), int(rest[w + 5])])
         self.adopt(key, e)
         # The checkpoint holds these tables already: the next one need not write them again.
-        self.bank.tables_changed[[s for s in self._equipment[key].streams.values() if isinstance(s, int)]] = False
+        self.bank.tables_whole[[s for s in self._equipment[key].streams.values() if isinstance(s, int)]] = False
+        self._marks_bytes[key] = len(marks)
 
     def score(self, requests: Sequence[tuple[Hashable, float, Mapping[str, float]]]) -> list[dict[str, float]]:
         """``EquipmentDetector.update(readings, ts)`` for each (key, ts, readings), in order per key.

@@ -81,7 +81,7 @@ class ChaosConfig:
     wait_s: float = 90.0  # the longest wait for any one condition before it counts as failed
     seed: int = 9
     bad_messages: bool = True  # False: the faults alone (to tell the harness's checks from the input's)
-    broker_kill: bool = True  # False: every fault but the broker's kill -9 (see tests/system/test_chaos.py)
+    broker_kill: bool = True  # False: every fault but the broker's kill -9
 
 
 # -- processes --------------------------------------------------------------------------------------------

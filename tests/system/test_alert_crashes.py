@@ -8,6 +8,7 @@ version of bench.alerts.crash: random kill -9 moments, transitions compared with
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -27,6 +28,7 @@ from bench.alerts.crash import (
     make_fleet,
     run_trials,
 )
+from bench.ingest.instances import MOSQUITTO, PrivateBroker
 from safewatch.contract import Kind, build_topic
 from tests.services import TEST_DB_URL
 from tests.waiting import wait_until
@@ -137,6 +139,40 @@ def test_an_on_delay_begun_before_a_restart_does_not_outlive_a_kill(rig: Rig) ->
     wait_until(lambda: rig.scalar(OPEN_HIGH, rig.lift, "elevator.speed.high_high", rig.t0), lambda n: n == 1,
                timeout=60, what="the sentinel's alert")
     assert rig.scalar(OPEN_HIGH, rig.boiler, HIGH, rig.t0) == 0
+
+
+@pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="needs the mosquitto binary for a private broker")
+def test_a_breach_raised_before_a_broker_kill_clears_after_it() -> None:
+    """The alert worker raised a breach's alert, not yet checkpointed; the broker is killed with kill -9 before
+    any snapshot held those deliveries; after it, the gateway sends the return to normal (published while the
+    broker was down), then its last seconds again. The alert must clear. (The worker went back to its last
+    checkpoint and evaluated what came: the return to normal to a state that never saw the breach, then the
+    breach again, older than it, ignored: the alert stayed active.)"""
+    with PrivateBroker(options={"autosave_interval": "3600"}) as broker:
+        rig = Rig(broker.url)
+        try:
+            w = rig.worker = AlertProcess(rig.url, broker.url, rig.worker.name, checkpoint_s=60.0)
+            w.start()
+            breach = [(s, 1.25) for s in (0, 5, 6)]
+            for at_s, pressure in breach:
+                rig.telemetry(rig.boiler, at_s, drum_pressure=pressure)
+            wait_until(lambda: rig.scalar(ACTIVE, rig.boiler, HIGH), lambda v: v is True, timeout=60, what="raised")
+            rig.publisher.close()
+            broker.kill()
+            broker.start()
+            wait_until(lambda: sum('"subscribed"' in line for line in w.lines), lambda n: n >= 2, timeout=60,
+                       what="the worker subscribed again")
+            rig.publisher = Publisher(broker.url, f"{w.name}-again")
+            rig.telemetry(rig.boiler, 20, drum_pressure=0.5)  # newer, sent first
+            for at_s, pressure in breach:  # the gateway's re-send of its last seconds
+                rig.telemetry(rig.boiler, at_s, drum_pressure=pressure)
+            rig.telemetry(rig.lift, 21, speed=3.6)  # a sentinel after them: over-speed raises at once
+            wait_until(lambda: rig.scalar(OPEN_HIGH, rig.lift, "elevator.speed.high_high", rig.t0),
+                       lambda n: n == 1, timeout=60, what="the sentinel's alert")
+            assert rig.scalar(ACTIVE, rig.boiler, HIGH) is False
+            assert w.running
+        finally:
+            rig.close()
 
 
 def test_random_kills_give_the_transitions_of_a_run_that_never_crashed(mqtt_url: str) -> None:
