@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Response
 
 from alerts.escalation import EscalationPolicy, Level, PolicyError
 from api.deps import Conn, CurrentUser, require
-from api.errors import Conflict, Forbidden, NotFound, Unprocessable
+from api.errors import Conflict, Forbidden, NotFound, Unprocessable, responses
 from api.policies import queries as q
 from api.policies.models import PolicyRead, PolicyWrite
 
@@ -58,7 +58,7 @@ def create(body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
         raise _duplicate(body) from None
 
 
-@router.put("/{policy_id}", response_model=PolicyRead, dependencies=[require(*EDIT_POLICIES)])
+@router.put("/{policy_id}", responses=responses(409), response_model=PolicyRead, dependencies=[require(*EDIT_POLICIES)])
 def update(policy_id: PolicyId, body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
     _region_level(conn, user)
     current = q.get_policy(conn, policy_id)
@@ -76,7 +76,7 @@ def update(policy_id: PolicyId, body: PolicyWrite, conn: Conn, user: CurrentUser
     return PolicyRead(**row)
 
 
-@router.delete("/{policy_id}", status_code=204, dependencies=[require(*EDIT_POLICIES)])
+@router.delete("/{policy_id}", responses=responses(409), status_code=204, dependencies=[require(*EDIT_POLICIES)])
 def delete(policy_id: PolicyId, conn: Conn, user: CurrentUser) -> Response:
     _region_level(conn, user)
     current = q.get_policy(conn, policy_id)
