@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -111,10 +112,10 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     /api/v1/units has one route for GET and another for POST: ``Allow`` must name both (RFC 9110 §15.5.6).
     """
     methods: set[str] = set()
-    for route in app.router.routes:
+    for route in iter_route_contexts(app.routes):  # included routers hold their routes, with their prefixes
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+            methods.update(route.methods or ())
     return sorted(methods)
 
 

@@ -48,7 +48,8 @@ def list_(conn: Conn, _user: CurrentUser) -> list[PolicyRead]:
     return [PolicyRead(**r) for r in q.list_policies(conn)]
 
 
-@router.post("", response_model=PolicyRead, status_code=201, dependencies=[require(*EDIT_POLICIES)])
+@router.post("", responses=responses(409),
+             response_model=PolicyRead, status_code=201, dependencies=[require(*EDIT_POLICIES)])
 def create(body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
     _region_level(conn, user)
     try:
