@@ -106,17 +106,20 @@ def error_body(msg: str, loc: list[str | int], type_: str) -> dict[str, list[dic
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route serves at the request's path.
+    """The methods the resource at the request's path supports, as the OpenAPI document lists them.
 
     Starlette's 405 lists only the methods of the first route that matched the path, but a path such as
     /api/v1/units has one route for GET and another for POST: ``Allow`` must name both (RFC 9110 §15.5.6).
+    Where a fixed path and a templated one both match (/equipment/export and /equipment/{code}), the resource
+    is the fixed one: PATCH /equipment/export is an update of equipment "export" (a 404), not a method of it.
     """
-    methods: set[str] = set()
+    matched: list[tuple[int, set[str]]] = []
     for route in iter_route_contexts(app.routes):  # included routers hold their routes, with their prefixes
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
-            methods.update(route.methods or ())
-    return sorted(methods)
+            matched.append((len(route.param_convertors), route.methods or set()))
+    fewest = min((params for params, _ in matched), default=0)
+    return sorted({method for params, methods in matched if params == fewest for method in methods})
 
 
 def install(app: FastAPI) -> None:

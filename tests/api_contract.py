@@ -93,6 +93,8 @@ def peers_auth_file(path: Path, tokens: Mapping[str, str]) -> Path:
 
 def all_checks() -> list[str]:
     """Every check the installed schemathesis registers (what ``--checks all`` runs)."""
+    import schemathesis.specs.openapi.checks  # noqa: F401  # registers the OpenAPI checks (lazily imported)
+
     return list(CHECKS.get_all_names())
 
 

@@ -133,6 +133,8 @@ def test_plain_http_errors_come_in_the_one_error_body(contract_app: Any, caller:
         r = client.delete("/api/v1/units")
         assert r.status_code == 405 and r.headers["Allow"] == "GET, POST", r.headers
         assert r.json()["detail"][0]["type"] == "method_not_allowed"
+        # /equipment/export is its own resource, though PATCH /equipment/{code} matches its path too.
+        assert client.options("/api/v1/equipment/export").headers["Allow"] == "GET"
         # A date given as a number is refused, not read as seconds since 1970 (schemathesis found it).
         r = client.get("/api/v1/equipment/summary", params={"today": "0"},
                        headers=caller("league_inspector", "150100").headers)
