@@ -116,6 +116,8 @@ class Outcome:
 
     caller: str
     statuses: Counter[int] = field(default_factory=Counter)
+    # (operation, status) → how often
+    answers: Counter[tuple[str, int]] = field(default_factory=Counter)
     # (check, "success" | "failure" | "skip" …) → how often it ran so.
     checks: Counter[tuple[str, str]] = field(default_factory=Counter)
     failures: dict[tuple[str, str], Failure] = field(default_factory=dict)
@@ -202,6 +204,9 @@ def _record(outcome: Outcome, event: events.ScenarioFinished) -> None:
         if interaction.response is not None:
             outcome.statuses[interaction.response.status_code] += 1
             node = recorder.cases.get(case_id)
+            if node is not None:
+                case = node.value
+                outcome.answers[(f"{case.method.upper()} {case.operation.path}", interaction.response.status_code)] += 1
             outcome.identities[(node.value.auth_identity or "") if node is not None else ""] += 1
     for case_id, checks in recorder.checks.items():
         for check in checks:

@@ -38,10 +38,12 @@ from tests.services import create_database, drop_database, stored_callers
 SECRET = "bench-api-contract-secret-of-at-least-32-bytes"
 
 
-def line(outcome: Outcome) -> str:
+def line(outcome: Outcome, extra: str = "") -> str:
+    """One caller's figures, and its failures (each with a curl line) when it has any."""
     statuses = " ".join(f"{s}×{n}" for s, n in sorted(outcome.statuses.items()))
-    return (f"{outcome.caller:<32} {outcome.requests:>7} requests  {outcome.server_errors} 5xx  "
-            f"{len(outcome.failures)} failing  {outcome.elapsed_s:>6.1f} s  [{statuses}]")
+    text = (f"{outcome.caller:<32} {outcome.requests:>7} requests  {outcome.server_errors} 5xx  "
+            f"{len(outcome.failures)} failing  {outcome.elapsed_s:>6.1f} s  [{statuses}]{extra}")
+    return text + ("\n" + outcome.report() if outcome.failures or outcome.errors else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(run_contract(app, caller="peers " + "/".join(PEERS), headers=None,
                                          wfc={"path": str(auth_file), "peers": list(PEERS)}, **common))
         peers = outcomes[-1]
-        print(line(peers) + f"  replays as the other peer: {peers.identities[list(PEERS)[1]]}", flush=True)
+        print(line(peers, f"  replays as the other peer: {peers.identities[list(PEERS)[1]]}"), flush=True)
         with psycopg.connect(url) as conn:
             token = token_for(conn, upsert_user(conn, "logs-out", "a-long-bench-password", "league_inspector",
                                                "150100"), secret=SECRET, ttl_s=3600)
@@ -91,9 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     failing = sum(len(o.failures) + len(o.errors) for o in outcomes)
     print(f"total: {total} requests, {sum(o.server_errors for o in outcomes)} server errors, {failing} failing "
           f"(operation, check) pairs or errors, {time.monotonic() - started:.0f} s")
-    for outcome in outcomes:
-        if outcome.failures or outcome.errors:
-            print(outcome.report())
     return 1 if failing else 0
 
 

@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry
 
 from api.app import create_app
 from safewatch.settings import ApiSettings, DbSettings, Settings
+from tests.api_contract import LOGOUT, STREAMS
 from tests.integration.api.conftest import SECRET, Caller, Registered
-from tests.integration.api.test_openapi_fuzz import LOGOUT, STREAMS
 
 NUL, SURROGATE = "\x00", "\ud800"
 INSERT_ALERT = """
