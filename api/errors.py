@@ -123,7 +123,7 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
 
 
 def install(app: FastAPI) -> None:
-    """Register the handler that turns every `ApiError` into the shared body."""
+    """Register the handlers that answer every `ApiError`, `HTTPException` and unstorable input in the one body."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:

@@ -2,10 +2,10 @@
 
 The statuses that follow from how a route is built are added here, for every route at once:
 
+    400  it takes a body: one that cannot be read (not UTF-8, not the declared content type)
     401  the route needs a login (it depends on ``current_user``)
     403  a role guard (``require(...)``) stands before it
     404  it names a thing in its path (not there, or outside the caller's jurisdiction)
-    400  it takes a body: one that cannot be read (not UTF-8, not the declared content type)
     413  it takes a body (the ``BodyLimit`` middleware)
     422  always: the app-wide ``refuse_unstorable_text`` checks every route's path and query, and
          FastAPI's validation answers the rest
