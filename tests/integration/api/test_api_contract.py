@@ -2,9 +2,10 @@
 
 Each caller runs schemathesis' engine in process against the real app on a database of its own (seeded with
 a small registry, alerts and dead letters), derandomized and bounded (the phases and examples below; every
-phase for every caller in the bench), and must see no failing check at all: no 5xx, every status and body as the OpenAPI document states, schema-invalid
-requests refused, schema-valid ones taken (or refused with 422 for a domain rule: tests/api_contract.py),
-405 with a true ``Allow`` for undeclared methods, credentials enforced. Two banner inspectors, peers, run
+phase for every caller in the bench), and must see no failing check at all: no 5xx, every status and body as
+the OpenAPI document states, schema-invalid requests refused, schema-valid ones taken (or refused with 422
+for a domain rule: tests/api_contract.py), 405 with a true ``Allow`` for undeclared methods, credentials
+enforced. Two banner inspectors, peers, run
 ``object_level_authorization``: neither may read what lies in the other's banner. The long run is
 ``python -m bench.api_contract``.
 
