@@ -28,6 +28,7 @@ from tests.api_contract import CALLERS, PEERS, Outcome, all_checks, build_app, p
 from tests.services import Caller, create_database, drop_database, stored_callers
 
 SECRET = "test-secret-for-the-api-contract-run"
+INSERT_CONTACT = "INSERT INTO contacts (division_code, name, kind) VALUES ('150102', 'duty', 'inspector') RETURNING id"
 SEED = 22
 # The CI size (under 90 s on 2 shared cores): the administrator, whose rights reach every operation, runs the
 # examples, fuzzing and stateful phases; the other callers examples and fuzzing with fewer examples. The
@@ -124,7 +125,8 @@ def test_every_operation_documents_its_errors_with_the_one_error_body(contract_a
                     assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
 
 
-def test_plain_http_errors_come_in_the_one_error_body(contract_app: Any, caller: Callable[[str, str], Caller]) -> None:
+def test_plain_http_errors_come_in_the_one_error_body(contract_app: Any, caller: Callable[[str, str], Caller],
+                                                      contract_db: str) -> None:
     with TestClient(contract_app) as client:
         r = client.get("/api/v1/me")
         assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
@@ -140,3 +142,9 @@ def test_plain_http_errors_come_in_the_one_error_body(contract_app: Any, caller:
         r = client.get("/api/v1/equipment/summary", params={"today": "0"},
                        headers=caller("league_inspector", "150100").headers)
         assert r.status_code == 422 and "is a number" in r.json()["detail"][0]["msg"], r.text
+        # So is a boolean given as 0 (the long run found it: on_duty 0 was read as false).
+        with psycopg.connect(contract_db) as conn:
+            contact_id = conn.execute(INSERT_CONTACT).fetchone()[0]
+        r = client.put(f"/api/v1/contacts/{contact_id}/duty", json={"on_duty": 0},
+                       headers=caller("administrator", "150100").headers)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "on_duty"], r.text
