@@ -33,6 +33,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
 from api.app import create_app
+from api.auth.users import upsert_user
 from safewatch.db import open_pool
 from safewatch.registry.divisions import parse_divisions, shipped_divisions_text
 from safewatch.registry.seed import demo_registry, insert_registry
@@ -46,6 +47,9 @@ POSITIVE_EXPECTED = ["2xx", "3xx", "401", "403", "404", "409", "422", "429"]
 # Who calls: every role, bound where its rights reach seeded rows (Hohhot 150100, its banner 150102).
 CALLERS = [("administrator", "150100"), ("registry_clerk", "150100"), ("region_inspector", "150000"),
            ("league_inspector", "150100"), ("banner_inspector", "150102"), ("emergency_responder", "150100")]
+# Whom a path's {username} names: a person of its own, so no run changes its caller (a password or role change
+# revokes the caller's token, and the rest of its run would test nothing but 401).
+EDIT_TARGET = "edit-target"
 # Two banner inspectors of Hohhot: object_level_authorization checks neither reads the other's banner.
 PEERS = {"east": ("banner_inspector", "150102"), "west": ("banner_inspector", "150103")}
 
@@ -73,6 +77,7 @@ def seed_rows(url: str, *, equipment: int, seed: int) -> None:
         insert_registry(conn, registry)
         conn.execute(INSERT_ALERTS, {"alerts": equipment // 4})
         conn.execute(INSERT_DEAD_LETTERS, {"dead_letters": equipment // 12})
+        upsert_user(conn, EDIT_TARGET, "a-long-target-password", "banner_inspector", "150102")
 
 
 def build_app(url: str, *, secret: str) -> tuple[FastAPI, ConnectionPool]:
@@ -166,6 +171,7 @@ def config(*, seed: int, max_examples: int, headers: Mapping[str, str] | None, p
         "generation": {"max-examples": max_examples, "deterministic": True, "database": "none"},
         "phases": {name: {"enabled": name in chosen} for name in PHASES},
         "auth": {"auto-signup": False},  # the caller is the one given, never an account schemathesis makes
+        "parameters": {"path.username": EDIT_TARGET},
     }
     if headers:
         data["headers"] = dict(headers)
