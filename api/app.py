@@ -27,6 +27,7 @@ from api.equipment.routes import router as equipment_router
 from api.gateways.routes import router as gateways_router
 from api.kpis.routes import router as kpis_router
 from api.metrics import BodyLimit, RequestMetrics
+from api.openapi import document_errors
 from api.policies.routes import router as policies_router
 from api.responses.routes import router as responses_router
 from api.storable import refuse_unstorable_text
@@ -88,6 +89,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry = REGISTRY,
     app.include_router(system_router)  # alerts about SafeWatch itself (issue 22)
     for router in (policies_router, contacts_router, responses_router, stream_router):  # escalation (issue 7)
         app.include_router(router)
+
+    document_errors(app)  # every status each operation answers, with the one error body
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 
 class AlertRead(BaseModel):
@@ -142,7 +142,7 @@ class OverrideBody(BaseModel):
     deadband: float | None = Field(None, ge=0, allow_inf_nan=False)
     on_delay_s: float | None = Field(None, ge=0, le=86400)
     off_delay_s: float | None = Field(None, ge=0, le=86400)
-    enabled: bool = True
+    enabled: StrictBool = True  # strict: 0 or "no" is refused, not read as false
     reason: str = Field(min_length=1, max_length=2000, description="why this equipment differs (audit)")
 
     @model_validator(mode="after")

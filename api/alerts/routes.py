@@ -57,7 +57,7 @@ from api.alerts.queries import (
     transitions_of,
 )
 from api.deps import HANDLE_ALERTS, Conn, CurrentUser, require
-from api.errors import Conflict, NotFound, Unprocessable
+from api.errors import Conflict, NotFound, Unprocessable, responses
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
@@ -244,24 +244,28 @@ def _act(conn: Conn, user: CurrentUser, alert_id: int, action: Action, reason: s
     return get(alert_id, conn, user)
 
 
-@router.post("/{alert_id}/acknowledge", response_model=AlertDetail, dependencies=[require(*HANDLE_ALERTS)])
+@router.post("/{alert_id}/acknowledge", responses=responses(409),
+             response_model=AlertDetail, dependencies=[require(*HANDLE_ALERTS)])
 def acknowledge(alert_id: AlertId, body: AlertActionBody, conn: Conn, user: CurrentUser) -> AlertDetail:
     return _act(conn, user, alert_id, Action.ACKNOWLEDGE, body.reason)
 
 
-@router.post("/{alert_id}/reset", response_model=AlertDetail, dependencies=[require(*HANDLE_ALERTS)])
+@router.post("/{alert_id}/reset", responses=responses(409),
+             response_model=AlertDetail, dependencies=[require(*HANDLE_ALERTS)])
 def reset(alert_id: AlertId, body: AlertActionBody, conn: Conn, user: CurrentUser) -> AlertDetail:
     """Reset a latched alert (a trapped passenger) once the device reports the condition cleared."""
     return _act(conn, user, alert_id, Action.RESET, body.reason)
 
 
-@router.post("/{alert_id}/shelve", response_model=AlertDetail, dependencies=[require(*HANDLE_ALERTS)])
+@router.post("/{alert_id}/shelve", responses=responses(409),
+             response_model=AlertDetail, dependencies=[require(*HANDLE_ALERTS)])
 def shelve(alert_id: AlertId, body: ShelveBody, conn: Conn, user: CurrentUser) -> AlertDetail:
     """Take a nuisance alert out of view for ``minutes``; critical and latched alerts cannot be shelved."""
     return _act(conn, user, alert_id, Action.SHELVE, body.reason, shelve_minutes=body.minutes)
 
 
-@router.post("/{alert_id}/unshelve", response_model=AlertDetail, dependencies=[require(*HANDLE_ALERTS)])
+@router.post("/{alert_id}/unshelve", responses=responses(409),
+             response_model=AlertDetail, dependencies=[require(*HANDLE_ALERTS)])
 def unshelve(alert_id: AlertId, body: AlertActionBody, conn: Conn, user: CurrentUser) -> AlertDetail:
     return _act(conn, user, alert_id, Action.UNSHELVE, body.reason)
 

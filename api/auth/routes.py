@@ -15,6 +15,7 @@ from api.auth.revocation import revoke_tokens
 from api.auth.throttle import LoginThrottle
 from api.auth.tokens import Principal, issue_token
 from api.deps import Conn, CurrentUser
+from api.errors import responses
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -37,8 +38,7 @@ class Me(BaseModel):
     division_code: str
 
 
-@router.post("/auth/token", response_model=Token,
-             responses={429: {"description": "too many failed log-ins for this username or address"}})
+@router.post("/auth/token", response_model=Token, responses=responses(401, 429))
 def login(request: Request, conn: Conn, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     throttle: LoginThrottle = request.app.state.login_throttle
     keys = (f"user:{form.username}", f"addr:{request.client.host if request.client else '-'}")

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^https?://[^\s]+$")
@@ -39,7 +39,7 @@ class ContactWrite(BaseModel):
     division_code: str = Field(pattern=r"^\d{6}$")
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["duty_officer", "inspector", "emergency_team", "maintenance"]
-    on_duty: bool = True
+    on_duty: StrictBool = True  # strict: 0 or "no" is refused, not read as false
     categories: list[str] | None = Field(None, max_length=10, description="equipment categories handled; null: all")
     min_severity: Literal["critical", "major", "minor", "warning"] = "warning"
     channels: list[ChannelWrite] = Field(default_factory=list, max_length=10)
@@ -66,4 +66,4 @@ class ContactRead(BaseModel):
 
 
 class DutyBody(BaseModel):
-    on_duty: bool
+    on_duty: StrictBool

@@ -15,7 +15,7 @@ from psycopg.rows import DictRow
 from api.contacts import queries as q
 from api.contacts.models import ContactRead, ContactWrite, DutyBody
 from api.deps import Conn, CurrentUser, require
-from api.errors import Conflict, Forbidden, NotFound, Unprocessable
+from api.errors import Conflict, Forbidden, NotFound, Unprocessable, responses
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["escalation"])
 KEEP_CONTACTS = ("administrator", "region_inspector", "league_inspector", "banner_inspector")
@@ -59,13 +59,15 @@ def get(contact_id: ContactId, conn: Conn, user: CurrentUser) -> ContactRead:
     return _or_404(conn, user.division_code, contact_id)
 
 
-@router.post("", response_model=ContactRead, status_code=201, dependencies=[require(*KEEP_CONTACTS)])
+@router.post("", responses=responses(409),
+             response_model=ContactRead, status_code=201, dependencies=[require(*KEEP_CONTACTS)])
 def create(body: ContactWrite, conn: Conn, user: CurrentUser) -> ContactRead:
     _check_division(conn, user.division_code, body.division_code)
     return _or_404(conn, user.division_code, _save(conn, body, None))
 
 
-@router.put("/{contact_id}", response_model=ContactRead, dependencies=[require(*KEEP_CONTACTS)])
+@router.put("/{contact_id}", responses=responses(409),
+            response_model=ContactRead, dependencies=[require(*KEEP_CONTACTS)])
 def update(contact_id: ContactId, body: ContactWrite, conn: Conn, user: CurrentUser) -> ContactRead:
     _or_404(conn, user.division_code, contact_id)
     _check_division(conn, user.division_code, body.division_code)

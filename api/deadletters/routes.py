@@ -39,7 +39,8 @@ def list_(conn: Conn, user: CurrentUser,
     return DeadLetterPage(items=items, next_cursor=encode_cursor(items[-1].id) if len(items) == limit else None)
 
 
-@router.get("/{dead_letter_id}", response_model=DeadLetterRead)
+# `:int` keeps /reprocess off this route: GET /reprocess is a 405, not a 422 about the id.
+@router.get("/{dead_letter_id:int}", response_model=DeadLetterRead)
 def get(dead_letter_id: Annotated[int, Path(ge=1, le=2**62)], conn: Conn, user: CurrentUser) -> DeadLetterRead:
     row = get_dead_letter(conn, scope=user.division_code, dead_letter_id=dead_letter_id)
     if row is None:

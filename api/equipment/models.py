@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from safewatch.registry.records import GATEWAY_ID, EquipmentRecord, EquipmentStatus, StrictModel, Text100, Text200
+from safewatch.registry.records import (
+    GATEWAY_ID,
+    EquipmentRecord,
+    EquipmentStatus,
+    IsoDate,
+    StrictModel,
+    Text100,
+    Text200,
+)
 
 
 class EquipmentCreate(EquipmentRecord):
@@ -32,12 +40,12 @@ class EquipmentUpdate(StrictModel):
     address: Text200 | None = None
     manufacturer: Text100 | None = None
     model: Text100 | None = None
-    manufactured_on: date | None = None
-    commissioned_on: date | None = None
+    manufactured_on: IsoDate | None = None
+    commissioned_on: IsoDate | None = None
     rated: dict[str, float] | None = Field(None, max_length=16)
     status: Literal["in_use", "suspended"] | None = Field(None, description="retire with POST …/retire")
-    last_inspection_on: date | None = None
-    next_inspection_on: date | None = None
+    last_inspection_on: IsoDate | None = None
+    next_inspection_on: IsoDate | None = None
     gateway_id: str | None = Field(None, pattern=GATEWAY_ID)
     rescue_code: str | None = Field(None, pattern=r"^\d{6}$")
     reason: str | None = Field(None, max_length=500, description="kept in the audit trail")

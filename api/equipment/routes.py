@@ -33,10 +33,10 @@ from api.equipment.models import (
     RetireBody,
 )
 from api.equipment.problems import division_in_scope, raise_problems, raise_validation
-from api.errors import NotFound
+from api.errors import NotFound, responses
 from safewatch.db import one_row
 from safewatch.registry import importing
-from safewatch.registry.records import EquipmentRecord, changes, reference_problems
+from safewatch.registry.records import EquipmentRecord, IsoDate, changes, reference_problems
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def list_(conn: Conn, user: CurrentUser, division: DivisionCode = None,
           status: Annotated[Literal["in_use", "suspended", "scrapped", "cancelled"] | None, Query()] = None,
           unit: Annotated[str | None, Query(pattern=r"^[0-9A-HJ-NP-RT-UW-Y]{18}$", description="unit USCC")] = None,
           gateway: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = None,
-          inspection_due_before: Annotated[date | None, Query(description="next inspection before this date")] = None,
+          inspection_due_before: Annotated[IsoDate | None, Query(description="next inspection before this day")] = None,
           online: Annotated[bool | None, Query(description="its gateway's last status is online")] = None,
           sort: Annotated[Literal["id", "code", "next_inspection_on", "updated_at",
                                   "-id", "-code", "-next_inspection_on", "-updated_at"], Query()] = "id",
@@ -100,7 +100,7 @@ def search(conn: Conn, user: CurrentUser,
 
 @router.get("/summary", response_model=list[DivisionSummary])
 def summary(conn: Conn, user: CurrentUser, division: DivisionCode = None,
-            today: Annotated[date | None, Query(description="for overdue counts; default: the server's date")] = None,
+            today: Annotated[IsoDate | None, Query(description="for overdue counts; default: server's date")] = None,
             ) -> list[DivisionSummary]:
     """Counts for ``division`` (default: yours) and every division under it, each rolled up."""
     rows = q.summary(conn, scope=user.division_code, division=division or user.division_code,
@@ -109,7 +109,8 @@ def summary(conn: Conn, user: CurrentUser, division: DivisionCode = None,
 
 
 @router.get("/export", response_class=Response,
-            responses={200: {"content": {"text/csv": {}, XLSX: {}}, "description": "the registry file"}})
+            responses={200: {"content": {"text/csv": {}, XLSX: {}}, "description": "the registry file"},
+                       **responses(404)})
 def export(request: Request, conn: Conn, user: CurrentUser, division: DivisionCode = None,
            format: Annotated[Literal["csv", "xlsx"], Query()] = "csv") -> Response:
     """The registry within your jurisdiction (or ``division`` under it) in the import's column layout.
@@ -139,7 +140,8 @@ def export(request: Request, conn: Conn, user: CurrentUser, division: DivisionCo
     return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-@router.post("/import", response_model=ImportReport, dependencies=[require(*WRITE_REGISTRY)],
+@router.post("/import", responses=responses(409, 413),
+             response_model=ImportReport, dependencies=[require(*WRITE_REGISTRY)],
              openapi_extra={"requestBody": {"required": True, "content": {
                  "text/csv": {"schema": {"type": "string"}},
                  XLSX: {"schema": {"type": "string", "format": "binary"}}}}})
@@ -178,7 +180,8 @@ async def import_(request: Request, user: CurrentUser) -> ImportReport:
     return ImportReport(rows=result.rows, inserted=result.inserted, committed=True, errors_total=0, errors=[])
 
 
-@router.post("", response_model=EquipmentRead, status_code=201, dependencies=[require(*WRITE_REGISTRY)])
+@router.post("", responses=responses(409),
+             response_model=EquipmentRead, status_code=201, dependencies=[require(*WRITE_REGISTRY)])
 def create(body: EquipmentCreate, conn: Conn, user: CurrentUser) -> EquipmentRead:
     with conn.transaction():
         refs = q.references_for(conn, scope=user.division_code, banner_code=body.banner_code,
@@ -209,7 +212,8 @@ def audit(code: EquipmentCode, conn: Conn, user: CurrentUser) -> list[AuditEntry
     return [AuditEntry(**a) for a in q.audit_of(conn, row["id"])]
 
 
-@router.patch("/{code}", response_model=EquipmentRead, dependencies=[require(*WRITE_REGISTRY)])
+@router.patch("/{code}", responses=responses(409),
+              response_model=EquipmentRead, dependencies=[require(*WRITE_REGISTRY)])
 def update(code: EquipmentCode, body: Annotated[EquipmentUpdate, Body()], conn: Conn,
            user: CurrentUser) -> EquipmentRead:
     with conn.transaction():
@@ -240,7 +244,8 @@ def update(code: EquipmentCode, body: Annotated[EquipmentUpdate, Body()], conn: 
     return _read(_get_or_404(conn, user.division_code, code))
 
 
-@router.post("/{code}/retire", response_model=EquipmentRead, dependencies=[require(*WRITE_REGISTRY)])
+@router.post("/{code}/retire", responses=responses(409),
+             response_model=EquipmentRead, dependencies=[require(*WRITE_REGISTRY)])
 def retire(code: EquipmentCode, body: RetireBody, conn: Conn, user: CurrentUser) -> EquipmentRead:
     """Scrap (报废) or cancel (注销) the registration; the record stays, read-only, with its audit trail."""
     with conn.transaction():

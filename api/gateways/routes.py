@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from psycopg.rows import DictRow
 
 from api.deps import WRITE_REGISTRY, Conn, CurrentUser, require
-from api.errors import NotFound
+from api.errors import NotFound, responses
 from api.gateways import queries as q
 from api.gateways.models import (
     GatewayCreate,
@@ -87,7 +87,8 @@ def list_(conn: Conn, user: CurrentUser,
     return GatewayPage(items=[_read(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.post("", response_model=GatewayCredentials, status_code=201, dependencies=[require(*WRITE_REGISTRY)])
+@router.post("", responses=responses(409),
+             response_model=GatewayCredentials, status_code=201, dependencies=[require(*WRITE_REGISTRY)])
 def create(body: GatewayCreate, conn: Conn, user: CurrentUser) -> GatewayCredentials:
     """Register a gateway with its league; the response carries its MQTT password, shown this once."""
     secret = new_secret()
@@ -115,7 +116,8 @@ def get(gateway_id: GatewayId, conn: Conn, user: CurrentUser) -> GatewayRead:
     return _get_or_404(conn, user.division_code, gateway_id)
 
 
-@router.patch("/{gateway_id}", response_model=GatewayRead, dependencies=[require(*WRITE_REGISTRY)])
+@router.patch("/{gateway_id}", responses=responses(409),
+              response_model=GatewayRead, dependencies=[require(*WRITE_REGISTRY)])
 def update(gateway_id: GatewayId, body: GatewayUpdate, conn: Conn, user: CurrentUser) -> GatewayRead:
     """Rename. The league is fixed: it is part of the gateway's topic prefix (register a new gateway instead)."""
     with conn.transaction():
@@ -129,7 +131,8 @@ def update(gateway_id: GatewayId, body: GatewayUpdate, conn: Conn, user: Current
     return _get_or_404(conn, user.division_code, gateway_id)
 
 
-@router.post("/{gateway_id}/credentials", response_model=GatewayCredentials, dependencies=[require(*WRITE_REGISTRY)])
+@router.post("/{gateway_id}/credentials", responses=responses(409),
+             response_model=GatewayCredentials, dependencies=[require(*WRITE_REGISTRY)])
 def rotate_credentials(gateway_id: GatewayId, conn: Conn, user: CurrentUser) -> GatewayCredentials:
     """Issue a new MQTT password (the old one stops working when the broker files are regenerated)."""
     secret = new_secret()
@@ -141,7 +144,8 @@ def rotate_credentials(gateway_id: GatewayId, conn: Conn, user: CurrentUser) -> 
                               mqtt_password=secret)
 
 
-@router.post("/{gateway_id}/retire", response_model=GatewayRead, dependencies=[require(*WRITE_REGISTRY)])
+@router.post("/{gateway_id}/retire", responses=responses(409),
+             response_model=GatewayRead, dependencies=[require(*WRITE_REGISTRY)])
 def retire(gateway_id: GatewayId, body: RetireGateway, conn: Conn, user: CurrentUser) -> GatewayRead:
     """Retire a gateway with no live equipment bound; it loses broker access at the next broker-files run."""
     with conn.transaction():

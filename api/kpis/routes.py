@@ -9,18 +9,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import Conn, CurrentUser
-from api.errors import NotFound, Unprocessable
+from api.errors import NotFound, Unprocessable, responses
 from api.kpis.models import DivisionKpis, KpiReport, RuleCount
 from api.kpis.queries import division_level, kpi_rows
+from safewatch.registry.records import IsoDateTime
 
 router = APIRouter(prefix="/api/v1/kpis", tags=["kpis"])
 
 
-@router.get("", response_model=KpiReport)
+@router.get("", responses=responses(404), response_model=KpiReport)
 def kpis(conn: Conn, user: CurrentUser,
          division: Annotated[str | None, Query(pattern=r"^\d{6}$", description="narrow to this division")] = None,
          hours: Annotated[float, Query(gt=0, le=24 * 90, description="window length")] = 24.0,
-         until: Annotated[datetime | None, Query(description="window end (default now)")] = None,
+         until: Annotated[IsoDateTime | None, Query(description="window end (default now)")] = None,
          stale_hours: Annotated[float, Query(gt=0, le=24 * 365)] = 24.0) -> KpiReport:
     """KPIs over ``hours`` up to ``until``, grouped one level below the caller's (or ``division``'s) level."""
     if until is not None and until.tzinfo is None:

@@ -10,7 +10,7 @@ from psycopg.rows import DictRow
 
 from alerts.escalation import EscalationPolicy, Level, PolicyError
 from api.deps import Conn, CurrentUser, require
-from api.errors import Conflict, Forbidden, NotFound, Unprocessable
+from api.errors import Conflict, Forbidden, NotFound, Unprocessable, responses
 from api.policies import queries as q
 from api.policies.models import PolicyRead, PolicyWrite
 
@@ -49,7 +49,8 @@ def list_(conn: Conn, _user: CurrentUser) -> list[PolicyRead]:
     return [PolicyRead(**r) for r in q.list_policies(conn)]
 
 
-@router.post("", response_model=PolicyRead, status_code=201, dependencies=[require(*EDIT_POLICIES)])
+@router.post("", responses=responses(409),
+             response_model=PolicyRead, status_code=201, dependencies=[require(*EDIT_POLICIES)])
 def create(body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
     _region_level(conn, user)
     try:
@@ -59,7 +60,7 @@ def create(body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
         raise _duplicate(body) from None
 
 
-@router.put("/{policy_id}", response_model=PolicyRead, dependencies=[require(*EDIT_POLICIES)])
+@router.put("/{policy_id}", responses=responses(409), response_model=PolicyRead, dependencies=[require(*EDIT_POLICIES)])
 def update(policy_id: PolicyId, body: PolicyWrite, conn: Conn, user: CurrentUser) -> PolicyRead:
     _region_level(conn, user)
     current = q.get_policy(conn, policy_id)
@@ -77,7 +78,7 @@ def update(policy_id: PolicyId, body: PolicyWrite, conn: Conn, user: CurrentUser
     return PolicyRead(**row)
 
 
-@router.delete("/{policy_id}", status_code=204, dependencies=[require(*EDIT_POLICIES)])
+@router.delete("/{policy_id}", responses=responses(409), status_code=204, dependencies=[require(*EDIT_POLICIES)])
 def delete(policy_id: PolicyId, conn: Conn, user: CurrentUser) -> Response:
     _region_level(conn, user)
     current = q.get_policy(conn, policy_id)

@@ -17,6 +17,7 @@ from api.deps import Conn, CurrentUser
 from api.errors import NotFound, Unprocessable
 from api.responses import queries as q
 from api.responses.models import DivisionResponseStats, EscalationRead, ResponseRecord, ResponseStats
+from safewatch.registry.records import IsoDateTime
 
 router = APIRouter(prefix="/api/v1/responses", tags=["escalation"])
 
@@ -52,7 +53,7 @@ def stats(conn: Conn, user: CurrentUser,
           category: Annotated[str | None, Query(pattern=r"^[0-9A-Z]{4}$")] = None,
           rule_key: Annotated[str | None, Query(max_length=100, description="e.g. event.passenger_trapped")] = None,
           ack_within_s: Annotated[int, Query(ge=1, le=7 * 24 * 3600)] = 300,
-          since: datetime | None = None, until: datetime | None = None) -> ResponseStats:
+          since: IsoDateTime | None = None, until: IsoDateTime | None = None) -> ResponseStats:
     if since is not None and until is not None and since >= until:
         raise Unprocessable("since must be before until", ["query", "since"])
     rows = q.stats(conn, scope=user.division_code, division=division, group_by=group_by, severity=severity,

@@ -13,6 +13,7 @@ from api.errors import NotFound, Unprocessable
 from api.telemetry.models import Chart, Series
 from api.telemetry.queries import get_equipment, series_rows
 from api.telemetry.resolution import choose_resolution
+from safewatch.registry.records import IsoDateTime
 
 router = APIRouter(prefix="/api/v1/telemetry", tags=["telemetry"])
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
@@ -22,8 +23,8 @@ WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedel
 def chart(code: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{4,32}$")], conn: Conn, user: CurrentUser,
           window: Annotated[str | None, Query(pattern=r"^(hour|day|week)$",
                                               description="the last hour, day or week (default hour)")] = None,
-          start: Annotated[datetime | None, Query(alias="from")] = None,
-          end: Annotated[datetime | None, Query(alias="to")] = None,
+          start: Annotated[IsoDateTime | None, Query(alias="from")] = None,
+          end: Annotated[IsoDateTime | None, Query(alias="to")] = None,
           metric: Annotated[list[str] | None, Query(max_length=40)] = None) -> Chart:
     """Series of one equipment; raw up to an hour, by minute up to a day, by hour beyond."""
     equipment = get_equipment(conn, scope=user.division_code, code=code)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from psycopg.rows import DictRow
 
 from api.deps import WRITE_REGISTRY, Conn, CurrentUser, require
-from api.errors import NotFound
+from api.errors import NotFound, responses
 from api.pagination import decode_cursor, encode_cursor
 from api.registry_audit import record_change
 from api.units import queries as q
@@ -68,7 +68,8 @@ def list_(conn: Conn, user: CurrentUser,
                     next_cursor=encode_cursor(rows[-1]["id"]) if len(rows) == limit else None)
 
 
-@router.post("", response_model=UnitRead, status_code=201, dependencies=[require(*WRITE_REGISTRY)])
+@router.post("", responses=responses(409),
+             response_model=UnitRead, status_code=201, dependencies=[require(*WRITE_REGISTRY)])
 def create(body: UnitCreate, conn: Conn, user: CurrentUser) -> UnitRead:
     with conn.transaction():
         check_division(conn, scope=user.division_code, code=body.division_code)
@@ -108,7 +109,8 @@ def update(uscc: Uscc, body: UnitUpdate, conn: Conn, user: CurrentUser) -> UnitR
     return _get_or_404(conn, user.division_code, uscc)
 
 
-@router.post("/{uscc}/retire", response_model=UnitRead, dependencies=[require(*WRITE_REGISTRY)])
+@router.post("/{uscc}/retire", responses=responses(409),
+             response_model=UnitRead, dependencies=[require(*WRITE_REGISTRY)])
 def retire(uscc: Uscc, body: RetireUnit, conn: Conn, user: CurrentUser) -> UnitRead:
     """Retire a unit that has no equipment in use or suspended (transfer or retire those first)."""
     with conn.transaction():

@@ -14,7 +14,7 @@ from psycopg.rows import DictRow
 
 from api.auth.passwords import hash_password
 from api.deps import Conn, CurrentUser, require
-from api.errors import NotFound
+from api.errors import NotFound, responses
 from api.pagination import decode_cursor, encode_cursor
 from api.registry_audit import record_change
 from api.users import queries as q
@@ -85,7 +85,7 @@ def list_(conn: Conn, user: CurrentUser, role: Role | None = None,
                     next_cursor=encode_cursor(rows[-1]["id"]) if len(rows) == limit else None)
 
 
-@router.post("", response_model=UserRead, status_code=201)
+@router.post("", responses=responses(409), response_model=UserRead, status_code=201)
 def create(body: UserCreate, conn: Conn, user: CurrentUser) -> UserRead:
     with conn.transaction():
         _check_binding(conn, scope=user.division_code, role=body.role, division=body.division_code)
@@ -105,7 +105,7 @@ def get(username: Username, conn: Conn, user: CurrentUser) -> UserRead:
     return _get_or_404(conn, user.division_code, username)
 
 
-@router.patch("/{username}", response_model=UserRead)
+@router.patch("/{username}", responses=responses(409), response_model=UserRead)
 def update(username: Username, body: UserUpdate, conn: Conn, user: CurrentUser) -> UserRead:
     with conn.transaction():
         admins = _lock_administrators(conn)
@@ -133,7 +133,7 @@ def update(username: Username, body: UserUpdate, conn: Conn, user: CurrentUser) 
     return _get_or_404(conn, user.division_code, username)
 
 
-@router.post("/{username}/retire", response_model=UserRead)
+@router.post("/{username}/retire", responses=responses(409), response_model=UserRead)
 def retire(username: Username, body: RetireUser, conn: Conn, user: CurrentUser) -> UserRead:
     """Retire a person: they can no longer log in, and their tokens stop working within a second."""
     if username == user.username:

@@ -16,11 +16,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from safewatch.registry.categories import BY_CODE, VARIETIES, category_of
@@ -47,6 +56,21 @@ class EquipmentStatus(StrEnum):
 
 
 RETIRED_STATUSES = (EquipmentStatus.SCRAPPED, EquipmentStatus.CANCELLED)
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def _not_a_number(v: Any) -> Any:
+    # pydantic would read 20260301 or "0" as seconds since 1970: a number is refused, not guessed at.
+    if isinstance(v, int | float) or (isinstance(v, str) and _NUMBER.match(v)):
+        raise ValueError(f"{v!r} is a number; give the date as text in ISO 8601, e.g. 2026-03-01 "
+                         "(with a time: 2026-03-01T08:00:00+08:00)")
+    return v
+
+
+# Dates and times as the registry and the API take them: ISO 8601 text (or a date object), never a number.
+IsoDate = Annotated[date, BeforeValidator(_not_a_number)]
+IsoDateTime = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 Text100 = Annotated[str, Field(min_length=1, max_length=100)]
 Text200 = Annotated[str, Field(min_length=1, max_length=200)]
@@ -170,12 +194,12 @@ class EquipmentRecord(StrictModel):
     address: Text200 | None = None
     manufacturer: Text100 | None = None
     model: Text100 | None = None
-    manufactured_on: date | None = None
-    commissioned_on: date | None = None
+    manufactured_on: IsoDate | None = None
+    commissioned_on: IsoDate | None = None
     rated: dict[str, float] = Field(default_factory=dict, max_length=16)
     status: EquipmentStatus = EquipmentStatus.IN_USE
-    last_inspection_on: date | None = None
-    next_inspection_on: date | None = None
+    last_inspection_on: IsoDate | None = None
+    next_inspection_on: IsoDate | None = None
     gateway_id: str | None = Field(None, pattern=GATEWAY_ID)
     rescue_code: str | None = Field(None, description="6-digit 电梯救援识别码 (elevators)")
 

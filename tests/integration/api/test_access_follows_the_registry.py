@@ -60,7 +60,7 @@ def test_a_retired_persons_token_stops_working(client: TestClient, api_db: str) 
     assert client.post(f"/api/v1/users/{name}/retire", json={"reason": "left the service"},
                        headers=admin_h).status_code == 200
     _refused_soon(client, headers, "/api/v1/alerts")
-    assert "log in again" in client.get("/api/v1/me", headers=headers).json()["detail"]
+    assert "log in again" in client.get("/api/v1/me", headers=headers).json()["detail"][0]["msg"]
 
 
 def test_a_demoted_administrator_can_no_longer_create_administrators(client: TestClient, api_db: str) -> None:

@@ -27,8 +27,8 @@ from prometheus_client import CollectorRegistry
 from api.app import create_app
 from safewatch.db import one_row
 from safewatch.settings import ApiSettings, DbSettings, Settings
+from tests.api_contract import LOGOUT, STREAMS, operation_or_raise
 from tests.integration.api.conftest import SECRET, Caller, Registered
-from tests.integration.api.test_openapi_fuzz import LOGOUT, STREAMS, operation_or_raise
 
 NUL, SURROGATE = "\x00", "\ud800"
 INSERT_ALERT = """
