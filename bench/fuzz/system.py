@@ -312,7 +312,7 @@ class SystemRun:
         migrate(url, storage="plain")
         with psycopg.connect(url) as c:
             load_divisions(c)
-            insert_registry(c, registry)  # type: ignore[arg-type]
+            insert_registry(c, registry)
         return url
 
     def _start_children(self) -> None:
@@ -365,7 +365,7 @@ class SystemRun:
     def _watermark(self) -> int:
         with psycopg.connect(self.db_url) as c:
             row = c.execute(SELECT_SHARD, (shard_key([]),)).fetchone()
-        return 0 if row is None else unpack_shard(bytes(row[0])).watermark_ms
+        return 0 if row is None else unpack_shard(bytes(row[0])).watermark_ms or 0
 
     def run(self) -> Counts:
         cfg, c = self.cfg, self.counts
@@ -402,8 +402,12 @@ class SystemRun:
                 self._wait("the ingest to catch up with the publisher",
                            lambda: self._ingest_received() >= c.published - cfg.backlog, cfg.wait_s)
                 if c.published > cfg.backlog:  # the alert worker too (0.95: its count need not match exactly)
-                    self._wait("the alert worker to catch up with the publisher",
-                               lambda b=behind: self._alerts_evaluated() >= 0.95 * b, cfg.wait_s)
+                    floor = 0.95 * behind
+
+                    def caught_up(floor: float = floor) -> bool:
+                        return self._alerts_evaluated() >= floor
+
+                    self._wait("the alert worker to catch up with the publisher", caught_up, cfg.wait_s)
                 for i in range(0, len(messages), 100):
                     publisher.publish_many([(m.topic.encode(), m.payload) for m in messages[i:i + 100]])
                 c.published += len(messages)
