@@ -3,7 +3,10 @@
     python -m bench.fuzz decoder [--messages 1000000]   # the pure decoder and assembly, checked batch by batch
     python -m bench.fuzz ingest  [--messages 50000]     # through a private Mosquitto, the ingest and PostgreSQL
     python -m bench.fuzz flood   [--rounds 10]          # 12 MiB batches of worst-case messages: peak RSS
+    python -m bench.fuzz system  [--messages 1000000]   # through private Mosquitto and PostgreSQL, the ingest
+                                                        # and the alert worker, against the pure engine's run
 
+Pass (system): see bench/fuzz/system.py.
 Pass (ingest, flood): the ingest never exits; every valid reading and event stored once; every message
 with something wrong dead-lettered once (its key), nothing else; peak RSS within the documented bound
 (docs/mqtt-contract.md, "Memory").
@@ -15,6 +18,7 @@ import argparse
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,9 +31,11 @@ import psutil
 import psycopg
 
 from bench.fuzz.mutations import Fleet, check, expected, stream, valid_message
+from bench.fuzz.system import SystemConfig, system_run
 from bench.ingest.__main__ import load, machine
 from bench.ingest.instances import SHARED_SERVER_URL, PrivateBroker, free_port
 from bench.ingest.publisher import RawPublisher
+from bench.machine import with_broker
 from ingest.batching import RawMessage, assemble
 from safewatch.contract import Limits
 from safewatch.db import one_row, with_database
@@ -238,15 +244,42 @@ def run_flood(args: argparse.Namespace) -> None:
         ingest.close()
 
 
+def run_system(args: argparse.Namespace) -> None:
+    cfg = SystemConfig(messages=args.messages or 1_000_000, bad_share=args.bad_share, seed=args.seed,
+                       equipment=args.equipment or SystemConfig.equipment, rss_bound_mib=args.rss_bound_mib,
+                       heavy=args.heavy, verify_every=args.verify_every)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # so the private services are removed
+    print(with_broker())
+    print(f"system fuzz: {cfg}", flush=True)
+    with system_run(cfg, log=lambda s: print(f"  {s}", flush=True)) as run:
+        counts = run.run()
+    print(counts.summary())
+    failures = counts.failures()
+    for failure in failures:
+        print(f"FAILED: {failure[:3000]}")
+    print("PASS: every check" if not failures else f"FAIL: {len(failures)} check(s) failed")
+    print(f"after: load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    sys.exit(1 if failures else 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["decoder", "ingest", "flood"])
+    parser.add_argument("mode", choices=["decoder", "ingest", "flood", "system"])
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--bad-share", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=21)
-    parser.add_argument("--equipment", type=int, default=400)
+    parser.add_argument("--equipment", type=int, default=None, help="ingest, flood: 400; system: 300")
     parser.add_argument("--rounds", type=int, default=3, help="flood: 12 MiB batches of each worst case")
+    parser.add_argument("--rss-bound-mib", type=float, default=SystemConfig.rss_bound_mib, help="system: per process")
+    parser.add_argument("--heavy", type=float, default=SystemConfig.heavy,
+                        help="system: how often mutations make a message large, against the decoder fuzz's")
+    parser.add_argument("--verify-every", type=int, default=SystemConfig.verify_every,
+                        help="system: messages between full checks (a multiple of 2,000)")
     args = parser.parse_args()
+    args.equipment = args.equipment or (None if args.mode == "system" else 400)
+    if args.mode == "system":
+        run_system(args)
+        return
     print(machine(SHARED_SERVER_URL))
     print(f"before: {load()}")
     if args.mode == "decoder":

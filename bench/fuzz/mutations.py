@@ -126,12 +126,15 @@ def _nest(rng: random.Random, value: Any) -> Any:
 
 
 def mutate(rng: random.Random, message: RawMessage, *, text: str | None = None,
-           max_payload_bytes: int = 256 * 1024) -> RawMessage:
-    """``message`` spoiled in one to three ways (``text``: a string to put in, else one of the strange ones)."""
+           max_payload_bytes: int = 256 * 1024, heavy: float = 1.0) -> RawMessage:
+    """``message`` spoiled in one to three ways (``text``: a string to put in, else one of the strange ones).
+
+    ``heavy`` scales how often a message is made large (a huge array, a payload over the limit): below 1
+    where the run carries every byte through a broker and into the dead letters, not only a decoder."""
     topic, payload = message
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         kind = rng.randrange(12)
-        if kind == 2 and rng.random() < 0.75:  # huge arrays cost the most to make and to read: a quarter as often
+        if kind == 2 and rng.random() < 1 - 0.25 * heavy:  # huge arrays cost the most to make and read: rarer
             kind = rng.randrange(3, 12)
         try:
             # A message grown large is spoiled in its bytes: walking it here would cost more than reading it.
@@ -158,7 +161,7 @@ def mutate(rng: random.Random, message: RawMessage, *, text: str | None = None,
             if quote >= 0:
                 payload = payload[: quote + 1] + spell + payload[quote + 1:]
         else:  # another kind's topic, or a payload over the limit
-            if rng.random() < 0.5:
+            if rng.random() < 1 - 0.5 * heavy:
                 parts = topic.split("/")
                 parts[4] = rng.choice(["telemetry", "event", "status"])
                 topic = "/".join(parts)
