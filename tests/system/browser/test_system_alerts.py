@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from api.auth.users import upsert_user
+from safewatch.db import one_row
 from tests.system.browser.conftest import PASSWORD, Site, log_in, screenshot
 
 pytestmark = pytest.mark.system
@@ -33,7 +34,7 @@ def test_system_alert_banner_on_every_page_for_those_allowed_and_gone_when_clear
     admin = f"admin-{site.registry.gateways[0]['id']}"
     with psycopg.connect(site.db_url) as conn:
         upsert_user(conn, admin, PASSWORD, "administrator", "150000")
-        alert_id, opened_at = conn.execute(OPEN, (MESSAGE,)).fetchone()
+        alert_id, opened_at = one_row(conn.execute(OPEN, (MESSAGE,)))
 
     region = new_page(lang="zh")
     log_in(region, site, user_with(site, "region_inspector", "150000"))
