@@ -64,6 +64,7 @@ from alerts.outbox import (
     wake_senders,
 )
 from alerts.store import NOTIFY_CHANNEL as ALERTS_CHANNEL
+from alerts.system_notices import fire_system_notices
 from safewatch.contract import alert_topic
 from safewatch.db import connect
 from safewatch.metrics_server import serve_process_metrics
@@ -138,6 +139,11 @@ class NotifierMetrics:
                              registry=registry)
         self.oldest = Gauge("safewatch_alerts_outbox_oldest_age_seconds", "Age of the oldest undelivered row",
                             registry=registry)
+        self.system_notices = Counter("safewatch_alerts_system_notices_fired_total",
+                                      "System alerts (schema 041) told to their recipients", ["kind"],
+                                      registry=registry)
+        for kind in ("opened", "cleared"):
+            self.system_notices.labels(kind=kind)
         for level in Level:
             self.escalations.labels(level=str(level))
         for kind in TimerKind:
@@ -432,6 +438,8 @@ def run(settings: Settings, *, stop: threading.Event | None = None, registry: Co
 
     def timers_work(conn: psycopg.Connection) -> float | None:
         fire_due_timers(conn, settings, metrics)
+        for kind in fire_system_notices(conn, batch=cfg.batch, expires_s=cfg.expires_s):
+            metrics.system_notices.labels(kind=kind).inc()
         row = conn.execute(SECONDS_TO_NEXT_TIMER).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 

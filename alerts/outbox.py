@@ -122,7 +122,8 @@ class Recipient:
     template: str | None = None
 
 
-def _key(seed: str, channel: str, target: str) -> str:
+def idempotency_key(seed: str, channel: str, target: str) -> str:
+    """The key a receiver drops repeats by: one per (what is told, channel, address)."""
     digest = hashlib.sha256(f"{channel}|{target}".encode()).hexdigest()[:16]
     return f"sw-{seed}-{channel}-{digest}"
 
@@ -155,7 +156,8 @@ def enqueue(conn: psycopg.Connection, *, recipient: Recipient, alert: dict[str, 
                "division_code": division_code, "template": recipient.template, "alerts": [alert]}
     row = conn.execute(INSERT_ROW, {
         "alert_id": alert_id, "channel": recipient.channel, "target": recipient.target,
-        "key": _key(key_seed, recipient.channel, recipient.target), "payload": orjson.dumps(payload).decode(),
+        "key": idempotency_key(key_seed, recipient.channel, recipient.target),
+        "payload": orjson.dumps(payload).decode(),
         "due_at": placement.due_at, "expires_s": expires_s, "group_key": group_key, "level": level,
     }).fetchone()
     return None if row is None else (row[0], placement)

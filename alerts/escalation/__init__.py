@@ -9,7 +9,7 @@ from alerts.escalation.delivery import retry_delay
 from alerts.escalation.grouping import Placement, PlacementKind, group_key, place_notification
 from alerts.escalation.policy import AlertView, EscalationPolicy, Level, PolicyError, World, select_policy
 from alerts.escalation.responses import time_at_levels
-from alerts.escalation.routing import ContactView, Place, divisions_to_notify, wants
+from alerts.escalation.routing import ContactView, Place, divisions_to_notify, wants, wants_system_alert
 
 __all__ = [
     "AlertView",
@@ -33,4 +33,5 @@ __all__ = [
     "select_policy",
     "time_at_levels",
     "wants",
+    "wants_system_alert",
 ]

@@ -54,3 +54,12 @@ def wants(contact: ContactView, *, severity: str, category: str) -> bool:
     if contact.categories is not None and category not in contact.categories:
         return False
     return SEVERITIES.index(severity) <= SEVERITIES.index(contact.min_severity)
+
+
+def wants_system_alert(contact: ContactView, *, severity: str) -> bool:
+    """Is this contact to be told of a system alert (schema 041) of ``severity``?
+
+    A system alert concerns every category (a stopped rollup job blanks every chart), so the contact's
+    category filter does not apply; being on duty and the severity threshold do.
+    """
+    return contact.on_duty and SEVERITIES.index(severity) <= SEVERITIES.index(contact.min_severity)

@@ -8,6 +8,10 @@ The outbox payload, written by the notifier and grown by grouping::
                  "division_code", "league_code", "message", "metric", "value", "limit_value",
                  "opened_at", "cleared_at", "closed_at", "gateway_id", "unit_name", "address"}, …]}
 
+A system alert (schema 041: SafeWatch itself is faulty, e.g. a TimescaleDB job fails) travels in the same
+shape with ``"kind": "system"`` on the payload and ``"system": true, "source", "key", "details"`` on its
+alert; it has no equipment (``equipment_code`` null) and its ``id`` is the system alert's.
+
 Webhook bodies follow Alertmanager's webhook payload version 4, so receivers written for
 Alertmanager (and its SMS/IM bridges) work unchanged; the idempotency key travels in the
 ``Idempotency-Key`` header (and in ``groupKey``'s suffix is NOT relied upon).
@@ -32,7 +36,23 @@ def _labels(alert: dict[str, Any]) -> dict[str, str]:
             labels[key] = str(alert[key])
     if alert.get("gateway_id"):
         labels["gateway_id"] = str(alert["gateway_id"])
+    if alert.get("system"):
+        labels["kind"] = "system"
     return labels
+
+
+def _link(alert: dict[str, Any], external_url: str) -> str:
+    base = external_url.rstrip("/")
+    return f"{base}/api/v1/system/alerts" if alert.get("system") else f"{base}/api/v1/alerts/{alert['id']}"
+
+
+def _fingerprint(alert: dict[str, Any]) -> str:
+    # System alerts number apart from equipment alerts: the top bit keeps their fingerprints apart.
+    return f"{(1 << 63 if alert.get('system') else 0) | int(alert['id']):016x}"
+
+
+def _subject(alert: dict[str, Any]) -> str:
+    return "SafeWatch system" if alert.get("system") else str(alert["equipment_code"])
 
 
 def _annotations(alert: dict[str, Any]) -> dict[str, str]:
@@ -66,8 +86,8 @@ def alertmanager_v4(payload: dict[str, Any], *, external_url: str) -> dict[str, 
             "annotations": _annotations(a),
             "startsAt": a["opened_at"],
             "endsAt": ended if status == "resolved" and ended else ZERO_TIME,
-            "generatorURL": f"{external_url.rstrip('/')}/api/v1/alerts/{a['id']}",
-            "fingerprint": f"{int(a['id']):016x}",
+            "generatorURL": _link(a, external_url),
+            "fingerprint": _fingerprint(a),
         })
     labels = [x["labels"] for x in alerts]
     group_labels = {"site": payload["group_key"].split("|", 1)[0], "division_code": payload["division_code"]}
@@ -92,7 +112,7 @@ def summary_line(payload: dict[str, Any]) -> str:
     worst = min(alerts, key=lambda a: order.index(a["severity"]) if a["severity"] in order else 9)
     more = f" (+{len(alerts) - 1} more at this site)" if len(alerts) > 1 else ""
     word = "RESOLVED" if payload["status"] == "resolved" else worst["severity"].upper()
-    return f"[SafeWatch {word}] {worst['message']} — {worst['equipment_code']} @ {worst['division_code']}{more}"
+    return f"[SafeWatch {word}] {worst['message']} — {_subject(worst)} @ {worst['division_code']}{more}"
 
 
 def render_template(template: str, payload: dict[str, Any], *, idempotency_key: str) -> str:
@@ -104,7 +124,7 @@ def render_template(template: str, payload: dict[str, Any], *, idempotency_key: 
     first = payload["alerts"][0]
     values = {"summary": summary_line(payload), "status": payload["status"], "count": str(len(payload["alerts"])),
               "severity": first["severity"], "division_code": payload["division_code"], "level": payload["level"],
-              "equipment_code": first["equipment_code"], "message": first["message"],
+              "equipment_code": first.get("equipment_code") or "", "message": first["message"],
               "idempotency_key": idempotency_key}
 
     def sub(m: re.Match[str]) -> str:
@@ -127,9 +147,12 @@ def email_message(payload: dict[str, Any], *, to: str, sender: str, idempotency_
              f"division {payload['division_code']}", ""]
     for a in payload["alerts"]:
         lines.append(f"- [{a['severity']}] {a['message']}")
-        lines.append(f"  equipment {a['equipment_code']}  unit {a.get('unit_name') or '-'}  "
-                     f"{a.get('address') or ''}".rstrip())
-        lines.append(f"  opened {a['opened_at']}  {external_url.rstrip('/')}/api/v1/alerts/{a['id']}")
+        if a.get("system"):
+            lines.append(f"  SafeWatch system: {a['source']} / {a['key']}")
+        else:
+            lines.append(f"  equipment {a['equipment_code']}  unit {a.get('unit_name') or '-'}  "
+                         f"{a.get('address') or ''}".rstrip())
+        lines.append(f"  opened {a['opened_at']}  {_link(a, external_url)}")
     msg.set_content("\n".join(lines) + "\n")
     return msg
 

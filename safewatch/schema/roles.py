@@ -65,6 +65,7 @@ ACCESS: dict[str, dict[str, str]] = {
         "events": APPEND, "gateway_status": RW, "dead_letters": RW,
         "rollup_dirty": RW,  # plain storage: the minutes a batch touched
         "system_alerts": RW,  # the housekeeping's TimescaleDB job watch (schema 041)
+        "system_alert_notices": APPEND,  # the trigger on system_alerts runs as the writer (schema 046)
     },
     "alerts": {
         "safewatch_meta": R, "equipment": R, "divisions": R, "units": R, "gateways": R, "metrics": R,
@@ -79,6 +80,7 @@ ACCESS: dict[str, dict[str, str]] = {
         "contacts": R, "contact_channels": R,
         "alerts": "SELECT, UPDATE", "alert_transitions": APPEND, "alert_escalations": APPEND,
         "escalation_timers": RW, "notification_alerts": RW, "outbox": RW, "outbox_attempts": APPEND,
+        "system_alerts": R, "system_alert_notices": RW,  # system alerts told to the region (schema 046)
     },
     "api": {
         "safewatch_meta": R, "metrics": R, "gateway_status": R, "events": R, "readings": R,

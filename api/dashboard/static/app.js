@@ -68,7 +68,7 @@ function applyI18n() {
 }
 $("#lang").addEventListener("click", () => {
   S.lang = S.lang === "zh" ? "en" : "zh"; localStorage.setItem("sw_lang", S.lang);
-  applyI18n(); fillSelects(); render();
+  applyI18n(); fillSelects(); render(); drawSystemAlerts();
 });
 
 // ---------- login ----------
@@ -84,6 +84,7 @@ function logout() {
   if (S.events) { S.events.close(); S.events = null; }
   [...Alarm.ringing.keys()].forEach(silence); Alarm.known.clear();
   ["#app", "#nav", "#logout", "#live"].forEach(s => $(s).classList.add("hidden"));
+  S.system = []; drawSystemAlerts();
   $("#who").textContent = ""; $("#login").classList.remove("hidden");
 }
 $("#logout").addEventListener("click", logout);
@@ -269,7 +270,7 @@ function connectLive() {
   S.events = es;
   es.addEventListener("ready", () => {   // the server listens (again): refetch whatever may have been missed
     document.body.dataset.streamReady = String(+(document.body.dataset.streamReady || 0) + 1);
-    setLive(true); refreshSoon();
+    setLive(true); refreshSoon(); refreshSystemAlerts();
   });
   es.addEventListener("resync", () => refreshSoon());
   es.addEventListener("alert", e => {
@@ -295,6 +296,30 @@ function refreshSoon() {
     }
   }, 150);
 }
+
+// ---------- system alerts (SafeWatch itself is faulty, e.g. a TimescaleDB job fails) ----------
+// Administrators and region inspectors bound to the region may read them (api/system/routes.py); nobody
+// else asks, so no one sees a refusal. No event announces them: polled, and on every (re)connection.
+const SEE_SYSTEM_ALERTS = ["administrator", "region_inspector"];
+const SYSTEM_POLL_MS = 10000;
+const seesSystemAlerts = () => !!S.me && SEE_SYSTEM_ALERTS.includes(S.me.role)
+  && S.byCode[S.me.division_code]?.level === "region";
+async function refreshSystemAlerts() {
+  if (!seesSystemAlerts()) { S.system = []; drawSystemAlerts(); return; }
+  try { S.system = await api("/api/v1/system/alerts"); } catch { return; }   // unreachable: keep what is shown
+  drawSystemAlerts();
+}
+function drawSystemAlerts() {
+  const box = $("#system-alerts"), shown = S.system || [];
+  box.classList.toggle("hidden", !shown.length);
+  box.innerHTML = shown.map(a => `<div class="system-alert" data-id="${esc(a.id)}">
+    <span class="chip ${esc(a.severity)}">${esc(t(a.severity))}</span>
+    <strong>${esc(t("system_alert"))}</strong> <span class="msg">${esc(a.message)}</span>
+    <span class="since">${esc(t("system_since"))} <time datetime="${esc(a.opened_at)}">${esc(fmtTime(a.opened_at))}</time>
+    (<span data-since="${esc(a.opened_at)}"></span>)</span></div>`).join("");
+  tick();
+}
+setInterval(() => { if (S.me) refreshSystemAlerts(); }, SYSTEM_POLL_MS);
 
 // ---------- routing ----------
 function route() {
@@ -900,6 +925,7 @@ async function start() {
   if (!S.overview) await loadDivisions();
   applyI18n(); fillSelects();
   connectLive();
+  refreshSystemAlerts();
   route();
 }
 applyI18n();

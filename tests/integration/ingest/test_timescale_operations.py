@@ -36,6 +36,11 @@ BEGIN
 END $$
 """
 SELECT_OPEN_SYSTEM_ALERTS = "SELECT key, severity, message FROM system_alerts WHERE source = %s AND cleared_at IS NULL"
+# What the trigger of schema 046 left for the notifier about the open alert of a kind.
+SELECT_NOTICES_OF_OPEN = """
+SELECT array_agg(n.kind ORDER BY n.id) FROM system_alert_notices n JOIN system_alerts s ON s.id = n.system_alert_id
+WHERE s.source = %s AND s.key = %s AND s.cleared_at IS NULL
+"""
 # The jobs of the continuous aggregates, minutes before hours (the hours are made from the minutes).
 POLICY_JOBS = """
 SELECT j.job_id, c.view_name FROM timescaledb_information.jobs j
@@ -122,6 +127,8 @@ def test_a_failing_job_becomes_a_system_alert_and_a_metric_and_both_clear(timesc
         errors = one_row(c.execute("SELECT details FROM system_alerts WHERE source = %s AND key = 'other' "
                            "AND cleared_at IS NULL", (SOURCE,)))[0]["jobs"]
         assert "failing on purpose" in next(j["error"] for j in errors if j["job_id"] == job_id)
+        # Seen twice, to be told once: one opening for the notifier (tests/integration/notify/test_system_alerts.py).
+        assert one_row(c.execute(SELECT_NOTICES_OF_OPEN, (SOURCE, "other")))[0] == ["opened"]
     # Those who run the deployment see it; a league's inspector does not.
     shown = api_as("region_inspector", "150000", db_url=timescale_url).get("/api/v1/system/alerts")
     assert shown.status_code == 200

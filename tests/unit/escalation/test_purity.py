@@ -27,4 +27,5 @@ def test_public_names():
         "AlertView", "ContactView", "Decision", "EscalationPolicy", "Level", "NextTimer", "Place", "Placement",
         "PlacementKind", "PolicyError", "Timer", "TimerKind", "World", "divisions_to_notify", "group_key",
         "next_escalation", "place_notification", "retry_delay", "select_policy", "time_at_levels", "wants",
+        "wants_system_alert",
     ]
