@@ -274,7 +274,7 @@ def fire_due_timers(conn: psycopg.Connection, settings: Settings, metrics: Notif
                 kinds.append(kind)
                 if decision.new_level is not None:
                     escalated.append(str(decision.new_level))
-                    log.info("alert escalated", extra={"alert_id": alert_id, "level": str(decision.new_level),
+                    log.info("alert escalated", extra={"alert_id": alert_id, "division_level": str(decision.new_level),
                                                        "reason": decision.reason})
             if written:
                 wake_senders(conn)
